@@ -1,0 +1,24 @@
+"""The one exception type for bad user input.
+
+Every problem a user can cause (a missing or corrupt file, NaN voxels, a wrong shape, a nonsense parameter, an
+unknown structure id) is raised as :class:`InputError` with a one-line message that names the file or parameter
+and the problem. The CLI prints that line and exits with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class InputError(ValueError):
+    """Bad user input: the message is one line naming the file/parameter and the problem."""
+
+    def __init__(self, message: str, path: str | PathLike[str] | None = None) -> None:
+        text = f"{path}: {message}" if path is not None else message
+        super().__init__(" ".join(str(text).split()))  # always one line
+
+
+def require(condition: bool, message: str, path: str | PathLike[str] | None = None) -> None:
+    """Raise :class:`InputError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise InputError(message, path)

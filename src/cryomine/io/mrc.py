@@ -1,0 +1,84 @@
+"""MRC volumes through mrcfile, in (z, y, x) order, keeping voxel size (Å) and origin (Å).
+
+mrcfile already returns ``data[z, y, x]`` (sections, rows, columns), which is the package's axis order.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from cryomine.errors import InputError
+from cryomine.io.atomic import atomic_output
+from cryomine.io.validate import check_volume, check_voxel_size
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A ``(d, h, w)`` float32 volume with its voxel size and origin.
+
+    ``voxel_size_a`` is in Å. ``origin_zyx_a`` is the MRC header origin (Å), stored in (z, y, x) order.
+    """
+
+    data: np.ndarray
+    voxel_size_a: float = 1.0
+    origin_zyx_a: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+def read_mrc(path: str | os.PathLike[str], *, allow_stack: bool = False) -> Volume:
+    """Read an MRC file into a :class:`Volume`.
+
+    Raises :class:`InputError` naming the file for a missing, truncated or corrupt file, a non-3-D array
+    (unless ``allow_stack``: then a 2-D image is returned as a ``(1, h, w)`` stack), or NaN/inf voxels.
+    The voxel size is the header's x spacing; a zero spacing in the header is reported as 1 Å.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("file not found" if not p.exists() else "not a file", p)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(p, mode="r", permissive=False) as mrc:
+                data = np.array(mrc.data, dtype=np.float32, copy=True)
+                vs = float(mrc.voxel_size.x)
+                origin = mrc.header.origin
+                origin_zyx = (float(origin.z), float(origin.y), float(origin.x))
+    except (ValueError, OSError, EOFError, TypeError) as exc:
+        raise InputError(f"not a readable MRC file ({_short(exc)})", p) from None
+    if allow_stack and data.ndim == 2:
+        data = data[None]
+    data = check_volume(data, p)
+    return Volume(data=data, voxel_size_a=vs if vs > 0 else 1.0, origin_zyx_a=origin_zyx)
+
+
+def write_mrc(
+    path: str | os.PathLike[str],
+    data: np.ndarray,
+    voxel_size_a: float = 1.0,
+    origin_zyx_a: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> Path:
+    """Write a ``(d, h, w)`` volume as float32 MRC, atomically (temporary file, then rename)."""
+    arr = check_volume(data, path)
+    vs = check_voxel_size(voxel_size_a, path)
+    p = Path(path)
+    with atomic_output(p) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(np.ascontiguousarray(arr, dtype=np.float32))
+            mrc.voxel_size = vs
+            mrc.header.origin.z, mrc.header.origin.y, mrc.header.origin.x = (float(v) for v in origin_zyx_a)
+            mrc.update_header_stats()
+    return p
+
+
+def write_volume(path: str | os.PathLike[str], volume: Volume) -> Path:
+    """Write a :class:`Volume` (data, voxel size and origin) with :func:`write_mrc`."""
+    return write_mrc(path, volume.data, volume.voxel_size_a, volume.origin_zyx_a)
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__

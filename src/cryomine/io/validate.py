@@ -1,0 +1,40 @@
+"""Checks shared by every reader and writer of volumes."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from cryomine.errors import InputError
+
+
+def check_volume(data: np.ndarray, source: str | os.PathLike[str] | None = None, *, name: str = "volume") -> np.ndarray:
+    """Return ``data`` as a finite float32 ``(d, h, w)`` array or raise :class:`InputError`.
+
+    ``source`` (a file name or parameter) is put at the start of the error message.
+    """
+    arr = np.asarray(data)
+    if arr.ndim != 3:
+        raise InputError(f"{name} must be 3-D (z, y, x), got a {arr.ndim}-D array of shape {arr.shape}", source)
+    if 0 in arr.shape:
+        raise InputError(f"{name} is empty (shape {arr.shape})", source)
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise InputError(f"{name} has non-real dtype {arr.dtype}", source)
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        n_nan = int(np.isnan(arr).sum())
+        n_inf = int(np.isinf(arr).sum())
+        raise InputError(f"{name} contains {n_nan} NaN and {n_inf} infinite voxels", source)
+    return arr
+
+
+def check_voxel_size(voxel_size_a: float, source: str | os.PathLike[str] | None = None) -> float:
+    """Return ``voxel_size_a`` (Å) as float if it is finite and > 0, else raise :class:`InputError`."""
+    try:
+        value = float(voxel_size_a)
+    except (TypeError, ValueError):
+        raise InputError(f"voxel size must be a number of Å, got {voxel_size_a!r}", source) from None
+    if not np.isfinite(value) or value <= 0:
+        raise InputError(f"voxel size must be > 0 Å, got {value:g}", source)
+    return value
