@@ -1,0 +1,42 @@
+"""Rotation geometry: RELION ZYZ Euler angles, rotation sampling and volume rotation.
+
+Convention: orientations are RELION ZYZ intrinsic Euler angles ``(rot, tilt, psi)`` in degrees, and the
+rotation matrix is RELION's ``A = Euler_angles2matrix(rot, tilt, psi)`` (equal to scipy
+``Rotation.from_euler("ZYZ", [rot, tilt, psi], degrees=True).inv().as_matrix()``). ``A`` acts on ``(x, y, z)``
+column vectors and rotates the reference into the particle: a feature at offset ``r`` (xyz, from the box
+centre ``n // 2``) in the reference appears at ``A @ r`` in the particle. Volumes are indexed ``(z, y, x)``;
+use :func:`xyz_to_zyx_matrix` to get the matrix acting on index vectors. See :mod:`cryomine.geometry.euler`.
+"""
+
+from __future__ import annotations
+
+from cryomine.geometry.euler import (
+    check_rotation_matrices,
+    euler_zyz_to_matrix,
+    matrix_to_euler_zyz,
+    xyz_to_zyx_matrix,
+    zyx_to_xyz_matrix,
+)
+from cryomine.geometry.sampling import (
+    MAX_GRID_ORIENTATIONS,
+    angular_sampling,
+    random_eulers_zyz,
+    random_rotations,
+    rotation_angle_deg,
+)
+from cryomine.geometry.transform import default_center_zyx, rotate_volume
+
+__all__ = [
+    "MAX_GRID_ORIENTATIONS",
+    "angular_sampling",
+    "check_rotation_matrices",
+    "default_center_zyx",
+    "euler_zyz_to_matrix",
+    "matrix_to_euler_zyz",
+    "random_eulers_zyz",
+    "random_rotations",
+    "rotate_volume",
+    "rotation_angle_deg",
+    "xyz_to_zyx_matrix",
+    "zyx_to_xyz_matrix",
+]
