@@ -1,7 +1,55 @@
 """File formats: MRC volumes, TOM/PyTom .em volumes and motive lists, RELION STAR particle lists."""
 
 from cryomine.io.atomic import atomic_output
+from cryomine.io.em import (
+    MOTL_COLUMNS,
+    motl_to_particles,
+    read_em,
+    read_motl,
+    relion_zyz_to_zxz,
+    zxz_to_relion_zyz,
+)
 from cryomine.io.mrc import Volume, read_mrc, write_mrc, write_volume
+from cryomine.io.star import (
+    SHREC2019_LAYOUT,
+    ParticleTable,
+    ShrecLayout,
+    coordinates_xyz_voxels,
+    eulers_zyz,
+    make_particles,
+    read_coordinates_csv,
+    read_optimisation_set,
+    read_particles,
+    read_shrec_particles,
+    read_tomograms,
+    write_particles,
+)
 from cryomine.io.validate import check_volume, check_voxel_size
 
-__all__ = ["Volume", "atomic_output", "check_volume", "check_voxel_size", "read_mrc", "write_mrc", "write_volume"]
+__all__ = [
+    "MOTL_COLUMNS",
+    "SHREC2019_LAYOUT",
+    "ParticleTable",
+    "ShrecLayout",
+    "Volume",
+    "atomic_output",
+    "check_volume",
+    "check_voxel_size",
+    "coordinates_xyz_voxels",
+    "eulers_zyz",
+    "make_particles",
+    "motl_to_particles",
+    "read_coordinates_csv",
+    "read_em",
+    "read_motl",
+    "read_mrc",
+    "read_optimisation_set",
+    "read_particles",
+    "read_shrec_particles",
+    "read_tomograms",
+    "relion_zyz_to_zxz",
+    "write_mrc",
+    "write_particles",
+    "write_volume",
+    "zxz_to_relion_zyz",
+]
