@@ -24,7 +24,9 @@ from cryomine.geometry.sampling import (
     random_rotations,
     rotation_angle_deg,
 )
+from cryomine.geometry.rotate_torch import rotate_volumes
 from cryomine.geometry.transform import default_center_zyx, rotate_volume
+from cryomine.geometry.wedge import missing_wedge_mask
 
 __all__ = [
     "MAX_GRID_ORIENTATIONS",
@@ -35,7 +37,9 @@ __all__ = [
     "matrix_to_euler_zyz",
     "random_eulers_zyz",
     "random_rotations",
+    "missing_wedge_mask",
     "rotate_volume",
+    "rotate_volumes",
     "rotation_angle_deg",
     "xyz_to_zyx_matrix",
     "zyx_to_xyz_matrix",

@@ -31,22 +31,19 @@ def rotate_volumes(
     n, d, h, w = volumes.shape
     od, oh, ow = out_shape if out_shape is not None else (d, h, w)
     dev, dt = volumes.device, volumes.dtype
-    mats = matrices_xyz.to(device=dev, dtype=dt).reshape(n, 3, 3)
-    zz, yy, xx = torch.meshgrid(
-        torch.arange(od, device=dev, dtype=dt) - od // 2,
-        torch.arange(oh, device=dev, dtype=dt) - oh // 2,
-        torch.arange(ow, device=dev, dtype=dt) - ow // 2,
-        indexing="ij",
-    )
-    offsets = torch.stack([xx, yy, zz], dim=-1).reshape(1, -1, 3)  # output offsets (x, y, z)
+    mats_t = matrices_xyz.to(device=dev, dtype=dt).reshape(n, 3, 3).transpose(1, 2)  # A^T: inverse mapping
+    # affine_grid works in normalised coordinates u in [-1, 1] (align_corners=True): index = s * (u + 1)
+    s_out = torch.tensor([(ow - 1) / 2, (oh - 1) / 2, (od - 1) / 2], device=dev, dtype=dt).clamp(min=0.5)
+    s_in = torch.tensor([(w - 1) / 2, (h - 1) / 2, (d - 1) / 2], device=dev, dtype=dt).clamp(min=0.5)
+    c_out = torch.tensor([ow // 2, oh // 2, od // 2], device=dev, dtype=dt)
+    c_in = torch.tensor([w // 2, h // 2, d // 2], device=dev, dtype=dt)
+    offset = (s_out - c_out).expand(n, 3)
     if shifts_zyx is not None:
-        shift_xyz = shifts_zyx.to(device=dev, dtype=dt).reshape(n, 3).flip(-1)
-        offsets = offsets - shift_xyz[:, None, :]
-    # inverse mapping: source offset = A^T (out offset - shift)  -> row vectors: p @ A
-    src = offsets @ mats  # (n, m, 3) in (x, y, z)
-    centre = torch.tensor([w // 2, h // 2, d // 2], device=dev, dtype=dt)
-    size = torch.tensor([w, h, d], device=dev, dtype=dt)
-    grid = (src + centre) * (2.0 / (size - 1).clamp(min=1)) - 1.0  # align_corners=True normalisation
-    grid = grid.reshape(n, od, oh, ow, 3)
+        offset = offset - shifts_zyx.to(device=dev, dtype=dt).reshape(n, 3).flip(-1)
+    # source index = A^T (s_out * u + s_out - c_out - shift) + c_in ; source u' = index / s_in - 1
+    linear = mats_t * s_out[None, None, :] / s_in[None, :, None]
+    translation = ((mats_t @ offset[..., None])[..., 0] + c_in) / s_in - 1.0
+    theta = torch.cat([linear, translation[..., None]], dim=-1)  # (n, 3, 4) acting on (x, y, z, 1)
+    grid = F.affine_grid(theta, [n, 1, od, oh, ow], align_corners=True)
     out = F.grid_sample(volumes[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return out[:, 0]

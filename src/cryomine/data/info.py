@@ -1,0 +1,49 @@
+"""Summary of a subtomogram dataset (what ``cryomine dataset info`` prints)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from cryomine.io.subtomo_h5 import read_header, read_rows
+
+
+def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Counts per class, shape ``[n, d, h, w]``, voxel size, SNR requested and measured, and parameters.
+
+    The measured SNR is the per-subtomogram value recorded at simulation time,
+    var(noise-free) / var(noisy - noise-free) inside the box, summarised over all written subtomograms.
+    """
+    header = read_header(path)
+    n = header.n_written
+    fields = ("class_id", "snr_measured", "volume_fraction") if header.has_ground_truth else ("class_id",)
+    rows = read_rows(path, fields)
+    counts = np.bincount(rows["class_id"][rows["class_id"] >= 0], minlength=len(header.class_names))
+    info: dict[str, Any] = {
+        "path": str(path),
+        "n_planned": header.n_planned,
+        "n_written": n,
+        "complete": n == header.n_planned,
+        "shape": [n, header.size, header.size, header.size],
+        "voxel_size_a": header.voxel_size_a,
+        "class_names": header.class_names,
+        "counts_per_class": {name: int(c) for name, c in zip(header.class_names, counts)},
+        "has_ground_truth": header.has_ground_truth,
+        "snr_requested": header.config.get("imaging", {}).get("snr"),
+        "snr_measured": None,
+        "cryomine_version": header.cryomine_version,
+        "parameters": header.config,
+    }
+    if header.has_ground_truth and n:
+        snr = rows["snr_measured"].astype(np.float64)
+        finite = snr[np.isfinite(snr)]
+        info["snr_measured"] = (
+            {"mean": float(finite.mean()), "min": float(finite.min()), "max": float(finite.max()), "n": int(finite.size)}
+            if finite.size
+            else "inf"
+        )
+        vf = rows["volume_fraction"]
+        info["volume_fraction"] = {"mean": float(vf.mean()), "min": float(vf.min()), "max": float(vf.max())}
+    return info

@@ -1,0 +1,91 @@
+"""The missing-wedge mask of a single-axis tilt series: which Fourier components a tilt series samples.
+
+Geometry (shared by :mod:`cryomine.simulate`, template matching and subtomogram averaging):
+
+- Volumes are ``(d, h, w)`` = ``(z, y, x)``; ``z`` is the beam direction at zero tilt and ``y`` is the single
+  tilt axis.
+- At tilt ``theta`` the beam runs along ``(z, x) = (cos theta, sin theta)`` and the detector coordinate is
+  ``x' = x cos theta - z sin theta`` (see :mod:`cryomine.simulate.tilt`). By the central-slice theorem the
+  projection samples the Fourier plane spanned by ``k_y`` and ``(k_z, k_x) = k (-sin theta, cos theta)``.
+- The union over ``theta`` in ``[tilt_min, tilt_max]`` is the set of ``(k_z, k_x)`` directions whose angle
+  ``phi = atan(-k_z / k_x)`` (taken in ``(-90, 90]`` degrees: a line and its mirror through the origin are the
+  same Fourier line, by Hermitian symmetry) lies in the tilt range. It does not depend on ``k_y``. For
+  ``-60..+60`` the sampled region is a double wedge around the ``k_x`` axis (120 of 180 degrees of
+  directions); the *missing wedge* is the 60-degree double wedge around the ``k_z`` axis.
+- The line ``k_z = k_x = 0`` (the tilt axis, every ``k_y``, DC included) lies in every projection and is always
+  sampled.
+
+Frequencies use numpy's FFT layout, NOT shifted: axis ``n`` holds ``np.fft.fftfreq(n)`` (``rfftfreq`` on the last
+axis when ``rfft=True``), so the mask multiplies ``np.fft.fftn(vol)`` (or ``rfftn``) directly. Angles are
+geometric, so non-cubic boxes are handled (frequencies in cycles per voxel on every axis).
+
+Because a tilt series is a discrete set of angles, the real sampling is a fan of planes; the mask is the
+continuous-range idealisation (correct below the Crowther frequency ``1 / (thickness * step_rad)``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cryomine.errors import InputError
+
+_EPS_DEG = 1e-6  # boundary tolerance: directions exactly on a tilt-range edge count as sampled
+
+
+def _check(shape_zyx: tuple[int, int, int], tilt_min_deg: float, tilt_max_deg: float) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(s) for s in shape_zyx)
+    except (TypeError, ValueError):
+        raise InputError(f"wedge mask shape must be 3 integers (z, y, x), got {shape_zyx!r}") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise InputError(f"wedge mask shape must be 3 positive integers (z, y, x), got {shape_zyx!r}")
+    for name, value in (("tilt_min_deg", tilt_min_deg), ("tilt_max_deg", tilt_max_deg)):
+        if not math.isfinite(float(value)) or abs(float(value)) > 90:
+            raise InputError(f"{name} must be a finite angle in [-90, 90] degrees, got {value!r}")
+    if not tilt_min_deg < tilt_max_deg:
+        raise InputError(f"tilt range must have min < max, got [{tilt_min_deg:g}, {tilt_max_deg:g}] degrees")
+    return shape  # type: ignore[return-value]
+
+
+def sampled_direction_mask_zx(
+    kz: np.ndarray, kx: np.ndarray, tilt_min_deg: float = -60.0, tilt_max_deg: float = 60.0
+) -> np.ndarray:
+    """True where the Fourier direction ``(kz, kx)`` (broadcastable arrays, any units) is sampled by the range.
+
+    The origin ``kz = kx = 0`` counts as sampled. Used by :func:`missing_wedge_mask`.
+    """
+    phi = np.degrees(np.arctan2(-np.asarray(kz, dtype=np.float64), np.asarray(kx, dtype=np.float64)))
+    phi = np.where(phi > 90.0, phi - 180.0, phi)
+    phi = np.where(phi <= -90.0, phi + 180.0, phi)  # now in (-90, 90]
+    lo, hi = float(tilt_min_deg) - _EPS_DEG, float(tilt_max_deg) + _EPS_DEG
+    sampled = (phi >= lo) & (phi <= hi)
+    if tilt_min_deg <= -90.0 + _EPS_DEG:  # -90 and +90 are the same line
+        sampled |= phi >= 90.0 - _EPS_DEG
+    origin = (np.asarray(kz) == 0) & (np.asarray(kx) == 0)
+    return sampled | origin
+
+
+def missing_wedge_mask(
+    shape_zyx: tuple[int, int, int],
+    tilt_min_deg: float = -60.0,
+    tilt_max_deg: float = 60.0,
+    rfft: bool = False,
+) -> np.ndarray:
+    """Boolean Fourier mask, True where a y-axis tilt series over ``[tilt_min_deg, tilt_max_deg]`` samples.
+
+    Args:
+        shape_zyx: real-space box ``(d, h, w)``.
+        tilt_min_deg, tilt_max_deg: tilt range in degrees, ``-90 <= min < max <= 90``.
+        rfft: if True, return the half-spectrum layout of ``np.fft.rfftn`` (last axis ``w // 2 + 1``).
+
+    Returns:
+        ``(d, h, w)`` (or ``(d, h, w // 2 + 1)``) bool array in unshifted numpy FFT layout; the missing wedge is
+        ``~mask``. Constant along ``k_y``.
+    """
+    d, h, w = _check(shape_zyx, tilt_min_deg, tilt_max_deg)
+    kz = np.fft.fftfreq(d)[:, None]
+    kx = (np.fft.rfftfreq(w) if rfft else np.fft.fftfreq(w))[None, :]
+    plane = sampled_direction_mask_zx(kz, kx, tilt_min_deg, tilt_max_deg)  # (d, w')
+    return np.ascontiguousarray(np.broadcast_to(plane[:, None, :], (d, h, plane.shape[1])))

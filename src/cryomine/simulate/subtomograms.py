@@ -1,0 +1,123 @@
+"""Simulate a dataset of crowded subtomograms with full ground truth, streamed to HDF5 and resumable.
+
+Determinism: subtomogram ``i``'s scene (pose, shift, neighbours) is drawn from ``default_rng([seed, 2, i])`` and
+the projection noise of the batch starting at ``b`` from ``default_rng([seed, 1, b])``; batches always start at
+multiples of ``batch_size``, so a resumed run writes exactly the arrays an uninterrupted run writes.
+Memory is bounded by one batch (plus the structure templates), whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from cryomine import __version__
+from cryomine.errors import InputError
+from cryomine.io.subtomo_h5 import create_dataset, read_header, write_rows
+from cryomine.simulate.config import SubtomogramDatasetConfig
+from cryomine.simulate.fourier import fourier_approximation
+from cryomine.simulate.imaging import image_scenes
+from cryomine.simulate.scene import NeighbourBank, Scene, pack_scene
+from cryomine.simulate.templates import Template, prepare_template
+from cryomine.structures import resolve_structures
+
+
+def class_names_of(structures: tuple[str, ...]) -> list[str]:
+    """Class names: bundled ids as they are, files by their stem (``/x/my_map.mrc`` -> ``my_map``)."""
+    names = [Path(s).name.split(".")[0] if ("/" in s or "." in s) else s for s in structures]
+    if len(set(names)) != len(names):
+        raise InputError(f"two structures share a class name: {names}", "--structures")
+    return names
+
+
+def load_templates(config: SubtomogramDatasetConfig) -> list[Template]:
+    """One :class:`Template` per class, at the dataset's voxel size."""
+    return [prepare_template(s, config.voxel_size_a, config.mask_threshold) for s in config.structures]
+
+
+def _crop(arr: np.ndarray, pad: int, size: int) -> np.ndarray:
+    sl = slice(pad, pad + size)
+    return arr[..., sl, sl, sl]
+
+
+def simulate_batch(
+    config: SubtomogramDatasetConfig, templates: list[Template], bank: NeighbourBank, start: int, stop: int
+) -> dict[str, np.ndarray]:
+    """Simulate subtomograms ``[start, stop)``; returns the dataset rows (see :mod:`cryomine.io.subtomo_h5`)."""
+    scenes: list[Scene] = []
+    classes = [config.class_of(i) for i in range(start, stop)]
+    for i, k in zip(range(start, stop), classes):
+        rng = np.random.default_rng([config.seed, 2, i])
+        scenes.append(pack_scene(templates[k], bank, templates, config.size, config.crowding, rng))
+    stack = np.stack([s.density for s in scenes])
+    noise_rng = np.random.default_rng([config.seed, 1, start])
+    if config.method == "wbp":
+        result = image_scenes(stack, config.voxel_size_a, config.imaging, noise_rng, crop=config.size)
+    else:
+        result = fourier_approximation(stack, config.voxel_size_a, config.imaging, noise_rng, crop=config.size)
+    pad = config.crowding.pad
+    neighbours = np.full((len(scenes), max(1, max(len(s.neighbour_classes) for s in scenes))), -1, dtype=np.int16)
+    for r, s in enumerate(scenes):
+        neighbours[r, : len(s.neighbour_classes)] = s.neighbour_classes
+    return {
+        "subtomograms": result.noisy.astype(np.float32),
+        "target_density": np.stack([_crop(s.target, pad, config.size) for s in scenes]),
+        "target_mask": np.stack([_crop(s.target_mask, pad, config.size) for s in scenes]).astype(np.uint8),
+        "class_id": np.asarray(classes, dtype=np.int32),
+        "eulers_zyz": np.stack([s.eulers_zyz for s in scenes]),
+        "shifts_zyx": np.stack([s.shift_zyx for s in scenes]),
+        "neighbour_classes": neighbours,
+        "volume_fraction": np.asarray([s.volume_fraction for s in scenes], dtype=np.float32),
+        "snr_measured": np.nan_to_num(np.asarray(result.measured_snr, dtype=np.float32), posinf=np.inf),
+    }
+
+
+def simulate_subtomograms(
+    out: str | Path, config: SubtomogramDatasetConfig, *, resume: bool = False, force: bool = False, progress: bool = True
+) -> Path:
+    """Write (or, with ``resume``, continue) the dataset file ``out``; returns its path.
+
+    An existing ``out`` is continued with ``resume`` (only if it was made with the same config), replaced with
+    ``force``, and refused otherwise.
+    """
+    out = Path(out)
+    resolve_structures(list(config.structures))  # unknown ids/files fail before any work
+    names = class_names_of(config.structures)
+    config_dict = config.to_dict()
+    if out.exists() and not force:
+        if not resume:
+            raise InputError("dataset exists; use --resume to continue it or --force to replace it", out)
+        header = read_header(out)
+        if json.loads(json.dumps(header.config)) != json.loads(json.dumps(config_dict, sort_keys=True)):
+            raise InputError("dataset was made with other parameters; cannot resume (use --force to replace it)", out)
+        start = header.n_written
+    else:
+        tmp = out.with_name(f".{out.name}.creating")
+        create_dataset(
+            tmp, n=config.n_total, size=config.size, voxel_size_a=config.voxel_size_a, class_names=names,
+            config=config_dict, cryomine_version=__version__,
+        )  # fmt: skip
+        tmp.replace(out)
+        start = 0
+    n = config.n_total
+    if start >= n:
+        return out
+    templates = load_templates(config)
+    bank = NeighbourBank(templates, config.crowding.bank_size, config.seed)
+    bs = config.batch_size
+    with tqdm(total=n, initial=start, desc="simulating subtomograms", unit="subtomo", disable=not progress) as bar:
+        for b0 in range(start - start % bs, n, bs):
+            b1 = min(b0 + bs, n)
+            rows = simulate_batch(config, templates, bank, b0, b1)
+            write_rows(out, b0, rows)
+            bar.update(b1 - b0)
+    return out
+
+
+def requested_snr_text(config: SubtomogramDatasetConfig) -> str:
+    """``"inf"`` or the requested SNR as a string."""
+    return "inf" if math.isinf(config.imaging.snr) else f"{config.imaging.snr:g}"
