@@ -1,0 +1,72 @@
+"""Shared helpers for benchmarks: run a command, time it, record peak memory, machine and git revision."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CRYOMINE = str(Path(sys.executable).parent / "cryomine")
+
+
+def machine() -> dict[str, object]:
+    """CPU model, core count, memory, Python and torch versions, git revision."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem_gb = float("nan")
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    import torch
+
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_gb, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "git_revision": rev + ("+dirty" if dirty else ""),
+    }
+
+
+def timed_run(args: list[str]) -> dict[str, object]:
+    """Run a command; returns wall seconds and the peak RSS (GB) of the child, failing loudly on error."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-2000:]}")
+    return {
+        "command": " ".join(args),
+        "wall_s": round(wall, 1),
+        "peak_rss_gb": round(max(peak_kb, before) / 2**20, 2),
+        "stdout_tail": proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else [],
+    }
+
+
+def save(name: str, payload: dict[str, object]) -> Path:
+    """Write ``benchmarks/results/<name>.json`` and print it."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2))
+    print(json.dumps(payload, indent=2))
+    return path
