@@ -43,6 +43,7 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "git_revision": rev + ("+dirty" if dirty else ""),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -57,6 +58,7 @@ def timed_run(args: list[str]) -> dict[str, object]:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-2000:]}")
     return {
         "command": " ".join(args),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "wall_s": round(wall, 1),
         "peak_rss_gb": round(max(peak_kb, before) / 2**20, 2),
         "stdout_tail": proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else [],

@@ -1,0 +1,35 @@
+"""``cryomine evaluate`` and ``cryomine predict``: use a trained run (a folder or ``pretrained:NAME``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from cryomine.cli.app import app
+from cryomine.evaluate.evaluate import SPLITS, evaluate_run, format_report
+from cryomine.evaluate.predict import predict
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run: str = typer.Argument(..., help="Run folder (from 'cryomine train') or pretrained:NAME."),
+    dataset: Path = typer.Argument(..., help="Labelled subtomogram dataset (.h5)."),
+    split: str | None = typer.Option(None, "--split", help=f"Rows to evaluate: {'|'.join(SPLITS)} (default test; test/val/train: the run's own dataset only)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (null for fields the model lacks)."),
+) -> None:
+    """Print pixel accuracy, mIoU, object accuracy, per-class accuracy and the confusion matrix."""
+    result = evaluate_run(run, dataset, **({"split": split} if split is not None else {}))
+    typer.echo(json.dumps(result, indent=2) if as_json else format_report(result))
+
+
+@app.command("predict")
+def predict_cmd(
+    run: str = typer.Argument(..., help="Run folder (from 'cryomine train') or pretrained:NAME."),
+    inputs: list[Path] = typer.Argument(..., help="MRC subtomograms, folders of MRC files, or datasets (.h5)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: predictions.star/.csv, masks/, recovered/."),
+) -> None:
+    """Predict class, segmentation and recovered structure of every input subtomogram."""
+    result = predict(run, inputs, out)
+    typer.echo(f"predicted {result.n} subtomograms: {result.star}, {result.csv}")

@@ -1,0 +1,181 @@
+"""Predict with a trained run: class, segmentation mask and recovered structure per subtomogram.
+
+Inputs: MRC files, folders of MRC files (``*.mrc``, ``*.map``, sorted by name), or cryomine HDF5 datasets (every
+written row). Every subtomogram must have the model's box size. Each is normalised like the training data
+(zero mean, unit std per box).
+
+Outputs in ``out_dir``:
+
+* ``predictions.star``: RELION STAR, one data block ``particles`` with one row per subtomogram. Columns:
+  ``rlnImageName`` (the input MRC path; only when every input is an MRC file), ``rlnClassNumber`` (1-based predicted
+  class, models with a classifier), and cryomine's own columns, prefixed ``cm`` as RELION does not define them:
+  ``cmName`` (output file stem), ``cmSource`` (input file), ``cmRow`` (dataset row, -1 for MRC inputs),
+  ``cmClassName``, ``cmClassProbability`` (softmax probability of the predicted class), ``cmMaskFile``,
+  ``cmMaskFraction`` (fraction of the box segmented as target), ``cmRecoveredFile``.
+* ``predictions.csv``: the same, with plain column names, plus ``p_<class name>`` for every class.
+* ``masks/<name>.mrc``: the segmentation (float32, 1 = target, 0 = background), for models that segment.
+* ``recovered/<name>.mrc``: the recovered structure (float32, in units of the normalised clean density), for models
+  that recover. MRC outputs carry the input's voxel size (MRC header, or the dataset's ``voxel_size_a``).
+
+Names: an MRC input's file stem (``_2``, ``_3``, ... appended to repeated stems); dataset rows
+``<dataset stem>_<row, 6 digits>``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import starfile
+import torch
+
+from cryomine.data.loader import normalise
+from cryomine.errors import InputError
+from cryomine.io.atomic import atomic_output
+from cryomine.io.mrc import read_mrc, write_mrc
+from cryomine.io.subtomo_h5 import read_header, read_rows
+from cryomine.models import infer
+from cryomine.train.config import default_device, resolve_bf16
+
+MRC_SUFFIXES = (".mrc", ".map")
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One subtomogram to predict: output name, source file and dataset row (None for an MRC file)."""
+
+    name: str
+    source: Path
+    row: int | None = None
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """What :func:`predict` wrote."""
+
+    out_dir: Path
+    n: int
+    star: Path
+    csv: Path
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputItem]:
+    """Expand files / folders / datasets into :class:`InputItem` s with unique names (InputError if none)."""
+    if not inputs:
+        raise InputError("predict: no input given")
+    items: list[InputItem] = []
+    used: dict[str, int] = {}
+
+    def unique(stem: str) -> str:
+        used[stem] = used.get(stem, 0) + 1
+        return stem if used[stem] == 1 else f"{stem}_{used[stem]}"
+
+    for spec in inputs:
+        p = Path(spec)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in MRC_SUFFIXES)
+            if not files:
+                raise InputError(f"folder holds no {'/'.join(MRC_SUFFIXES)} files", p)
+            items += [InputItem(unique(f.stem), f) for f in files]
+        elif p.is_file() and h5py.is_hdf5(p):
+            header = read_header(p)
+            if header.n_written == 0:
+                raise InputError("dataset is empty (n_written = 0)", p)
+            items += [InputItem(unique(f"{p.stem}_{r:06d}"), p, r) for r in range(header.n_written)]
+        elif p.is_file():
+            items.append(InputItem(unique(p.stem), p))
+        else:
+            raise InputError("input not found", p)
+    return items
+
+
+def _load(batch: list[InputItem], zyx: tuple[int, int, int]) -> tuple[np.ndarray, list[float]]:
+    """``(b, d, h, w)`` raw volumes and their voxel sizes (Å); InputError on a wrong box size."""
+    vols, sizes = [], []
+    by_source: dict[Path, list[int]] = {}
+    for item in batch:
+        if item.row is not None:
+            by_source.setdefault(item.source, []).append(item.row)
+    rows = {src: dict(zip(r, read_rows(src, ("subtomograms",), np.asarray(r))["subtomograms"])) for src, r in by_source.items()}
+    dataset_voxel = {src: read_header(src).voxel_size_a for src in by_source}
+    for item in batch:
+        if item.row is None:
+            vol = read_mrc(item.source)
+            data, vs = vol.data, vol.voxel_size_a
+        else:
+            data, vs = rows[item.source][item.row], dataset_voxel[item.source]
+        if tuple(data.shape) != zyx:
+            raise InputError(f"box size {'x'.join(map(str, data.shape))} does not match the model's input size "
+                             f"{'x'.join(map(str, zyx))}", item.source)
+        vols.append(np.asarray(data, np.float32))
+        sizes.append(vs)
+    return np.stack(vols), sizes
+
+
+def _chunks(items: list[InputItem], size: int) -> Iterator[list[InputItem]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def predict(run_dir: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+            *, batch_size: int = 32, device: torch.device | None = None) -> PredictResult:
+    """Predict every subtomogram of ``inputs`` with the run's best weights; write the files described above."""
+    from cryomine.train.run import load_run  # lazy: cryomine.train uses our metrics
+
+    device = device or default_device()
+    run = load_run(run_dir, device=device)
+    mc = run.model_config
+    items = collect_inputs(inputs)
+    out = Path(out_dir)  # created by the first write (atomic_output), so refused input leaves nothing behind
+    bf16 = resolve_bf16(run.config["train"].get("bf16"), device)
+    names = run.class_names
+    records: list[dict[str, object]] = []
+    for chunk in _chunks(items, batch_size):
+        raw, voxel_sizes = _load(chunk, mc.input_zyx)
+        x = torch.from_numpy(normalise(raw)[:, None]).to(device)
+        res = infer(run.model, x, bf16=bf16)
+        proba = res.class_proba().cpu().numpy() if mc.has_cls else None
+        masks = res.seg_logits.argmax(1).cpu().numpy().astype(np.float32) if mc.has_seg else None
+        recon = res.recon[:, 0].cpu().numpy() if mc.has_rec else None
+        for i, item in enumerate(chunk):
+            rec: dict[str, object] = {"name": item.name, "source": str(item.source),
+                                      "row": -1 if item.row is None else item.row}
+            if proba is not None:
+                k = int(proba[i].argmax())
+                rec.update(class_number=k + 1, class_name=names[k], probability=float(proba[i, k]),
+                           **{f"p_{n}": float(proba[i, j]) for j, n in enumerate(names)})
+            if masks is not None:
+                path = out / "masks" / f"{item.name}.mrc"
+                write_mrc(path, masks[i], voxel_sizes[i])
+                rec.update(mask_file=str(path.relative_to(out)), mask_fraction=float(masks[i].mean()))
+            if recon is not None:
+                path = out / "recovered" / f"{item.name}.mrc"
+                write_mrc(path, recon[i], voxel_sizes[i])
+                rec["recovered_file"] = str(path.relative_to(out))
+            records.append(rec)
+    table = pd.DataFrame.from_records(records)
+    csv_path, star_path = out / "predictions.csv", out / "predictions.star"
+    with atomic_output(csv_path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_output(star_path) as tmp:
+        starfile.write({"particles": _star_table(table, all(i.row is None for i in items))}, tmp, float_format="%.6g")
+    return PredictResult(out, len(items), star_path, csv_path)
+
+
+def _star_table(table: pd.DataFrame, all_mrc: bool) -> pd.DataFrame:
+    """The STAR columns (see the module docstring) from the CSV table."""
+    star = pd.DataFrame(index=table.index)
+    if all_mrc:
+        star["rlnImageName"] = table["source"]
+    mapping = {"class_number": "rlnClassNumber", "name": "cmName", "source": "cmSource", "row": "cmRow",
+               "class_name": "cmClassName", "probability": "cmClassProbability", "mask_file": "cmMaskFile",
+               "mask_fraction": "cmMaskFraction", "recovered_file": "cmRecoveredFile"}
+    for col, label in mapping.items():
+        if col in table:
+            star[label] = table[col]
+    return star

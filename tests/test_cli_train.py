@@ -1,0 +1,158 @@
+"""``cryomine train / evaluate / predict`` end to end on a tiny dataset, and bad input through the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+import torch
+
+from cryomine.cli import main
+from cryomine.io.mrc import write_mrc
+from cryomine.io.subtomo_h5 import read_rows
+from cryomine.train import resolve_run
+
+TINY = ["--base-channels", "4", "--fc-units", "16"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models: one thread is as fast and avoids OpenMP spin-waiting when the cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+EVAL_FIELDS = {"object_accuracy", "per_class_accuracy", "confusion_matrix", "pixel_accuracy", "miou", "iou_target",
+               "iou_background", "recovery_mse", "recovery_correlation", "n_subtomograms", "class_names"}
+
+
+@pytest.fixture(scope="module")
+def trained_run(blob_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["train", str(blob_dataset), "--model", "dsmnet", "--out", str(run), "--epochs", "2",
+                 "--batch-size", "8", "--max-train", "12", "--seed", "3", "--loss-weights", "1:10:1", *TINY])
+    assert code == 0
+    return run
+
+
+def test_train_writes_the_run_folder(trained_run: Path) -> None:
+    for name in ("config.json", "split.json", "best.pt", "last.pt", "metrics.csv"):
+        assert (trained_run / name).is_file(), name
+    cfg = json.loads((trained_run / "config.json").read_text())
+    assert cfg["model"]["name"] == "dsmnet" and cfg["model"]["base_channels"] == 4
+    assert cfg["train"]["max_epochs"] == 2 and cfg["train"]["seed"] == 3 and cfg["split"]["train"] == 12
+    assert cfg["train"]["patience"] == 15  # not given: the TrainConfig default
+    metrics = pd.read_csv(trained_run / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2] and metrics[["val_accuracy", "val_miou", "train_loss_rec"]].notna().all().all()
+    assert resolve_run(trained_run) == trained_run
+
+
+def test_evaluate_json_and_text(trained_run: Path, blob_dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["evaluate", str(trained_run), str(blob_dataset), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert EVAL_FIELDS <= set(result)
+    split = json.loads((trained_run / "split.json").read_text())
+    assert result["n_subtomograms"] == len(split["test"]) == 3  # 8 per class: 1 test row each
+    assert np.array(result["confusion_matrix"]).sum() == 3 and 0 <= result["miou"] <= 1
+    assert main(["evaluate", str(trained_run), str(blob_dataset), "--split", "all"]) == 0
+    text = capsys.readouterr().out
+    assert "object accuracy" in text and "mIoU" in text and "24 subtomograms" in text and "confusion matrix" in text
+
+
+def test_predict_dataset_and_mrc_inputs(trained_run: Path, blob_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred"
+    assert main(["predict", str(trained_run), str(blob_dataset), "--out", str(out)]) == 0
+    star = starfile.read(out / "predictions.star")
+    assert len(star) == 24 and set(star["rlnClassNumber"]) <= {1, 2, 3}
+    assert {"cmClassName", "cmClassProbability", "cmMaskFile", "cmRecoveredFile"} <= set(star.columns)
+    csv = pd.read_csv(out / "predictions.csv")
+    np.testing.assert_allclose(csv[["p_sphere", "p_rod", "p_two_spheres"]].sum(axis=1), 1.0, atol=1e-5)
+    with mrcfile.open(out / csv["mask_file"][0]) as m:
+        assert m.data.shape == (16, 16, 16) and set(np.unique(m.data)) <= {0.0, 1.0}
+        assert float(m.voxel_size.x) == pytest.approx(10.0)
+
+    # MRC inputs: a folder and a file (same stem twice -> unique names), voxel size taken from the input
+    vols = read_rows(blob_dataset, ("subtomograms",), np.array([0, 1]))["subtomograms"]
+    folder = tmp_path / "mrcs"
+    folder.mkdir()
+    write_mrc(folder / "a.mrc", vols[0], voxel_size_a=7.5)
+    write_mrc(folder / "b.mrc", vols[1], voxel_size_a=7.5)
+    (tmp_path / "other").mkdir()
+    write_mrc(tmp_path / "other" / "a.mrc", vols[1], voxel_size_a=7.5)
+    out2 = tmp_path / "pred2"
+    assert main(["predict", str(trained_run), str(folder), str(tmp_path / "other" / "a.mrc"), "--out", str(out2)]) == 0
+    star2 = starfile.read(out2 / "predictions.star")
+    assert list(star2["cmName"]) == ["a", "b", "a_2"] and "rlnImageName" in star2
+    with mrcfile.open(out2 / "recovered" / "a_2.mrc") as m:
+        assert m.data.shape == (16, 16, 16) and float(m.voxel_size.x) == pytest.approx(7.5)
+    # b.mrc and other/a.mrc hold the same subtomogram: same prediction
+    assert star2["cmClassProbability"][1] == pytest.approx(star2["cmClassProbability"][2], abs=1e-6)
+
+
+def test_segmentation_only_model(blob_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "seg"
+    assert main(["train", str(blob_dataset), "--model", "seg", "--out", str(run), "--epochs", "1", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), str(blob_dataset), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["object_accuracy"] is None and result["confusion_matrix"] is None and result["recovery_mse"] is None
+    assert result["pixel_accuracy"] is not None and result["miou"] is not None
+    assert main(["predict", str(run), str(blob_dataset), "--out", str(tmp_path / "p")]) == 0
+    star = starfile.read(tmp_path / "p" / "predictions.star")
+    assert "rlnClassNumber" not in star and not (tmp_path / "p" / "recovered").exists()
+    assert len(list((tmp_path / "p" / "masks").glob("*.mrc"))) == 24
+
+
+def _bad(args: list[str], capsys: pytest.CaptureFixture[str], match: str) -> None:
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err and err.startswith("error:"), err
+    assert match in err, err
+
+
+def test_bad_input(trained_run: Path, blob_dataset: Path, blob_dataset_factory: Callable[..., Path], tmp_path: Path,
+                   capsys: pytest.CaptureFixture[str]) -> None:
+    ds24 = blob_dataset_factory("blobs24", n_per_class=8, size=24, n_classes=3)
+    ds4 = blob_dataset_factory("blobs4", n_per_class=8, size=16, n_classes=4)
+    empty = blob_dataset_factory("empty", n_per_class=8, size=16, n_classes=3, n_written=0)
+    run, ds = str(trained_run), str(blob_dataset)
+    _bad(["evaluate", run, str(ds24)], capsys, "box size 24")
+    _bad(["predict", run, str(ds24), "--out", str(tmp_path / "p")], capsys, "box size 24x24x24")
+    _bad(["evaluate", run, str(ds4)], capsys, "class count mismatch")
+    _bad(["train", str(empty), "--out", str(tmp_path / "e")], capsys, "empty")
+    _bad(["train", ds, "--model", "resnet", "--out", str(tmp_path / "m")], capsys, "unknown model 'resnet'")
+    _bad(["train", ds, "--exclude-class", "banana", "--out", str(tmp_path / "x")], capsys, "unknown class 'banana'")
+    _bad(["train", ds, "--exclude-class", "9", "--out", str(tmp_path / "x")], capsys, "no class id 9")
+    _bad(["train", ds, "--loss-weights", "0:0:0", "--out", str(tmp_path / "w")], capsys, "all zero")
+    _bad(["train", ds, "--loss-weights", "1:-10:1", "--out", str(tmp_path / "w")], capsys, "w_seg")
+    _bad(["train", ds, "--model", "seg", "--loss-weights", "1:0:1", "--out", str(tmp_path / "w")], capsys, "heads (seg) are zero")
+    _bad(["train", ds, "--out", run], capsys, "already holds a run")
+    _bad(["train", ds, "--out", str(tmp_path / "none"), "--resume"], capsys, "nothing to resume")
+    _bad(["evaluate", "pretrained:nope", ds], capsys, "unknown pretrained model 'nope'")
+    _bad(["evaluate", str(tmp_path / "missing"), ds], capsys, "run folder not found")
+    _bad(["evaluate", run, ds, "--split", "dev"], capsys, "split")
+    _bad(["evaluate", run, str(ds4), "--split", "all"], capsys, "class count mismatch")
+    other = blob_dataset_factory("blobs_seed2", n_per_class=4, size=16, n_classes=3, seed=2)  # same classes, new rows
+    _bad(["evaluate", run, str(other)], capsys, "use --split all")
+    assert main(["evaluate", run, str(other), "--split", "all", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_subtomograms"] == 12
+    # a truncated checkpoint
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run, broken)
+    data = (broken / "best.pt").read_bytes()
+    (broken / "best.pt").write_bytes(data[: len(data) // 2])
+    _bad(["evaluate", str(broken), ds], capsys, "truncated or corrupt")
+    _bad(["predict", str(broken), ds, "--out", str(tmp_path / "p")], capsys, "truncated or corrupt")
+    (broken / "best.pt").unlink()
+    _bad(["predict", str(broken), ds, "--out", str(tmp_path / "p")], capsys, "checkpoint not found")
+    # no stray output folders from refused commands
+    assert not any((tmp_path / d).exists() for d in ("m", "w", "x", "p", "e"))
