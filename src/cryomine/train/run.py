@@ -36,7 +36,7 @@ from cryomine.data.loader import ClassMap, SubtomoDataset, open_dataset, stratif
 from cryomine.errors import InputError
 from cryomine.io.atomic import atomic_output
 from cryomine.io.subtomo_h5 import DatasetHeader, read_rows
-from cryomine.models import ModelConfig, build_model
+from cryomine.models import ModelConfig, build_model, keep_freed_memory
 from cryomine.train.config import TrainConfig, bf16_training_safe, default_device, resolve_bf16
 from cryomine.train.loop import (
     Runtime,
@@ -280,6 +280,8 @@ def train_run(
     if train_cfg.num_threads is not None:
         torch.set_num_threads(train_cfg.num_threads)
     device = default_device()
+    if device.type == "cpu":
+        keep_freed_memory()  # large activations otherwise page-fault afresh every step (see models.flops)
     runtime = Runtime(device, resolve_bf16(train_cfg.bf16, device, model_cfg.input_zyx, training=True),
                       train_cfg.channels_last)
     if runtime.bf16 and not bf16_training_safe(device, model_cfg.input_zyx):
