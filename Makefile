@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(BIN)/cryomine demo --out $(DEMO_OUT) --force
 
 test: $(STAMP)
+	bash scripts/install-test-deps.sh
 	$(BIN)/python -m pytest -q
 
 clean:

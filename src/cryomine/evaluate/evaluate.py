@@ -61,8 +61,9 @@ def evaluation_rows(run_config: dict, run_dir: os.PathLike[str], dataset: os.Pat
 
 
 def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | os.PathLike[str], split: str = "test",
-                 *, batch_size: int = 64, device: torch.device | None = None) -> dict[str, Any]:
-    """Metrics of the run's best weights on ``split`` (``test``, ``val``, ``train`` or ``all``) of ``dataset``.
+                 *, batch_size: int = 64, device: torch.device | None = None,
+                 checkpoint: str = "best.pt") -> dict[str, Any]:
+    """Metrics of the run's ``checkpoint`` weights (default the best) on ``split`` (``test``, ``val``, ``train`` or ``all``) of ``dataset``.
 
     Returns a JSON-able dict: ``run``, ``dataset``, ``split``, ``model``, ``n_subtomograms``, ``class_names``,
     ``object_accuracy``, ``per_class_accuracy`` (name -> accuracy), ``class_support`` (name -> count),
@@ -74,7 +75,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | os.PathLike[str
     from cryomine.train.run import check_dataset_compatible, load_run  # lazy: cryomine.train uses our metrics
 
     device = device or default_device()
-    run = load_run(run_dir, device=device)
+    run = load_run(run_dir, checkpoint=checkpoint, device=device)
     header = open_dataset(dataset)
     check_dataset_compatible(run.config, header, dataset)
     cm_info = run.config["classes"]

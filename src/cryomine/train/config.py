@@ -67,6 +67,8 @@ class TrainConfig:
         channels_last: run the 3-D convolutions in ``channels_last_3d`` memory format (oneDNN's preferred layout).
         num_threads: torch intra-op threads (``None`` = torch's default).
         cache_limit_gb: datasets whose needed rows fit in this many GB are kept in memory.
+        precise_bn_batches: before each validation, re-estimate batch-norm statistics over this many training
+            batches with the current weights (:mod:`cryomine.train.batchnorm`); 0 turns it off.
     """
 
     w_cls: float = 1.0
@@ -85,6 +87,7 @@ class TrainConfig:
     channels_last: bool = True
     num_threads: int | None = None
     cache_limit_gb: float = 4.0
+    precise_bn_batches: int = 8
 
     def __post_init__(self) -> None:
         for key in ("w_cls", "w_seg", "w_rec"):
@@ -101,7 +104,7 @@ class TrainConfig:
         if len(betas) != 2 or not all(_is_num(b) and 0 <= b < 1 for b in betas):
             raise InputError(f"betas: must be two numbers in [0, 1), got {self.betas!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in betas))
-        for key, low in (("batch_size", 1), ("max_epochs", 1), ("patience", 1), ("seed", 0)):
+        for key, low in (("batch_size", 1), ("max_epochs", 1), ("patience", 1), ("seed", 0), ("precise_bn_batches", 0)):
             v = getattr(self, key)
             if not _is_int(v) or v < low:
                 raise InputError(f"{key}: must be an integer >= {low}, got {v!r}")

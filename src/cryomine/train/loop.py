@@ -291,6 +291,7 @@ def fit(
     stop: StopState,
     n_classes: int | None,
     on_epoch_end: EpochCallback,
+    precise_bn_batches: int = 0,
 ) -> str:
     """Train epochs ``start_epoch + 1 .. max_epochs``; returns why it stopped (``"early_stopping"`` or
     ``"max_epochs"``). ``on_epoch_end(epoch, stats, is_best, stop)`` runs after every epoch (checkpoints, logs)."""
@@ -301,6 +302,11 @@ def fit(
         train_stats = train_one_epoch(model, optimizer, train_data, epoch_order(len(train_data), seed, epoch),
                                       batch_size=batch_size, heads=heads, weights=weights, runtime=runtime,
                                       desc=f"epoch {epoch}/{max_epochs}")
+        if precise_bn_batches:
+            from cryomine.train.batchnorm import recalibrate_batchnorm  # noqa: PLC0415 (batchnorm imports loop)
+
+            recalibrate_batchnorm(model, train_data, batch_size=batch_size, n_batches=precise_bn_batches,
+                                  runtime=runtime, seed=seed + epoch)
         val_stats = validate(model, val_data, batch_size=batch_size, heads=heads, weights=weights,
                              runtime=runtime, n_classes=n_classes)
         stats = {**{f"train_{k}": v for k, v in train_stats.items()}, **{f"val_{k}": v for k, v in val_stats.items()},

@@ -340,7 +340,8 @@ def train_run(
     stopped = fit(net, optimizer, train_data, val_data, seed=train_cfg.seed, start_epoch=start_epoch,
                   max_epochs=train_cfg.max_epochs, patience=train_cfg.patience, batch_size=train_cfg.batch_size,
                   heads=heads, weights=weights, runtime=runtime, stop=stop,
-                  n_classes=model_cfg.n_classes if model_cfg.has_cls else None, on_epoch_end=on_epoch_end)
+                  n_classes=model_cfg.n_classes if model_cfg.has_cls else None, on_epoch_end=on_epoch_end,
+                  precise_bn_batches=train_cfg.precise_bn_batches)
     train_data.close()
     val_data.close()
     epochs = rows[-1]["epoch"] if rows else start_epoch

@@ -1,0 +1,36 @@
+"""Subtomogram alignment and averaging with missing-wedge compensation, multi-reference classification.
+
+- :mod:`cryomine.average.align`: wedge-constrained correlation, global rotational search + local refinement
+  (:func:`align_subtomogram`, :func:`align_particles`).
+- :mod:`cryomine.average.averaging`: wedge-weighted Fourier-space averaging, filters, masks
+  (:func:`average_particles`).
+- :mod:`cryomine.average.classify`: the iterative gold-standard align-and-average loop with K references
+  (:func:`run_average`).
+- :mod:`cryomine.average.config`: :class:`AverageConfig`, :class:`AlignConfig`.
+- :mod:`cryomine.average.io`: inputs (dataset, or STAR + tomogram) and outputs.
+"""
+
+from cryomine.average.align import Alignment, align_particles, align_subtomogram, particle_spectra
+from cryomine.average.averaging import average_particles, lowpass, soft_sphere_mask
+from cryomine.average.classify import AverageResult, result_summary, run_average
+from cryomine.average.config import AlignConfig, AverageConfig, build_average_config
+from cryomine.average.io import ParticleData, load_particles, write_results
+
+__all__ = [
+    "AlignConfig",
+    "Alignment",
+    "AverageConfig",
+    "AverageResult",
+    "ParticleData",
+    "align_particles",
+    "align_subtomogram",
+    "average_particles",
+    "build_average_config",
+    "load_particles",
+    "lowpass",
+    "particle_spectra",
+    "result_summary",
+    "run_average",
+    "soft_sphere_mask",
+    "write_results",
+]

@@ -1,0 +1,165 @@
+"""``cryomine pick``, ``extract``, ``atlas`` and ``evaluate-picks``: find, cut out, visualise and score particles."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+
+from cryomine.cli.app import app
+from cryomine.errors import InputError
+
+
+def _given(**values: object) -> dict[str, object]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _structure_radius_a(template: str) -> float | None:
+    """Half the diameter (Å) of a bundled structure id, None for files."""
+    from cryomine.structures import list_structures
+
+    for info in list_structures():
+        if info.id.lower() == template.lower():
+            return info.diameter_a / 2.0
+    return None
+
+
+@app.command("pick")
+def pick_cmd(
+    tomogram: Path = typer.Argument(..., help="Tomogram (MRC, protein bright)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output picks (RELION STAR); scores/angles/JSON are written beside it."),
+    method: str | None = typer.Option(None, "--method", help="dog or template (default: template when --template is given, else dog)."),
+    template: str | None = typer.Option(None, "--template", help="Bundled structure id or PDB/mmCIF/MRC file (template matching; for DoG it sets the radius)."),
+    angular_step: float | None = typer.Option(None, "--angular-step", help="Angular sampling step (degrees)."),
+    radius: float | None = typer.Option(None, "--radius", help="Particle radius (Å) for DoG (default: the --template structure's radius)."),
+    min_distance: float | None = typer.Option(None, "--min-distance", help="Exclusion radius between picks (Å; default the particle radius)."),
+    top_n: int | None = typer.Option(None, "--top-n", help="Keep at most N picks."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Keep picks scoring at least this (default: automatic, unless --top-n)."),
+    tilt_min: float | None = typer.Option(None, "--tilt-min", help="Lowest tilt of the tilt series (degrees), for the wedge."),
+    tilt_max: float | None = typer.Option(None, "--tilt-max", help="Highest tilt (degrees)."),
+    defocus: float | None = typer.Option(None, "--defocus", help="Defocus (µm, positive = underfocus) for CTF weighting."),
+    voltage: float | None = typer.Option(None, "--voltage", help="Acceleration voltage (kV) for CTF weighting."),
+    ctf: bool | None = typer.Option(None, "--ctf/--no-ctf", help="Weight the template by the CTF (default on)."),
+    mask: Path | None = typer.Option(None, "--mask", help="Custom mask MRC of the template's box size (default: a sphere)."),
+    pad_edges: bool | None = typer.Option(None, "--pad-edges/--no-pad-edges", help="Zero-pad the faces (exact, default) or correlate circularly (faster; one tile)."),
+    tile_size: int | None = typer.Option(None, "--tile-size", help="Tile core edge (voxels; default: automatic from --memory-gb)."),
+    memory_gb: float | None = typer.Option(None, "--memory-gb", help="Working memory per tile (GB)."),
+    angle_batch: int | None = typer.Option(None, "--angle-batch", help="Orientations correlated together."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for template matching (default: all torch threads)."),
+) -> None:
+    """Pick particles by Difference of Gaussians or template matching; write a RELION STAR with scores."""
+    from cryomine.pick.config import METHODS, DogConfig, TemplateMatchConfig
+    from cryomine.pick.tiles import open_mrc_mmap
+
+    chosen = method or ("template" if template else "dog")
+    if chosen not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {chosen!r}", "--method")
+    with open_mrc_mmap(tomogram) as (_, voxel_size_a):
+        pass
+    peak_kw = _given(top_n=top_n, threshold=threshold, min_distance_vox=None if min_distance is None else min_distance / voxel_size_a)
+    if chosen == "dog":
+        from cryomine.pick.dog import pick_dog_file
+
+        radius_a = radius if radius is not None else (_structure_radius_a(template) if template else None)
+        if radius_a is None:
+            raise InputError("DoG needs the particle radius: give --radius (Å) or --template with a bundled structure id", "--radius")
+        config = DogConfig(radius_vox=radius_a / voxel_size_a)
+        config = replace(config, peaks=replace(config.peaks, **peak_kw))
+        result, paths = pick_dog_file(tomogram, out, config)
+        typer.echo(f"picked {len(result.picks)} particles (DoG, radius {config.radius_vox:.1f} voxels): {', '.join(map(str, paths))}")
+        return
+    if template is None:
+        raise InputError("template matching needs --template (bundled structure id or file)", "--template")
+    from cryomine.pick.template import match_template_file
+    from cryomine.simulate.ctf import MicroscopeConfig
+
+    base = TemplateMatchConfig()
+    microscope = None if ctf is False else replace(base.microscope or MicroscopeConfig(), **_given(defocus_um=defocus, voltage_kv=voltage))
+    config = TemplateMatchConfig(
+        **_given(angular_step_deg=angular_step, tilt_min_deg=tilt_min, tilt_max_deg=tilt_max, pad_edges=pad_edges, tile_vox=tile_size,
+                 memory_gb=memory_gb, angle_batch=angle_batch, device=device, threads=threads),
+        microscope=microscope,
+        peaks=replace(base.peaks, **peak_kw),
+    )  # fmt: skip
+    result, paths = match_template_file(tomogram, template, out, config, mask=mask, progress=True)
+    typer.echo(f"picked {len(result.picks)} particles ({len(result.angles_zyz)} orientations, {result.n_tiles} tile(s)): "
+               f"{', '.join(map(str, paths))}")  # fmt: skip
+
+
+@app.command("extract")
+def extract_cmd(
+    tomogram: Path = typer.Argument(..., help="Tomogram (MRC)."),
+    picks: Path = typer.Argument(..., help="Picks (RELION STAR, voxel coordinates of TOMOGRAM)."),
+    size: int = typer.Option(..., "--size", help="Box edge (voxels); must match the model's input for predict."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output dataset (.h5) for 'cryomine predict' / 'discover'."),
+) -> None:
+    """Cut a box around every pick into a cryomine subtomogram dataset (row i = pick i)."""
+    from cryomine.pick.extract import extract_subtomograms
+
+    res = extract_subtomograms(tomogram, picks, out, size)
+    typer.echo(f"wrote {res.path}: {res.n} subtomograms of {res.size}³ voxels at {res.voxel_size_a:g} Å")
+
+
+@app.command("atlas")
+def atlas_cmd(
+    tomogram: Path = typer.Argument(..., help="Tomogram (MRC): gives the grid and voxel size."),
+    picks: Path = typer.Argument(..., help="Picks (RELION STAR) with rlnClassName (or use --classes)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Atlas density (MRC); <stem>_labels.mrc and <stem>.png beside it."),
+    classes: Path | None = typer.Option(None, "--classes", help="predictions.star of 'cryomine predict' on the extracted picks."),
+    structure: list[str] | None = typer.Option(None, "--structure", help="NAME=ID_OR_FILE to map a class to a structure, or ID_OR_FILE for every pick (repeatable)."),
+) -> None:
+    """Place each class's structure at its picked position and orientation: the visual atlas (MRC + PNG)."""
+    from cryomine.pick.atlas import make_atlas
+
+    mapping: dict[str, str] = {}
+    for item in structure or []:
+        name, sep, value = item.partition("=")
+        if sep and (not name or not value):
+            raise InputError(f"expected NAME=ID_OR_FILE, got {item!r}", "--structure")
+        mapping[name if sep else "*"] = value if sep else item
+    atlas, paths = make_atlas(tomogram, picks, out, classes, mapping)
+    counts = ", ".join(f"{k} {v}" for k, v in atlas.counts.items())
+    typer.echo(f"placed {sum(atlas.counts.values())} structures ({counts}): {', '.join(map(str, paths))}")
+
+
+@app.command("evaluate-picks")
+def evaluate_picks_cmd(
+    picks: Path = typer.Argument(..., help="Picks (RELION STAR)."),
+    truth: Path = typer.Argument(..., help="True particles (RELION STAR with rlnClassName, e.g. from 'simulate tomogram')."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    radius: float | None = typer.Option(None, "--radius", help="Particle radius (Å) for every class (default: each class's bundled structure)."),
+    voxel_size: float | None = typer.Option(None, "--voxel-size", help="Voxel size (Å) of the STAR coordinates (default: from the files' JSON)."),
+    hit_fraction: float | None = typer.Option(None, "--hit-fraction", help="A hit is within this fraction of the radius."),
+    classes: Path | None = typer.Option(None, "--classes", help="predictions.star giving each pick's class (joined on cmRow)."),
+) -> None:
+    """Precision, recall and F1 of picks (overall and per class; a hit is within half a radius of a true particle)."""
+    from cryomine.pick.config import MatchingConfig
+    from cryomine.pick.evaluate import evaluate_pick_files
+
+    config = MatchingConfig(**_given(radius_a=radius, voxel_size_a=voxel_size, hit_fraction=hit_fraction))
+    report = evaluate_pick_files(picks, truth, config, classes)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(_format(report))
+
+
+def _format(report: dict) -> str:
+    def row(label: str, m: dict | None) -> str:
+        if m is None:
+            return f"  {label:<24} -"
+        p = "   -  " if m.get("precision") is None else f"{m['precision']:.3f} "
+        f = "   -  " if m.get("f1") is None else f"{m['f1']:.3f} "
+        return f"  {label:<24} P {p} R {m['recall']:.3f}  F1 {f} (TP {m['tp']}, FN {m['fn']})"
+
+    lines = [f"{report['n_picks']} picks vs {report['n_true']} true particles (hit within {report['hit_fraction']:g} x radius)",
+             row("localisation", report["localisation"]), row("localisation + class", report["localisation_and_class"])]  # fmt: skip
+    for name, entry in report["per_class"].items():
+        lines.append(f" {name} ({entry['n_true']} true, {entry['n_picked'] if entry['n_picked'] is not None else '-'} picked)")
+        lines.append(row("localisation", entry["localisation"]))
+        if entry["localisation_and_class"] is not None:
+            lines.append(row("localisation + class", entry["localisation_and_class"]))
+    return "\n".join(lines)

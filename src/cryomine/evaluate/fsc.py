@@ -1,0 +1,246 @@
+"""Fourier shell correlation (FSC) between two maps, its resolution estimates, and its CSV / PNG outputs.
+
+``FSC(shell) = Re sum_k A(k) conj(B(k)) / sqrt(sum_k |A(k)|^2 sum_k |B(k)|^2)``, the sums over the Fourier
+components ``k`` of one shell. Shell ``j`` holds the frequencies with ``round(|k| * n_max) == j`` where ``|k|`` is
+in cycles per voxel (``np.fft.fftfreq`` on every axis, so non-cubic boxes work) and ``n_max`` is the largest box
+edge; shells run from 0 (DC) to Nyquist (``n_max // 2``). Shell ``j`` is at frequency ``j / (n_max * voxel)``
+(1/Å). The half spectrum (``rfftn``) is used with the Hermitian weights (2 for columns whose mirror image is not
+stored), so the sums equal full-spectrum sums.
+
+Resolution at a threshold (0.5, or 0.143 for gold-standard half maps): the first crossing of the curve below
+the threshold after DC, linearly interpolated between the two shells around it; ``1 / frequency`` in Å. A curve
+that never drops below the threshold gives the Nyquist resolution ``2 * voxel size``. An optional real-space
+mask multiplies both maps before the transform.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cryomine.errors import InputError
+from cryomine.io.atomic import atomic_output
+from cryomine.io.mrc import Volume, read_mrc
+from cryomine.io.validate import check_volume, check_voxel_size
+
+__all__ = [
+    "FSCResult",
+    "fsc",
+    "fsc_files",
+    "shell_index",
+    "resolution_at",
+    "write_fsc_csv",
+    "plot_fsc",
+]
+
+MapLike = np.ndarray | Volume
+
+
+@dataclass(frozen=True)
+class FSCResult:
+    """An FSC curve and what is read from it.
+
+    ``frequency_a_inv``: ``(s,)`` shell frequencies (1/Å), shell 0 is DC. ``fsc``: ``(s,)`` correlation per shell
+    (shell 0 included; NaN for a shell where a map has no power). ``n_components``: ``(s,)`` Fourier components
+    per shell (full spectrum). ``resolution_05_a`` / ``resolution_0143_a``: resolution (Å) at FSC 0.5 / 0.143.
+    ``fsc_sum``: sum of the FSC over the shells 1..Nyquist. ``voxel_size_a``: voxel size (Å).
+    """
+
+    frequency_a_inv: np.ndarray
+    fsc: np.ndarray
+    n_components: np.ndarray
+    resolution_05_a: float
+    resolution_0143_a: float
+    fsc_sum: float
+    voxel_size_a: float
+
+    def resolution(self, threshold: float) -> float:
+        """Resolution (Å) where the curve first drops below ``threshold`` (Nyquist if it never does)."""
+        return resolution_at(self.frequency_a_inv, self.fsc, threshold, self.voxel_size_a)
+
+    def to_dict(self) -> dict:
+        """JSON-able summary and curve."""
+        return {
+            "voxel_size_a": self.voxel_size_a,
+            "resolution_fsc05_a": self.resolution_05_a,
+            "resolution_fsc0143_a": self.resolution_0143_a,
+            "fsc_sum": self.fsc_sum,
+            "frequency_a_inv": [float(f) for f in self.frequency_a_inv],
+            "fsc": [None if not math.isfinite(v) else float(v) for v in self.fsc],
+        }
+
+
+def shell_index(shape_zyx: Sequence[int], rfft: bool = True) -> tuple[np.ndarray, int]:
+    """Shell number of every Fourier component of a ``(d, h, w)`` box and the number of shells ``n_max // 2 + 1``.
+
+    Returns a ``(d, h, w // 2 + 1)`` (``rfft``) or ``(d, h, w)`` int array in unshifted FFT layout; components
+    beyond Nyquist (corners of the cube) get the index ``n_shells`` (one past the last shell).
+    """
+    d, h, w = (int(s) for s in shape_zyx)
+    n_max = max(d, h, w)
+    kz = np.fft.fftfreq(d)[:, None, None]
+    ky = np.fft.fftfreq(h)[None, :, None]
+    kx = (np.fft.rfftfreq(w) if rfft else np.fft.fftfreq(w))[None, None, :]
+    radius = np.sqrt(kz**2 + ky**2 + kx**2) * n_max
+    n_shells = n_max // 2 + 1
+    idx = np.rint(radius).astype(np.int64)
+    return np.minimum(idx, n_shells), n_shells
+
+
+def hermitian_weights(shape_zyx: Sequence[int]) -> np.ndarray:
+    """``(w // 2 + 1,)`` weights of ``rfftn`` columns: 1 for DC (and Nyquist when ``w`` is even), else 2."""
+    w = int(shape_zyx[-1])
+    weights = np.full(w // 2 + 1, 2.0)
+    weights[0] = 1.0
+    if w % 2 == 0:
+        weights[-1] = 1.0
+    return weights
+
+
+def resolution_at(frequency_a_inv: np.ndarray, curve: np.ndarray, threshold: float, voxel_size_a: float) -> float:
+    """Resolution (Å) at the first crossing of ``curve`` below ``threshold`` after shell 0 (interpolated).
+
+    Shell 0 (DC) counts as FSC 1. NaN shells count as 0. No crossing: the Nyquist resolution ``2 * voxel``.
+    """
+    f = np.asarray(frequency_a_inv, dtype=np.float64)
+    c = np.nan_to_num(np.asarray(curve, dtype=np.float64), nan=0.0)
+    c = c.copy()
+    c[0] = 1.0
+    below = np.nonzero(c[1:] < threshold)[0]
+    if below.size == 0:
+        return 2.0 * float(voxel_size_a)
+    j = int(below[0]) + 1  # first shell below the threshold; shell j - 1 is at or above it
+    c0, c1 = c[j - 1], c[j]
+    t = (c0 - threshold) / (c0 - c1) if c0 != c1 else 0.0
+    freq = f[j - 1] + t * (f[j] - f[j - 1])
+    return float(1.0 / freq) if freq > 0 else math.inf
+
+
+def _as_map(value: MapLike, name: str) -> tuple[np.ndarray, float | None]:
+    if isinstance(value, Volume):
+        return check_volume(value.data, name=name), float(value.voxel_size_a)
+    return check_volume(value, name=name), None
+
+
+def fsc(
+    map_a: MapLike,
+    map_b: MapLike,
+    *,
+    voxel_size_a: float | None = None,
+    mask: MapLike | None = None,
+) -> FSCResult:
+    """FSC between two ``(d, h, w)`` maps (arrays or :class:`~cryomine.io.mrc.Volume`), optionally masked.
+
+    ``voxel_size_a`` (Å) is taken from the Volumes when not given (1 Å for plain arrays). Raises
+    :class:`InputError` for maps (or a mask) of different shapes, Volumes of different voxel sizes, an all-zero
+    mask or maps with no power after masking.
+    """
+    a, vs_a = _as_map(map_a, "first map")
+    b, vs_b = _as_map(map_b, "second map")
+    if a.shape != b.shape:
+        raise InputError(f"maps have different shapes {a.shape} and {b.shape}: FSC needs maps on the same grid")
+    if vs_a is not None and vs_b is not None and not math.isclose(vs_a, vs_b, rel_tol=1e-3):
+        raise InputError(f"maps have different voxel sizes {vs_a:g} Å and {vs_b:g} Å: resample one first")
+    if voxel_size_a is None:
+        voxel_size_a = vs_a if vs_a is not None else (vs_b if vs_b is not None else 1.0)
+    vs = check_voxel_size(voxel_size_a, "voxel_size_a")
+    if mask is not None:
+        m, _ = _as_map(mask, "mask")
+        if m.shape != a.shape:
+            raise InputError(f"mask has shape {m.shape}, the maps {a.shape}")
+        if not np.any(m != 0):
+            raise InputError("mask is all zero")
+        a, b = a * m, b * m
+    if not (np.any(a != a.flat[0]) and np.any(b != b.flat[0])):
+        raise InputError("a map is constant (after masking): FSC is undefined")
+    fa = np.fft.rfftn(a.astype(np.float64))
+    fb = np.fft.rfftn(b.astype(np.float64))
+    idx, n_shells = shell_index(a.shape)
+    wts = np.broadcast_to(hermitian_weights(a.shape)[None, None, :], idx.shape).ravel()
+    flat = idx.ravel()
+    cross = np.bincount(flat, weights=wts * (fa * np.conj(fb)).real.ravel(), minlength=n_shells + 1)[:n_shells]
+    pa = np.bincount(flat, weights=wts * (np.abs(fa) ** 2).ravel(), minlength=n_shells + 1)[:n_shells]
+    pb = np.bincount(flat, weights=wts * (np.abs(fb) ** 2).ravel(), minlength=n_shells + 1)[:n_shells]
+    count = np.bincount(flat, weights=wts, minlength=n_shells + 1)[:n_shells]
+    denom = np.sqrt(pa * pb)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        curve = np.where(denom > 0, cross / np.where(denom > 0, denom, 1.0), np.nan)
+    freq = np.arange(n_shells) / (max(a.shape) * vs)
+    return FSCResult(
+        frequency_a_inv=freq,
+        fsc=curve,
+        n_components=count.astype(np.int64),
+        resolution_05_a=resolution_at(freq, curve, 0.5, vs),
+        resolution_0143_a=resolution_at(freq, curve, 0.143, vs),
+        fsc_sum=float(np.nansum(curve[1:])),
+        voxel_size_a=vs,
+    )
+
+
+def fsc_files(
+    path_a: str | os.PathLike[str], path_b: str | os.PathLike[str], mask_path: str | os.PathLike[str] | None = None
+) -> FSCResult:
+    """FSC between two MRC files (optionally masked by a third); errors name the offending file."""
+    va, vb = read_mrc(path_a), read_mrc(path_b)
+    if va.data.shape != vb.data.shape:
+        raise InputError(f"map has shape {vb.data.shape}, but {path_a} has {va.data.shape}", path_b)
+    if not math.isclose(va.voxel_size_a, vb.voxel_size_a, rel_tol=1e-3):
+        raise InputError(f"voxel size {vb.voxel_size_a:g} Å differs from {path_a}'s {va.voxel_size_a:g} Å", path_b)
+    mask = None
+    if mask_path is not None:
+        mask = read_mrc(mask_path).data
+        if mask.shape != va.data.shape:
+            raise InputError(f"mask has shape {mask.shape}, the maps {va.data.shape}", mask_path)
+    return fsc(va, vb, mask=mask)
+
+
+def write_fsc_csv(path: str | os.PathLike[str], result: FSCResult) -> Path:
+    """Write ``shell,frequency_a_inv,resolution_a,fsc,n_components`` rows (atomically); returns the path."""
+    p = Path(path)
+    lines = ["shell,frequency_a_inv,resolution_a,fsc,n_components"]
+    for j, (f, c, n) in enumerate(zip(result.frequency_a_inv, result.fsc, result.n_components)):
+        res = f"{1.0 / f:.4f}" if f > 0 else "inf"
+        val = f"{c:.6f}" if math.isfinite(c) else "nan"
+        lines.append(f"{j},{f:.6f},{res},{val},{int(n)}")
+    with atomic_output(p) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def plot_fsc(
+    path: str | os.PathLike[str],
+    curves: FSCResult | dict[str, FSCResult],
+    title: str | None = None,
+) -> Path:
+    """Plot one or more FSC curves (a dict label -> result) with the 0.5 and 0.143 lines into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = curves.items() if isinstance(curves, dict) else [("FSC", curves)]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    try:
+        for label, r in items:
+            ax.plot(r.frequency_a_inv, r.fsc, marker=".", label=f"{label} ({r.resolution_0143_a:.1f} Å at 0.143)")
+        ax.axhline(0.5, color="grey", ls="--", lw=0.8)
+        ax.axhline(0.143, color="grey", ls=":", lw=0.8)
+        ax.axhline(0.0, color="black", lw=0.5)
+        ax.set_xlabel("spatial frequency (1/Å)")
+        ax.set_ylabel("FSC")
+        ax.set_ylim(-0.2, 1.05)
+        if title:
+            ax.set_title(title)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        p = Path(path)
+        with atomic_output(p) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    return p

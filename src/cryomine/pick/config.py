@@ -1,0 +1,191 @@
+"""Frozen, validated parameter groups of particle picking (DoG and template matching) and pick evaluation.
+
+Every default of the ``cryomine pick`` / ``evaluate-picks`` commands lives here (the CLI passes only what the user
+gave). Lengths are voxels where named ``_vox`` and Å where named ``_a``; angles are degrees. Nonsense values raise
+:class:`~cryomine.errors.InputError` naming the parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from cryomine.errors import InputError
+from cryomine.simulate.ctf import MicroscopeConfig
+
+__all__ = ["PeakConfig", "DogConfig", "TemplateMatchConfig", "MatchingConfig", "METHODS"]
+
+METHODS = ("dog", "template")
+
+
+def _finite(value: object, name: str) -> float:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"must be a number, got {value!r}", name) from None
+    if not math.isfinite(v):
+        raise InputError(f"must be finite, got {value!r}", name)
+    return v
+
+
+def _positive(value: object, name: str) -> float:
+    v = _finite(value, name)
+    if v <= 0:
+        raise InputError(f"must be > 0, got {v:g}", name)
+    return v
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"must be an integer >= 1, got {value!r}", name)
+    return value
+
+
+@dataclass(frozen=True)
+class PeakConfig:
+    """Peak extraction from a score map (shared by DoG and template matching).
+
+    - ``min_distance_vox``: exclusion radius: no two picks closer than this (voxels); ``None`` = the particle
+      radius of the picker.
+    - ``top_n``: keep at most this many peaks (best first); ``None`` = no limit.
+    - ``threshold``: keep peaks with ``score >= threshold``; ``None`` = automatic unless ``top_n`` is given.
+    - ``auto_sigma``: the automatic threshold (used when neither ``threshold`` nor ``top_n`` is given) is
+      ``median + auto_sigma * 1.4826 * MAD`` of the score map (a robust "n sigma above background").
+    - ``border_vox``: drop peaks closer than this to the tomogram's faces.
+    """
+
+    min_distance_vox: float | None = None
+    top_n: int | None = None
+    threshold: float | None = None
+    auto_sigma: float = 6.0
+    border_vox: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_distance_vox is not None:
+            _positive(self.min_distance_vox, "--min-distance")
+        if self.top_n is not None:
+            _positive_int(self.top_n, "--top-n")
+        if self.threshold is not None:
+            _finite(self.threshold, "--threshold")
+        _positive(self.auto_sigma, "auto_sigma")
+        if isinstance(self.border_vox, bool) or not isinstance(self.border_vox, int) or self.border_vox < 0:
+            raise InputError(f"must be an integer >= 0, got {self.border_vox!r}", "--border")
+
+
+@dataclass(frozen=True)
+class DogConfig:
+    """Difference-of-Gaussian picking of bright blobs of radius ``radius_vox`` (voxels).
+
+    The band is centred on ``sigma = radius / sqrt(3)`` (where the scale-normalised Laplacian of a solid ball
+    of that radius peaks): ``DoG = G(sigma / sqrt(ratio)) - G(sigma * sqrt(ratio))`` with ``ratio`` = 1.6
+    (the classic DoG-to-LoG ratio). ``peaks.min_distance_vox`` defaults to the radius.
+    """
+
+    radius_vox: float
+    ratio: float = 1.6
+    peaks: PeakConfig = field(default_factory=lambda: PeakConfig(auto_sigma=5.0))
+
+    def __post_init__(self) -> None:
+        r = _positive(self.radius_vox, "--radius")
+        if r < 1.0:
+            raise InputError(f"particle radius must be >= 1 voxel, got {r:g}", "--radius")
+        ratio = _finite(self.ratio, "ratio")
+        if not 1.0 < ratio <= 10.0:
+            raise InputError(f"must be in (1, 10], got {ratio:g}", "ratio")
+        if not isinstance(self.peaks, PeakConfig):
+            raise InputError("peaks must be a PeakConfig", "peaks")
+
+    @property
+    def sigmas_vox(self) -> tuple[float, float]:
+        """The inner and outer Gaussian widths (voxels)."""
+        s = float(self.radius_vox) / math.sqrt(3.0)
+        k = math.sqrt(float(self.ratio))
+        return s / k, s * k
+
+
+@dataclass(frozen=True)
+class TemplateMatchConfig:
+    """FFT template matching (fast local correlation, Roseman 2003) over a uniform angular grid.
+
+    - ``angular_step_deg``: step of :func:`cryomine.geometry.angular_sampling`, in (0, 180].
+    - ``tilt_min_deg`` / ``tilt_max_deg``: the tomogram's tilt range; the template is multiplied by the
+      missing-wedge mask of this range (``wedge=False`` to skip).
+    - ``microscope``: optics for CTF weighting of the template (``-CTF * envelope * MTF``, the transfer of a
+      protein-bright tomogram); ``None`` = no CTF weighting.
+    - ``mask_radius_vox``: radius of the spherical correlation mask; ``None`` = the template's own radius.
+      A custom (non-spherical) mask, when given to :func:`~cryomine.pick.template.match_template`, wins.
+    - ``pad_edges``: zero-pad the tomogram at its faces so that correlations never wrap around (exact at the
+      faces, tiling-invariant). ``False``: one circular FFT over the whole tomogram (about ``(1 + (m - 1) / n)^3``
+      less work; scores within ``m / 2`` of a face mix in voxels of the opposite face), as PyTom and pyTME do
+      by default; needs the tomogram in one tile.
+    - ``tile_vox``: edge of the tiles' output cores (voxels); ``None`` = the whole tomogram when it fits
+      ``memory_gb``, else automatic tiles.
+    - ``angle_batch``: orientations correlated together.
+    - ``memory_gb``: working-memory target of one tile (FFT buffers).
+    - ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    - ``threads``: CPU worker threads, each scanning its share of the orientations with single-threaded
+      transforms; ``None`` = torch's thread count.
+    - ``peaks``: peak extraction; ``min_distance_vox`` defaults to the template's radius.
+    """
+
+    angular_step_deg: float = 15.0
+    tilt_min_deg: float = -60.0
+    tilt_max_deg: float = 60.0
+    wedge: bool = True
+    microscope: MicroscopeConfig | None = field(default_factory=MicroscopeConfig)
+    mask_radius_vox: float | None = None
+    pad_edges: bool = True
+    tile_vox: int | None = None
+    angle_batch: int = 4
+    memory_gb: float = 2.0
+    device: str = "auto"
+    threads: int | None = None
+    peaks: PeakConfig = field(default_factory=lambda: PeakConfig(auto_sigma=10.0))
+
+    def __post_init__(self) -> None:
+        step = _finite(self.angular_step_deg, "--angular-step")
+        if not 0.0 < step <= 180.0:
+            raise InputError(f"angular step must be in (0, 180] degrees, got {step:g}", "--angular-step")
+        lo, hi = _finite(self.tilt_min_deg, "--tilt-min"), _finite(self.tilt_max_deg, "--tilt-max")
+        if not -90.0 <= lo < hi <= 90.0:
+            raise InputError(f"tilt range must satisfy -90 <= min < max <= 90 degrees, got [{lo:g}, {hi:g}]", "--tilt-min/--tilt-max")
+        if self.microscope is not None and not isinstance(self.microscope, MicroscopeConfig):
+            raise InputError("microscope must be a MicroscopeConfig or None", "microscope")
+        if self.mask_radius_vox is not None and _positive(self.mask_radius_vox, "--mask-radius") < 1.0:
+            raise InputError(f"mask radius must be >= 1 voxel, got {self.mask_radius_vox:g}", "--mask-radius")
+        if self.tile_vox is not None:
+            _positive_int(self.tile_vox, "--tile-size")
+            if not self.pad_edges:
+                raise InputError("tiles need edge padding: drop --tile-size or --no-pad-edges", "--tile-size")
+        _positive_int(self.angle_batch, "--angle-batch")
+        _positive(self.memory_gb, "--memory-gb")
+        if self.threads is not None:
+            _positive_int(self.threads, "--threads")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise InputError(f"must be auto, cpu or cuda, got {self.device!r}", "--device")
+        if not isinstance(self.peaks, PeakConfig):
+            raise InputError("peaks must be a PeakConfig", "peaks")
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    """How picks are matched to true particles (``evaluate-picks``).
+
+    A pick is a hit for a true particle when their distance is ``<= hit_fraction * radius`` of the true
+    particle's class (SHREC and the CZII challenge use half the radius). ``radius_a`` fixes one radius (Å) for
+    every class; otherwise each class's radius is half the diameter of the bundled structure of that name.
+    ``voxel_size_a`` converts Å to the STAR files' voxel coordinates (``None``: read it from the files).
+    """
+
+    hit_fraction: float = 0.5
+    radius_a: float | None = None
+    voxel_size_a: float | None = None
+
+    def __post_init__(self) -> None:
+        f = _finite(self.hit_fraction, "hit_fraction")
+        if not 0.0 < f <= 2.0:
+            raise InputError(f"must be in (0, 2], got {f:g}", "hit_fraction")
+        if self.radius_a is not None:
+            _positive(self.radius_a, "--radius")
+        if self.voxel_size_a is not None:
+            _positive(self.voxel_size_a, "--voxel-size")

@@ -1,0 +1,210 @@
+"""Peak extraction from 3-D score maps: local maxima, then greedy non-maximum suppression with an exclusion radius.
+
+Shared by DoG and template matching. A score map may be processed in pieces (tiles): :func:`local_maxima`
+returns the candidates of one region (a voxel is a candidate when it is >= all 26 neighbours and > the floor),
+the candidates of all pieces are concatenated, and :func:`select_peaks` keeps, best first, each candidate that
+lies farther than ``min_distance`` from every candidate kept before it (exact greedy suppression with a k-d
+tree), up to ``top_n`` and down to ``threshold``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from cryomine.errors import InputError
+from cryomine.io.star import ParticleTable, make_particles, read_particles
+from cryomine.pick.config import PeakConfig
+
+__all__ = ["Picks", "read_picks", "predicted_classes", "Candidates", "local_maxima", "robust_threshold", "select_peaks", "find_peaks", "candidate_floor"]
+
+MAD_TO_SIGMA = 1.4826
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Peak candidates: ``coords_zyx`` ``(n, 3)`` int64 voxel indices and their ``scores`` ``(n,)`` float32."""
+
+    coords_zyx: np.ndarray
+    scores: np.ndarray
+
+    @staticmethod
+    def empty() -> Candidates:
+        return Candidates(np.zeros((0, 3), np.int64), np.zeros(0, np.float32))
+
+    @staticmethod
+    def concat(parts: list[Candidates]) -> Candidates:
+        if not parts:
+            return Candidates.empty()
+        return Candidates(np.concatenate([p.coords_zyx for p in parts]), np.concatenate([p.scores for p in parts]))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def local_maxima(
+    scores: np.ndarray,
+    keep: tuple[slice, slice, slice] | None = None,
+    offset_zyx: tuple[int, int, int] = (0, 0, 0),
+    floor: float = 0.0,
+) -> Candidates:
+    """Voxels of ``scores`` that are >= their 26 neighbours and > ``floor``.
+
+    Args:
+        scores: ``(d, h, w)`` score map (a region of a larger map: include a 1-voxel halo around ``keep`` so the
+            neighbour test at the region's edge sees the true neighbours; outside the region counts as -inf).
+        keep: only candidates inside these slices of ``scores`` are returned (default: all).
+        offset_zyx: added to the returned coordinates (the region's origin in the full map).
+        floor: candidates must score strictly above it.
+
+    Returns:
+        :class:`Candidates` in full-map coordinates.
+    """
+    arr = np.asarray(scores, dtype=np.float32)
+    if arr.ndim != 3:
+        raise InputError(f"score map must be 3-D, got shape {arr.shape}")
+    maxed = ndimage.maximum_filter(arr, size=3, mode="constant", cval=-np.inf)
+    is_max = (arr >= maxed) & (arr > floor)
+    if keep is not None:
+        inside = np.zeros_like(is_max)
+        inside[keep] = True
+        is_max &= inside
+    idx = np.argwhere(is_max)
+    return Candidates(idx.astype(np.int64) + np.asarray(offset_zyx, np.int64), arr[is_max].astype(np.float32))
+
+
+def robust_threshold(sample: np.ndarray, n_sigma: float) -> float:
+    """``median + n_sigma * 1.4826 * MAD`` of ``sample`` (any shape): n robust standard deviations above the median."""
+    values = np.asarray(sample, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise InputError("cannot set an automatic threshold from an empty score map")
+    med = float(np.median(values))
+    mad = float(np.median(np.abs(values - med)))
+    return med + float(n_sigma) * MAD_TO_SIGMA * mad
+
+
+def select_peaks(
+    candidates: Candidates,
+    min_distance_vox: float,
+    top_n: int | None = None,
+    threshold: float | None = None,
+    shape_zyx: tuple[int, int, int] | None = None,
+    border_vox: int = 0,
+) -> Candidates:
+    """Greedy non-maximum suppression: best first, drop any candidate within ``min_distance_vox`` of a kept one.
+
+    Two kept peaks are always more than ``min_distance_vox`` apart (Euclidean, voxels). Candidates below
+    ``threshold`` or closer than ``border_vox`` to a face of ``shape_zyx`` are dropped first; at most ``top_n``
+    are returned, sorted by decreasing score (ties broken by z, y, x for determinism).
+    """
+    if not np.isfinite(min_distance_vox) or min_distance_vox <= 0:
+        raise InputError(f"minimum distance must be > 0 voxels, got {min_distance_vox!r}", "--min-distance")
+    coords, scores = candidates.coords_zyx, candidates.scores
+    ok = np.ones(len(scores), bool)
+    if threshold is not None:
+        ok &= scores >= threshold
+    if border_vox and shape_zyx is not None:
+        hi = np.asarray(shape_zyx) - border_vox
+        ok &= ((coords >= border_vox) & (coords < hi)).all(axis=1)
+    coords, scores = coords[ok], scores[ok]
+    if len(scores) == 0:
+        return Candidates.empty()
+    order = np.lexsort((coords[:, 2], coords[:, 1], coords[:, 0], -scores.astype(np.float64)))
+    coords, scores = coords[order], scores[order]
+    tree = cKDTree(coords.astype(np.float64))
+    # pairs closer than min_distance (strictly): r slightly below it so that "exactly min_distance" is allowed
+    neighbours = tree.query_ball_point(coords.astype(np.float64), r=float(min_distance_vox) * (1 - 1e-9))
+    suppressed = np.zeros(len(scores), bool)
+    kept: list[int] = []
+    limit = top_n if top_n is not None else len(scores)
+    for i in range(len(scores)):
+        if suppressed[i]:
+            continue
+        kept.append(i)
+        if len(kept) >= limit:
+            break
+        suppressed[neighbours[i]] = True
+    sel = np.asarray(kept, dtype=np.int64)
+    return Candidates(coords[sel], scores[sel])
+
+
+def candidate_floor(threshold: float | None) -> float:
+    """A floor just below ``threshold`` for :func:`local_maxima` (``-inf`` without one); the exact cut is in
+    :func:`select_peaks`."""
+    if threshold is None:
+        return -np.inf
+    return float(threshold) - 1e-6 * max(1.0, abs(float(threshold)))
+
+
+def find_peaks(scores: np.ndarray, config: PeakConfig, default_distance_vox: float) -> Candidates:
+    """Peaks of a whole in-memory ``(d, h, w)`` score map with :class:`PeakConfig` (distance default given)."""
+    arr = np.asarray(scores, dtype=np.float32)
+    threshold = config.threshold
+    if threshold is None and config.top_n is None:
+        threshold = robust_threshold(arr[::2, ::2, ::2], config.auto_sigma)
+    floor = candidate_floor(threshold)
+    cands = local_maxima(arr, floor=floor)
+    dist = config.min_distance_vox if config.min_distance_vox is not None else default_distance_vox
+    return select_peaks(cands, dist, config.top_n, threshold, arr.shape, config.border_vox)
+
+
+@dataclass(frozen=True)
+class Picks:
+    """Picked particles: ``coords_zyx`` ``(n, 3)`` voxel positions, ``scores`` ``(n,)`` (best first), optional
+    ``eulers_zyz`` ``(n, 3)`` RELION (rot, tilt, psi) degrees (template matching) and ``class_name`` (the
+    template's name)."""
+
+    coords_zyx: np.ndarray
+    scores: np.ndarray
+    eulers_zyz: np.ndarray | None = None
+    class_name: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def to_table(self, tomo_name: str | None = None) -> ParticleTable:
+        """A RELION particle table: ``rlnCoordinateX/Y/Z`` (voxels), ``rlnAutopickFigureOfMerit`` (the score),
+        ``rlnAngleRot/Tilt/Psi`` when known, ``rlnClassName`` when known, ``rlnTomoName`` when given."""
+        extra: dict[str, np.ndarray] = {"rlnAutopickFigureOfMerit": np.asarray(self.scores, np.float64)}
+        if self.class_name is not None and len(self):
+            extra["rlnClassName"] = np.array([self.class_name] * len(self), dtype=object)
+        coords = np.asarray(self.coords_zyx, np.float64).reshape(-1, 3)[:, ::-1]
+        return make_particles(coords, self.eulers_zyz, tomo_name=tomo_name if len(self) else None, extra=extra)
+
+
+def read_picks(path: str | os.PathLike[str]) -> ParticleTable:
+    """Read a particle STAR file (picks or truth) that must hold at least one particle (InputError otherwise)."""
+    table = read_particles(path)
+    if len(table) == 0:
+        raise InputError("STAR file holds no particles", path)
+    return table
+
+
+def predicted_classes(predictions: str | os.PathLike[str], n: int) -> np.ndarray:
+    """Class names of ``n`` picks from ``cryomine predict``'s ``predictions.star`` (rows joined on ``cmRow``,
+    the row of the dataset made by ``cryomine extract`` = the pick's index). Returns an ``(n,)`` object array."""
+    p = Path(predictions)
+    if not p.is_file():
+        raise InputError("predictions file not found", p)
+    try:
+        blocks = starfile.read(p, always_dict=True)
+    except Exception as exc:  # noqa: BLE001 - starfile raises many types for a bad file
+        raise InputError(f"not a readable STAR file ({' '.join(str(exc).split())[:160]})", p) from None
+    table = next((b for b in blocks.values() if isinstance(b, pd.DataFrame) and {"cmRow", "cmClassName"} <= set(b.columns)), None)
+    if table is None:
+        raise InputError("not a cryomine predictions file: needs columns cmRow and cmClassName", p)
+    rows = pd.to_numeric(table["cmRow"], errors="coerce").to_numpy()
+    if np.isnan(rows).any() or (rows < 0).any() or (rows >= n).any() or len(np.unique(rows)) != len(rows):
+        raise InputError(f"cmRow must be distinct pick indices in [0, {n}) (predict the dataset made by 'cryomine extract')", p)
+    if len(rows) != n:
+        raise InputError(f"predictions cover {len(rows)} of {n} picks", p)
+    out = np.empty(n, dtype=object)
+    out[rows.astype(np.int64)] = table["cmClassName"].astype(str).to_numpy()
+    return out

@@ -1,0 +1,439 @@
+"""Template matching: FFT fast local correlation (Roseman 2003) over a uniform angular grid, in torch.
+
+For every orientation ``A`` of :func:`cryomine.geometry.angular_sampling` (RELION ZYZ, the template rotated by
+``A`` with :func:`cryomine.geometry.rotate_volumes` is the particle in orientation ``A``), as in PyTom / STOPGAP:
+
+1. rotate the template (trilinear) in its ``(m, m, m)`` box about voxel ``m // 2``;
+2. weight it in Fourier space by the tomogram's transfer: the missing-wedge mask of the tilt range
+   (:func:`cryomine.geometry.missing_wedge_mask`, in the tomogram frame, so after the rotation) times
+   ``-CTF * envelope * MTF`` (:func:`cryomine.simulate.ctf.transfer_function`; the minus because tomograms here
+   have protein bright, i.e. the reconstruction was sign-flipped after the physical CTF);
+3. normalise it under the mask ``M`` (``N = sum M`` voxels) to zero mean and unit variance, zero outside ``M``;
+4. correlate with the standardised tomogram ``v`` by FFT and divide by the local standard deviation of ``v``
+   under the mask at every position (the "fast local correlation function"; ``c = m // 2``)::
+
+       score(p) = sum_x t'(x) v(p + x - c) / (N * sigma_M(p)),   sigma_M(p)^2 = <v^2>_M(p) - <v>_M(p)^2
+
+   a Pearson correlation in [-1, 1]. A spherical mask is rotation invariant, so ``sigma_M`` is computed once
+   per tile; a custom mask is rotated with the template and ``sigma_M`` is computed per orientation.
+
+Per voxel the maximum score over orientations and the index of the best orientation are kept. Implementation:
+orientations in batches of ``angle_batch``; real FFTs (``rfft``); the template's forward transform skips the
+zero padding axis by axis (only ``m`` of ``L`` planes are non-zero); the template is flipped so the product of
+spectra needs no conjugate. On CUDA every step is torch; on CPU the tile-size transforms use ``scipy.fft``
+(faster than torch's CPU FFT here) and the orientations are shared among ``threads`` worker threads. The
+tomogram is standardised, zero-padded at its faces (no wrap-around) and processed in overlapping tiles
+(:mod:`cryomine.pick.tiles`) when it does not fit ``memory_gb``; it is read through memory maps, so it never
+needs to fit in memory as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import scipy.fft as sfft
+import torch
+from tqdm import tqdm
+
+from cryomine import __version__
+from cryomine.errors import InputError
+from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, missing_wedge_mask, rotate_volumes
+from cryomine.io.atomic import atomic_output
+from cryomine.io.mrc import read_mrc
+from cryomine.io.star import write_particles
+from cryomine.pick.config import TemplateMatchConfig
+from cryomine.pick.peaks import Candidates, Picks, candidate_floor, local_maxima, robust_threshold, select_peaks
+from cryomine.pick.tiles import open_mrc_mmap, plan_tiles, read_window, volume_stats
+from cryomine.simulate.ctf import transfer_function
+from cryomine.simulate.templates import prepare_template
+
+__all__ = ["MatchResult", "match_template", "match_template_file", "template_weight", "spherical_mask", "template_radius_vox"]
+
+_VAR_EPS = 1e-3  # local variance (tomogram standardised to variance 1) below which the score is set to 0
+_SAMPLE_STRIDE = 3  # every 3rd voxel per axis of each core feeds the automatic threshold
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Output of :func:`match_template`.
+
+    ``scores``: ``(d, h, w)`` float32 maximum score over orientations. ``angle_index``: ``(d, h, w)`` index of the
+    best orientation into ``angles_zyz`` (``(n, 3)`` RELION rot, tilt, psi degrees). ``picks``: the extracted
+    peaks with their orientations. ``threshold``: the score threshold applied (None if only top-N).
+    """
+
+    scores: np.ndarray
+    angle_index: np.ndarray
+    angles_zyz: np.ndarray
+    picks: Picks
+    threshold: float | None
+    n_tiles: int
+
+
+def template_radius_vox(template: np.ndarray, level: float = 0.1) -> float:
+    """Largest distance (voxels) from the box centre ``m // 2`` of a voxel above ``level`` x the maximum, + 1."""
+    t = np.asarray(template, np.float32)
+    c = np.array([s // 2 for s in t.shape], np.float64)
+    idx = np.argwhere(t > level * float(t.max()))
+    if len(idx) == 0:
+        raise InputError("template has no positive density", "--template")
+    return float(np.sqrt(((idx - c) ** 2).sum(axis=1)).max()) + 1.0
+
+
+def spherical_mask(size: int, radius_vox: float) -> np.ndarray:
+    """``(size, size, size)`` float32 ball of ``radius_vox`` (voxels) centred on voxel ``size // 2``."""
+    r = np.arange(size, dtype=np.float64) - size // 2
+    d2 = r[:, None, None] ** 2 + r[None, :, None] ** 2 + r[None, None, :] ** 2
+    return (d2 <= float(radius_vox) ** 2).astype(np.float32)
+
+
+def template_weight(size: int, voxel_size_a: float, config: TemplateMatchConfig) -> np.ndarray:
+    """Fourier weight of an ``(m, m, m)`` template box, ``(m, m, m // 2 + 1)`` float32 (``rfftn`` layout).
+
+    Missing-wedge mask of the tilt range (if ``config.wedge``) times ``-transfer_function(|k|)`` (if
+    ``config.microscope``), ``|k|`` in 1/Å from the voxel size.
+    """
+    weight = np.ones((size, size, size // 2 + 1), np.float64)
+    if config.wedge:
+        weight *= missing_wedge_mask((size, size, size), config.tilt_min_deg, config.tilt_max_deg, rfft=True)
+    if config.microscope is not None:
+        kz = np.fft.fftfreq(size)[:, None, None]
+        ky = np.fft.fftfreq(size)[None, :, None]
+        kx = np.fft.rfftfreq(size)[None, None, :]
+        k = np.sqrt(kz**2 + ky**2 + kx**2) / float(voxel_size_a)
+        weight *= -transfer_function(k, config.microscope, voxel_size_a)
+    return weight.astype(np.float32)
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("CUDA requested but not available", "--device")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class _FFT:
+    """The tile-size transforms: forward spectra of small ``(b, m, m, m)`` boxes zero-padded at the end to the
+    window ``(Lz, Ly, Lx)``, and inverse real transforms. On CUDA: ``torch.fft``. On CPU: ``scipy.fft`` (pocketfft),
+    which here is 1.5-2x faster than torch's CPU FFT for these 3-D real transforms, and lets the forward transform
+    skip the zero padding axis by axis (``m`` of ``L`` planes are non-zero). Tensors share memory with numpy."""
+
+    def __init__(self, shape: tuple[int, int, int], device: torch.device, workers: int | None = None) -> None:
+        self.shape = shape
+        self.cpu = device.type == "cpu"
+        self.workers = workers if workers is not None else max(1, torch.get_num_threads())
+
+    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        """``rfftn`` of ``(b, m, m, m)`` boxes padded to the window: ``(b, Lz, Ly, Lx // 2 + 1)`` complex."""
+        lz, ly, lx = self.shape
+        if not self.cpu:
+            return torch.fft.rfftn(x, s=self.shape, dim=(-3, -2, -1))
+        f = sfft.rfft(x.numpy(), n=lx, axis=-1, workers=self.workers)
+        f = sfft.fft(f, n=ly, axis=-2, workers=self.workers, overwrite_x=True)
+        return torch.from_numpy(sfft.fft(f, n=lz, axis=-3, workers=self.workers, overwrite_x=True))
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        """``rfftn`` of a window-size volume."""
+        if not self.cpu:
+            return torch.fft.rfftn(v)
+        return torch.from_numpy(sfft.rfftn(v.numpy(), workers=self.workers))
+
+    def inverse(self, spec: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
+        """``irfftn`` of ``(b, Lz, Ly, Lx // 2 + 1)`` spectra: ``b`` real ``(Lz, Ly, Lx)`` volumes (on CPU a list, one
+        transform at a time, each in the array scipy allocates: copying into a preallocated batch costs more)."""
+        if not self.cpu:
+            return torch.fft.irfftn(spec, s=self.shape, dim=(-3, -2, -1))
+        arr = spec.numpy()
+        return [torch.from_numpy(sfft.irfftn(arr[k], s=self.shape, workers=self.workers, overwrite_x=True)) for k in range(arr.shape[0])]
+
+
+def _shift_ramp(shape: tuple[int, int, int], shift: list[int], device: torch.device) -> torch.Tensor:
+    """``rfftn``-layout phase ``exp(2 pi i k . shift / L)``: multiplying a spectrum by it moves index ``shift`` of
+    the (circular) signal to index 0."""
+    ramps = []
+    for axis, (n, s) in enumerate(zip(shape, shift)):
+        k = np.fft.rfftfreq(n) if axis == 2 else np.fft.fftfreq(n)
+        ramps.append(np.exp(2j * np.pi * k * (s % n)))
+    ramp = ramps[0][:, None, None] * ramps[1][None, :, None] * ramps[2][None, None, :]
+    return torch.from_numpy(ramp.astype(np.complex64)).to(device)
+
+
+class _Correlator:
+    """Correlates one tile window with every orientation (see the module docstring)."""
+
+    def __init__(self, template: np.ndarray, mask: np.ndarray, spherical: bool, weight: np.ndarray,
+                 matrices_xyz: np.ndarray, batch: int, device: torch.device) -> None:  # fmt: skip
+        self.device = device
+        self.template = torch.from_numpy(np.ascontiguousarray(template, np.float32)).to(device)
+        self.mask = torch.from_numpy(np.ascontiguousarray(mask, np.float32)).to(device)
+        self.spherical = spherical
+        self.weight = torch.from_numpy(weight).to(device)
+        self.mats = torch.from_numpy(matrices_xyz.astype(np.float32)).to(device)
+        self.batch = batch
+        self.m = template.shape[0]
+
+    def _prepare(self, mats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotated, filtered, mask-normalised templates ``(b, m, m, m)`` (divided by N) and their masks."""
+        b, m = mats.shape[0], self.m
+        t = rotate_volumes(self.template.expand(b, m, m, m), mats)
+        t = torch.fft.irfftn(torch.fft.rfftn(t, dim=(-3, -2, -1)) * self.weight, s=(m, m, m), dim=(-3, -2, -1))
+        mk = self.mask[None] if self.spherical else (rotate_volumes(self.mask.expand(b, m, m, m), mats) > 0.5).to(t.dtype)
+        n = mk.sum(dim=(-3, -2, -1), keepdim=True)
+        mean = (t * mk).sum(dim=(-3, -2, -1), keepdim=True) / n
+        t = (t - mean) * mk
+        std = torch.sqrt((t * t).sum(dim=(-3, -2, -1), keepdim=True) / n).clamp_min(1e-12)
+        return t / (std * n), mk
+
+    def _correlate(self, boxes: torch.Tensor, fft: _FFT, vf: torch.Tensor, region: tuple[int, int, int]) -> list[torch.Tensor]:
+        """``sum_x box(x) v(p + x - m // 2)`` at every region voxel ``p``: ``b`` views of shape ``region``.
+
+        The boxes are flipped so that the product of spectra is a convolution (no complex conjugate pass); ``vf``
+        carries the phase ramp that moves region voxel 0 to index 0 (see :meth:`run`).
+        """
+        spec = fft.spectrum(torch.flip(boxes, dims=(-3, -2, -1)).contiguous())
+        spec.mul_(vf)
+        return [c[: region[0], : region[1], : region[2]] for c in fft.inverse(spec)]
+
+    def _inv_sigma(self, mk: torch.Tensor, fft: _FFT, vf: torch.Tensor, v2f: torch.Tensor,
+                   region: tuple[int, int, int]) -> torch.Tensor:  # fmt: skip
+        """``1 / sigma_M`` at every region position for masks ``(b, m, m, m)`` -> ``(b, *region)`` (0 where flat)."""
+        n = mk.sum(dim=(-3, -2, -1)).reshape(-1, 1, 1, 1)
+        mu = torch.stack(self._correlate(mk, fft, vf, region)) / n
+        ex2 = torch.stack(self._correlate(mk, fft, v2f, region)) / n
+        var = ex2 - mu * mu
+        return torch.where(var > _VAR_EPS, torch.rsqrt(var.clamp_min(_VAR_EPS)), torch.zeros_like(var))
+
+    def _scan(self, batches: list[int], fft: _FFT, vf: torch.Tensor, v2f: torch.Tensor, inv: torch.Tensor | None,
+              region: tuple[int, int, int], bar: tqdm | None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Running maximum and its orientation index over the angle batches starting at ``batches``."""
+        best = torch.full(region, -torch.inf, device=self.device)
+        best_idx = torch.zeros(region, dtype=torch.int32, device=self.device)
+        better = torch.empty(region, dtype=torch.bool, device=self.device)
+        for start in batches:
+            mats = self.mats[start : start + self.batch]
+            t, mk = self._prepare(mats)
+            cc = self._correlate(t, fft, vf, region)
+            if inv is None:
+                cc = list(torch.stack(cc) * self._inv_sigma(mk, fft, vf, v2f, region))
+            for k, score in enumerate(cc):  # in place, one orientation at a time: cheaper than a batched max
+                torch.gt(score, best, out=better)
+                torch.maximum(best, score, out=best)
+                best_idx.masked_fill_(better, start + k)
+            if bar is not None:
+                bar.update(mats.shape[0])
+        return best, best_idx
+
+    @torch.no_grad()
+    def run(self, window: np.ndarray, region: tuple[int, int, int], lead: tuple[int, int, int], bar: tqdm | None = None,
+            workers: int = 1) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """Best score and best orientation index ``(region)`` for a standardised window (``L`` per axis) whose
+        voxel ``lead`` is the region's first voxel (``m // 2`` with edge padding, 0 for circular matching).
+
+        The product of a window spectrum with a flipped box's spectrum is a convolution in which region voxel
+        ``j`` sits at index ``j + lead + m - 1 - m // 2`` (mod ``L``); the window spectra are multiplied once by
+        the phase ramp of that shift, so every correlation's region is its leading ``region`` block.
+
+        On CPU with ``workers > 1`` the angle batches are shared among that many threads, each running
+        single-threaded transforms (scipy.fft and torch release the GIL), with per-thread maxima merged at the
+        end (ties go to the lower orientation index, as in a sequential scan). For a spherical mask
+        ``1 / sigma_M`` is the same for every orientation, so the maximum is taken over the raw correlations and
+        normalised once at the end.
+        """
+        shape = tuple(window.shape)
+        fft = _FFT(shape, self.device, 1 if workers > 1 else None)  # type: ignore[arg-type]
+        v = torch.from_numpy(window).to(self.device)
+        ramp = _shift_ramp(shape, [d + self.m - 1 - self.m // 2 for d in lead], self.device)  # type: ignore[arg-type]
+        vf = fft.forward(v).mul_(ramp)
+        v2f = fft.forward(v * v).mul_(ramp)
+        del v, ramp
+        inv = self._inv_sigma(self.mask[None], fft, vf, v2f, region)[0] if self.spherical else None
+        starts = list(range(0, self.mats.shape[0], self.batch))
+        if workers <= 1 or self.device.type != "cpu" or len(starts) < 2:
+            best, best_idx = self._scan(starts, fft, vf, v2f, inv, region, bar)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                parts = list(pool.map(lambda w: self._scan(starts[w::workers], fft, vf, v2f, inv, region, bar), range(workers)))
+            best, best_idx = parts[0]
+            for b, i in parts[1:]:
+                take = (b > best) | ((b == best) & (i < best_idx))
+                best = torch.where(take, b, best)
+                best_idx = torch.where(take, i, best_idx)
+        if inv is not None:
+            best = torch.where(inv > 0, best * inv, torch.zeros_like(best))
+        return best.cpu().numpy(), best_idx.cpu().numpy()
+
+
+def _check_template(template: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    t = np.asarray(template)
+    if t.ndim != 3 or len(set(t.shape)) != 1:
+        raise InputError(f"template must be a cubic (m, m, m) volume, got shape {t.shape}", "--template")
+    t = t.astype(np.float32)
+    if not np.isfinite(t).all() or not float(t.max()) > 0:
+        raise InputError("template must be finite with positive (protein) density", "--template")
+    if mask is not None:
+        mk = np.asarray(mask, np.float32)
+        if mk.shape != t.shape:
+            raise InputError(f"mask shape {mk.shape} differs from the template's {t.shape}", "--mask")
+        mk = (mk > 0.5).astype(np.float32)
+        if mk.sum() < 8:
+            raise InputError("mask has fewer than 8 voxels above 0.5", "--mask")
+        return t, mk
+    return t, None
+
+
+def match_template(
+    volume: np.ndarray,
+    template: np.ndarray,
+    voxel_size_a: float,
+    config: TemplateMatchConfig = TemplateMatchConfig(),
+    *,
+    mask: np.ndarray | None = None,
+    radius_vox: float | None = None,
+    class_name: str | None = None,
+    scores_out: np.ndarray | None = None,
+    angles_out: np.ndarray | None = None,
+    progress: bool = False,
+) -> MatchResult:
+    """Match ``template`` against ``volume`` over all orientations of ``config`` and extract peaks.
+
+    Args:
+        volume: ``(d, h, w)`` tomogram (protein bright), any array-like incl. memory maps; read per tile.
+        template: ``(m, m, m)`` density (protein positive), particle centre at voxel ``m // 2``.
+        voxel_size_a: the tomogram's voxel size (Å), for CTF weighting.
+        config: see :class:`~cryomine.pick.config.TemplateMatchConfig`.
+        mask: optional ``(m, m, m)`` custom mask (binarised at 0.5, rotated with the template); default a ball of
+            ``config.mask_radius_vox`` or of the template's radius.
+        radius_vox: the particle radius (voxels) for the default exclusion radius and mask; default from the
+            template's extent (:func:`template_radius_vox`).
+        class_name: stored with the picks (``rlnClassName``).
+        scores_out, angles_out: optional preallocated ``(d, h, w)`` outputs (e.g. memory maps of the result MRCs).
+        progress: show a progress bar.
+
+    Returns:
+        :class:`MatchResult`. Raises :class:`InputError` for a template larger than the tomogram, a bad mask,
+        or a tomogram with NaN/inf or zero variance.
+    """
+    shape = tuple(int(s) for s in volume.shape)
+    if len(shape) != 3:
+        raise InputError(f"tomogram must be 3-D, got shape {shape}")
+    t, custom = _check_template(template, mask)
+    m = t.shape[0]
+    if any(m > s for s in shape):
+        raise InputError(f"template box ({m} voxels) is larger than the tomogram {'x'.join(map(str, shape))}", "--template")
+    radius = float(radius_vox) if radius_vox is not None else template_radius_vox(t)
+    if custom is None:
+        mask_r = min(config.mask_radius_vox if config.mask_radius_vox is not None else radius, m / 2.0)
+        mk = spherical_mask(m, mask_r)
+    else:
+        mk = custom
+    angles = angular_sampling(config.angular_step_deg)
+    mats = euler_zyz_to_matrix(angles)
+    device = _device(config.device)
+    mean, std = volume_stats(volume)
+    tiles = plan_tiles(shape, m, config.tile_vox, int(config.memory_gb * 2**30), config.angle_batch, pad_edges=config.pad_edges)
+    corr = _Correlator(t, mk, custom is None, template_weight(m, voxel_size_a, config), mats, config.angle_batch, device)
+    scores = scores_out if scores_out is not None else np.zeros(shape, np.float32)
+    index = angles_out if angles_out is not None else np.zeros(shape, np.int32)
+    peaks_cfg = config.peaks
+    floor = candidate_floor(peaks_cfg.threshold) if peaks_cfg.threshold is not None else 0.0
+    total = len(tiles) * len(angles)
+    threads = torch.get_num_threads()
+    workers = (config.threads or threads) if device.type == "cpu" else 1
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # parallel over orientations instead (one thread per worker)
+    try:
+        parts, samples = _run_tiles(volume, tiles, corr, mean, std, scores, index, floor, total, progress, workers)
+    finally:
+        torch.set_num_threads(threads)
+    threshold = peaks_cfg.threshold
+    if threshold is None and peaks_cfg.top_n is None:
+        threshold = robust_threshold(np.concatenate(samples), peaks_cfg.auto_sigma)
+    dist = peaks_cfg.min_distance_vox if peaks_cfg.min_distance_vox is not None else radius
+    found = select_peaks(Candidates.concat(parts), dist, peaks_cfg.top_n, threshold, shape, peaks_cfg.border_vox)  # type: ignore[arg-type]
+    idx = np.asarray([index[tuple(c)] for c in found.coords_zyx], np.int64)
+    picks = Picks(found.coords_zyx.astype(np.float64), found.scores, angles[idx] if len(idx) else np.zeros((0, 3)), class_name)
+    return MatchResult(scores, index, angles, picks, threshold, len(tiles))
+
+
+def _run_tiles(volume: np.ndarray, tiles: list, corr: _Correlator, mean: float, std: float, scores: np.ndarray,
+               index: np.ndarray, floor: float, total: int, progress: bool, workers: int) -> tuple[list[Candidates], list[np.ndarray]]:  # fmt: skip
+    """Correlate every tile; fill ``scores`` / ``index`` cores; return per-tile peak candidates and score samples."""
+    parts: list[Candidates] = []
+    samples: list[np.ndarray] = []
+    with tqdm(total=total, desc="template matching", unit="angle", disable=not progress, miniters=max(1, total // 200)) as bar:
+        for tile in tiles:
+            window = read_window(volume, tile.window_start_zyx, tile.window_shape_zyx, mean, std)
+            lead = tuple(r.start - w for r, w in zip(tile.region, tile.window_start_zyx))
+            best, best_idx = corr.run(window, tile.region_shape, lead, bar, workers)
+            core = tile.core_in_region
+            scores[tile.core] = best[core]
+            index[tile.core] = best_idx[core]
+            samples.append(best[core][::_SAMPLE_STRIDE, ::_SAMPLE_STRIDE, ::_SAMPLE_STRIDE].ravel())
+            offset = tuple(s.start for s in tile.region)
+            parts.append(local_maxima(best, keep=core, offset_zyx=offset, floor=floor))  # type: ignore[arg-type]
+    return parts, samples
+
+
+def match_template_file(
+    tomogram: str | os.PathLike[str],
+    template: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    config: TemplateMatchConfig = TemplateMatchConfig(),
+    *,
+    mask: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> tuple[MatchResult, list[Path]]:
+    """Template-match a tomogram MRC and write the results beside the picks STAR ``out``.
+
+    ``template`` is a bundled structure id or a PDB/mmCIF/MRC file, prepared at the tomogram's voxel size
+    (:func:`cryomine.simulate.templates.prepare_template`). ``mask`` is an optional MRC of the prepared
+    template's box size. Writes ``out`` (RELION STAR: ``rlnCoordinateX/Y/Z``, ``rlnAngleRot/Tilt/Psi``,
+    ``rlnAutopickFigureOfMerit`` = score, ``rlnClassName`` = template name, ``rlnTomoName``),
+    ``<stem>_scores.mrc`` (maximum score per voxel), ``<stem>_angles.mrc`` (best orientation index per voxel,
+    stored as float32, exact up to 2^24 orientations), ``<stem>_angles.csv`` (index, rot, tilt, psi) and
+    ``<stem>.json`` (parameters and summary). Score and angle maps are written through memory maps (the
+    returned result's ``scores`` and ``angle_index`` are memory maps of the written files).
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    stem = out.with_suffix("")
+    paths = [out, Path(f"{stem}_scores.mrc"), Path(f"{stem}_angles.mrc"), Path(f"{stem}_angles.csv"), stem.with_suffix(".json")]
+    name = Path(str(template)).name.split(".")[0]
+    with open_mrc_mmap(tomogram) as (vol, voxel_size_a):
+        tmpl = prepare_template(str(template), voxel_size_a)
+        mask_arr = None
+        if mask is not None:
+            mask_arr = read_mrc(mask).data
+            if mask_arr.shape != tmpl.density.shape:
+                raise InputError(f"mask is {'x'.join(map(str, mask_arr.shape))} voxels; it must match the template box "
+                                 f"{'x'.join(map(str, tmpl.density.shape))} at {voxel_size_a:g} Å/voxel", mask)  # fmt: skip
+        shape = tuple(int(s) for s in vol.shape)
+        with atomic_output(paths[1]) as tmp_s, atomic_output(paths[2]) as tmp_a:
+            with mrcfile.new_mmap(tmp_s, shape, mrc_mode=2, overwrite=True) as ms, mrcfile.new_mmap(tmp_a, shape, mrc_mode=2, overwrite=True) as ma:
+                result = match_template(vol, tmpl.density, voxel_size_a, config, mask=mask_arr, radius_vox=tmpl.radius_vox,
+                                        class_name=name, scores_out=ms.data, angles_out=ma.data, progress=progress)  # fmt: skip
+                for mrc in (ms, ma):
+                    mrc.voxel_size = voxel_size_a
+                    mrc.update_header_stats()
+    write_particles(out, result.picks.to_table(Path(tomogram).stem))
+    with atomic_output(paths[3]) as tmp:
+        idx = np.arange(len(result.angles_zyz))
+        np.savetxt(tmp, np.column_stack([idx, result.angles_zyz]), fmt=["%d", "%.6g", "%.6g", "%.6g"], delimiter=",",
+                   header="index,rlnAngleRot,rlnAngleTilt,rlnAnglePsi", comments="")  # fmt: skip
+    summary = {
+        "method": "template", "tomogram": str(tomogram), "template": str(template), "voxel_size_a": voxel_size_a,
+        "template_box_vox": int(tmpl.density.shape[0]), "radius_vox": tmpl.radius_vox, "n_orientations": len(result.angles_zyz),
+        "n_tiles": result.n_tiles, "threshold": result.threshold, "n_picks": len(result.picks),
+        "seconds": round(time.perf_counter() - t0, 2), "config": asdict(config), "cryomine_version": __version__,
+    }  # fmt: skip
+    with atomic_output(paths[4]) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    return result, paths
