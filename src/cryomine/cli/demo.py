@@ -3,12 +3,13 @@
 Steps (every output stays in ``--out``; the layout is the one ``cryomine report`` reads):
 
 1. ``structures/``: the bundled complexes' maps and a montage;
-2. ``subtomograms.h5``: simulated crowded subtomograms of complexes the pretrained DSM-Net knows; evaluated with it
+2. ``subtomograms.h5``: simulated crowded subtomograms of every class the pretrained DSM-Net knows; evaluated with it
    (``evaluation.json``: accuracy, mIoU, confusion matrix) and predicted (``predict/``: masks, recovered densities);
 3. ``tomogram.mrc`` + ``tomogram.star`` (truth): a crowded tomogram of those complexes plus one the model never saw;
-4. ``picks.star``: DoG picking, scored against the truth (``picks_evaluation.json``);
+4. ``picks.star``: DoG picking;
 5. ``picks.h5``: the picks extracted (each labelled with its matched true class, for scoring only) and classified,
-   segmented and recovered by the pretrained DSM-Net (``predict_picks/``);
+   segmented and recovered by the pretrained DSM-Net (``predict_picks/``); picks and their predicted classes
+   scored against the truth (``picks_evaluation.json``: localisation F1, localisation + class F1, per class);
 6. ``discover/``: k-means on DSM-Net features of the picks, finding the unseen complex;
 7. ``average/``: subtomogram averaging of the most frequent predicted class, FSC;
 8. ``report.html``: everything in one self-contained page.
@@ -44,7 +45,7 @@ class DemoConfig:
     known: tuple[str, ...] = ("3j9i", "4v4r", "1bxn", "6utj")
     unseen: str = "5gjv"
     voxel_size_a: float = 10.0
-    per_class: int = 6
+    per_class: int = 3
     tomogram_shape_zyx: tuple[int, int, int] = (80, 256, 256)
     tomogram_particles: int = 60
     snr: float = 0.06
@@ -112,15 +113,17 @@ def _label_picks(picks: Path, truth: Path, out: Path, voxel_size_a: float) -> No
     write_particles(out, type(p)(particles=table, optics=p.optics, other_blocks=p.other_blocks))
 
 
-def _class_subset(picks: Path, predictions: Path, out: Path) -> str:
+def _class_subset(picks: Path, predictions_csv: Path, out: Path) -> str:
     """Write the picks of the most frequent predicted class to ``out``; returns that class name."""
-    pred = read_particles(predictions).particles
-    names = pred["cmClassName"].astype(str).to_numpy()
+    import pandas as pd
+
+    pred = pd.read_csv(predictions_csv)
+    names = pred["class_name"].astype(str).to_numpy()
     values, counts = np.unique(names, return_counts=True)
     best = str(values[counts.argmax()])
-    rows = pred["cmRow"].astype(int).to_numpy()[names == best]
+    rows = np.sort(pred["row"].astype(int).to_numpy()[names == best])
     table = read_particles(picks)
-    xyz = table.particles[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy()[np.sort(rows)]
+    xyz = table.particles[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy()[rows]
     write_particles(out, make_particles(xyz, tomo_name="tomogram", extra={"rlnClassName": np.array([best] * len(xyz), dtype=object)}))
     return best
 
@@ -133,7 +136,10 @@ def run_demo(out: Path, config: DemoConfig, force: bool = False) -> dict[str, ob
     known, vs, s = list(config.known), f"{config.voxel_size_a:g}", str(config.seed)
     _structures_step(out, [*known, config.unseen], config.voxel_size_a)
     # 2. labelled subtomograms of known complexes: evaluate and predict with the pretrained model
-    _run(["simulate", "subtomograms", str(out / "subtomograms.h5"), "--structures", ",".join(known), "--per-class",
+    from cryomine.train.run import load_run
+
+    trained = load_run(config.model).config["dataset"]["class_names"]  # the model's classes, in its order
+    _run(["simulate", "subtomograms", str(out / "subtomograms.h5"), "--structures", ",".join(trained), "--per-class",
           str(config.per_class), "--snr", f"{config.snr:g}", "--voxel-size", vs, "--seed", s])  # fmt: skip
     from cryomine.evaluate.evaluate import evaluate_run
 
@@ -147,20 +153,21 @@ def run_demo(out: Path, config: DemoConfig, force: bool = False) -> dict[str, ob
     radius_a = float(np.median([i.diameter_a for i in list_structures() if i.id in known])) / 2
     _run(["pick", str(out / "tomogram.mrc"), "--method", "dog", "--radius", f"{radius_a:.0f}",
           "--top-n", str(int(config.tomogram_particles * 1.2)), "--out", str(out / "picks.star")])  # fmt: skip
-    from cryomine.pick.evaluate import evaluate_pick_files
-
-    _write_json(out / "picks_evaluation.json", evaluate_pick_files(out / "picks.star", out / "tomogram.star"))
     # 5. extract (labelled with the matched truth, for scoring), classify/segment/recover
     _label_picks(out / "picks.star", out / "tomogram.star", out / "picks_labelled.star", config.voxel_size_a)
     _run(["extract", str(out / "tomogram.mrc"), str(out / "picks_labelled.star"), "--size", "40", "--out", str(out / "picks.h5")])
     _run(["predict", config.model, str(out / "picks.h5"), "--out", str(out / "predict_picks")])
+    from cryomine.pick.evaluate import evaluate_pick_files
+
+    picks_eval = evaluate_pick_files(out / "picks.star", out / "tomogram.star",
+                                     predictions=out / "predict_picks" / "predictions.star")  # fmt: skip
+    _write_json(out / "picks_evaluation.json", picks_eval)
     # 6. discovery of the unseen complex among the picks
     _run(["discover", config.model, str(out / "picks.h5"), "--k", str(len(known) + 2), "--out", str(out / "discover"), "--seed", s])
     # 7. average the most frequent predicted class
-    averaged = _class_subset(out / "picks.star", out / "predict_picks" / "predictions.star", out / "average_particles.star")
+    averaged = _class_subset(out / "picks.star", out / "predict_picks" / "predictions.csv", out / "average_particles.star")
     _run(["average", str(out / "average_particles.star"), "--tomogram", str(out / "tomogram.mrc"), "--box", "40",
           "--iterations", str(config.average_iterations), "--out", str(out / "average"), "--seed", s])  # fmt: skip
-    picks_eval = json.loads((out / "picks_evaluation.json").read_text())
     summary = {
         "cryomine_version": __version__,
         "config": asdict(config),
@@ -169,7 +176,8 @@ def run_demo(out: Path, config: DemoConfig, force: bool = False) -> dict[str, ob
         "figures": {
             "subtomogram object accuracy": evaluation.get("object_accuracy"),
             "subtomogram mIoU": evaluation.get("miou"),
-            "DoG picking F1": picks_eval.get("overall", {}).get("f1"),
+            "DoG picking F1 (localisation)": (picks_eval.get("localisation") or {}).get("f1"),
+            "DoG picking + DSM-Net class F1": (picks_eval.get("localisation_and_class") or {}).get("f1"),
         },
     }
     _write_json(out / "summary.json", summary)
