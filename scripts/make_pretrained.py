@@ -62,7 +62,7 @@ def main() -> None:
         "model": "DSM-Net (cls+seg+rec), 22 classes, 40^3 at 10 A",
         "data": {"preset": "dsmnet-a", "command": "cryomine simulate subtomograms dsmnet_a.h5 --preset dsmnet-a",
                  "n": header.n_written, "seed": header.config.get("seed"), "dataset_cryomine_version": header.cryomine_version},
-        "split": {k: len(v) for k, v in split.items()},
+        "split": {k: len(v) for k, v in split.items() if isinstance(v, list)},
         "training": {"command": f"cryomine train dsmnet_a.h5 --model dsmnet --out RUN --seed 0 (stopped by hand after "
                                 f"{len(history)} epochs: CPU time budget)", "epochs_run": len(history),
                      "chosen_checkpoint": chosen, "chosen_epoch": candidates[chosen][1],

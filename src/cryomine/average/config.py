@@ -42,14 +42,15 @@ class AlignConfig:
 
     ``angular_step_deg``: step of the uniform global rotational search (``angular_sampling``). ``local_step_deg``:
     the finest step of the local refinement around the best global orientation (halving from
-    ``angular_step_deg / 2``). ``max_shift_vox``: largest shift searched per axis (voxels, from the box centre).
-    ``global_max_resolution_a``: the global search uses frequencies up to this resolution (Å) at most (``None``:
-    a cap matched to the angular step and box, see :func:`cryomine.average.align.global_cutoff`); the local
-    refinement uses all frequencies of the (low-passed) reference. ``candidates``: the best orientations of the
-    global search that get a first local refinement level (at the global search's resolution) before the best
-    of them is refined fully: protects against the true orientation falling between grid points. ``whiten``: divide particle and reference spectra by the particles' mean
-    amplitude per shell (noise whitening: weights frequencies by their SNR). ``chunk_mb``: working-memory
-    budget of one batched score computation.
+    ``angular_step_deg / 2``). ``max_shift_vox``: largest shift searched (voxels, distance of the particle
+    centre from the box centre). ``global_max_resolution_a``: the global search uses frequencies up to this
+    resolution (Å) at most (``None``: a cap matched to the angular step and box, see
+    :func:`cryomine.average.align.global_cutoff`); the local refinement uses all frequencies of the (low-passed)
+    reference. ``candidates``: the best orientations of the global search that get a first local refinement
+    level (at the global search's resolution) before the best of them is refined fully: protects against the
+    true orientation falling between grid points. ``whiten``: divide particle and reference spectra by the
+    particles' mean amplitude per shell (noise whitening: weights frequencies by their SNR). ``chunk_mb``:
+    working-memory budget of one batched score computation.
     """
 
     angular_step_deg: float = 15.0

@@ -227,7 +227,9 @@ def plot_fsc(
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     try:
         for label, r in items:
-            ax.plot(r.frequency_a_inv, r.fsc, marker=".", label=f"{label} ({r.resolution_0143_a:.1f} Å at 0.143)")
+            (line,) = ax.plot(r.frequency_a_inv, r.fsc, marker=".", label=f"{label} ({r.resolution_0143_a:.1f} Å at 0.143)")
+            if math.isfinite(r.resolution_0143_a) and r.resolution_0143_a > 0:
+                ax.axvline(1.0 / r.resolution_0143_a, color=line.get_color(), ls=":", lw=0.8)
         ax.axhline(0.5, color="grey", ls="--", lw=0.8)
         ax.axhline(0.143, color="grey", ls=":", lw=0.8)
         ax.axhline(0.0, color="black", lw=0.5)
