@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy.ndimage import gaussian_filter
 from scipy.spatial.transform import Rotation
 
@@ -102,3 +103,12 @@ def blob_dataset_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[.
 def blob_dataset(blob_dataset_factory: Callable[..., Path]) -> Path:
     """A 3-class 16^3 blob dataset with 8 subtomograms per class (24 rows)."""
     return blob_dataset_factory("blobs", n_per_class=8, size=16, n_classes=3)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one thread is as fast and avoids OpenMP spin-waiting when the cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

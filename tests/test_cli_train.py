@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
-import torch
 
 from cryomine.cli import main
 from cryomine.io.mrc import write_mrc
@@ -22,13 +21,7 @@ from cryomine.train import resolve_run
 TINY = ["--base-channels", "4", "--fc-units", "16"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one thread is as fast and avoids OpenMP spin-waiting when the cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 EVAL_FIELDS = {"object_accuracy", "per_class_accuracy", "confusion_matrix", "pixel_accuracy", "miou", "iou_target",
                "iou_background", "recovery_mse", "recovery_correlation", "n_subtomograms", "class_names"}
 

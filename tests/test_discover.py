@@ -25,13 +25,7 @@ from cryomine.io.subtomo_h5 import create_dataset, read_header, read_rows, write
 TINY = ["--base-channels", "4", "--fc-units", "16"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one thread is as fast and avoids OpenMP spin-waiting when the cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _blobs(sizes: list[int], dim: int = 12, spread: float = 12.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

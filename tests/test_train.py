@@ -19,13 +19,7 @@ from cryomine.train.loop import capture_rng, epoch_order, restore_rng
 TINY = {"base_channels": 4, "fc_units": 16}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one thread is as fast and avoids OpenMP spin-waiting when the cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------ split and classes
