@@ -15,17 +15,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import mrcfile
 import numpy as np
 
 from cryomine.errors import InputError
 from cryomine.io.atomic import atomic_output
-from cryomine.io.mrc import write_mrc
+from cryomine.io.mrc import open_mrc_mmap, write_mrc
 from cryomine.io.star import ORIGIN_COLUMNS, coordinates_xyz_voxels, make_particles, read_particles, write_particles
 from cryomine.io.subtomo_h5 import read_header, read_rows
 from cryomine.io.validate import check_voxel_size
@@ -124,19 +122,7 @@ def load_star(star: str | os.PathLike[str], tomogram: str | os.PathLike[str], bo
             raise InputError(f"the STAR lists several tomograms and none is named {tomo.stem!r}", star)
         table = type(table)(particles=df[keep].reset_index(drop=True), optics=table.optics, other_blocks=table.other_blocks, particles_block=table.particles_block)
         df = table.particles
-    if not tomo.is_file():
-        raise InputError("file not found" if not tomo.exists() else "not a file", tomo)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mrc = mrcfile.mmap(tomo, mode="r", permissive=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"not a readable MRC tomogram ({' '.join(str(exc).split())[:160]})", tomo) from None
-    with mrc:
-        data = mrc.data
-        if data is None or data.ndim != 3:
-            raise InputError(f"tomogram must be 3-D, got shape {None if data is None else data.shape}", tomo)
-        vs = float(mrc.voxel_size.x) or 1.0
+    with open_mrc_mmap(tomo) as (data, vs):
         coords = coordinates_xyz_voxels(table)
         if set(ORIGIN_COLUMNS) <= set(df.columns):
             coords = coords - df[list(ORIGIN_COLUMNS)].to_numpy(np.float64) / vs

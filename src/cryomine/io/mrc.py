@@ -5,8 +5,10 @@ mrcfile already returns ``data[z, y, x]`` (sections, rows, columns), which is th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +80,34 @@ def write_mrc(
 def write_volume(path: str | os.PathLike[str], volume: Volume) -> Path:
     """Write a :class:`Volume` (data, voxel size and origin) with :func:`write_mrc`."""
     return write_mrc(path, volume.data, volume.voxel_size_a, volume.origin_zyx_a)
+
+
+@contextlib.contextmanager
+def open_mrc_mmap(path: str | os.PathLike[str]) -> Iterator[tuple[np.ndarray, float]]:
+    """Memory-map a 3-D MRC read-only: yields ``(data (d, h, w), voxel_size_a)`` without loading it.
+
+    Raises :class:`InputError` naming the file when it is missing, unreadable or not 3-D. A zero voxel size in
+    the header is reported as 1 Å (as :func:`cryomine.io.read_mrc` does).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("file not found" if not p.exists() else "not a file", p)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mrc = mrcfile.mmap(p, mode="r", permissive=False)
+    except (ValueError, OSError, EOFError, TypeError) as exc:
+        raise InputError(f"not a readable MRC file ({' '.join(str(exc).split())[:200]})", p) from None
+    try:
+        data = mrc.data
+        if data is None or data.ndim != 3 or 0 in data.shape:
+            raise InputError(f"tomogram must be a 3-D volume, got shape {None if data is None else data.shape}", p)
+        if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+            raise InputError(f"tomogram has non-real dtype {data.dtype}", p)
+        vs = float(mrc.voxel_size.x)
+        yield data, (vs if vs > 0 else 1.0)
+    finally:
+        mrc.close()
 
 
 def _short(exc: BaseException) -> str:

@@ -11,18 +11,14 @@ and the same tomogram processed in many tiles give the same scores, up to float 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import mrcfile
 import numpy as np
 
 from cryomine.errors import InputError
+from cryomine.io.mrc import open_mrc_mmap  # re-exported: the tiling readers use it
 
 __all__ = ["Tile", "plan_tiles", "read_window", "good_fft_size", "open_mrc_mmap", "volume_stats", "tile_bytes"]
 
@@ -148,34 +144,6 @@ def read_window(
     block = np.asarray(volume[tuple(src)], dtype=np.float32)
     out[tuple(dst)] = (block - np.float32(mean)) / np.float32(std)
     return out
-
-
-@contextlib.contextmanager
-def open_mrc_mmap(path: str | os.PathLike[str]) -> Iterator[tuple[np.ndarray, float]]:
-    """Memory-map a 3-D MRC read-only: yields ``(data (d, h, w), voxel_size_a)`` without loading it.
-
-    Raises :class:`InputError` naming the file when it is missing, unreadable or not 3-D. A zero voxel size in
-    the header is reported as 1 Å (as :func:`cryomine.io.read_mrc` does).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("file not found" if not p.exists() else "not a file", p)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mrc = mrcfile.mmap(p, mode="r", permissive=False)
-    except (ValueError, OSError, EOFError, TypeError) as exc:
-        raise InputError(f"not a readable MRC file ({' '.join(str(exc).split())[:200]})", p) from None
-    try:
-        data = mrc.data
-        if data is None or data.ndim != 3 or 0 in data.shape:
-            raise InputError(f"tomogram must be a 3-D volume, got shape {None if data is None else data.shape}", p)
-        if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
-            raise InputError(f"tomogram has non-real dtype {data.dtype}", p)
-        vs = float(mrc.voxel_size.x)
-        yield data, (vs if vs > 0 else 1.0)
-    finally:
-        mrc.close()
 
 
 def volume_stats(volume: np.ndarray, source: str | os.PathLike[str] | None = None, chunk_voxels: int = 2**24) -> tuple[float, float]:
