@@ -128,6 +128,7 @@ def main() -> None:
             "baseline": _held_out_numbers(summary, "baseline", name),
             "summary": str(disc_dir / "summary.json"),
         }
+        (args.out / "partial.json").write_text(json.dumps(results, indent=2))  # what is done so far, if interrupted
     save(args.name, results)
     print()
     print(markdown(results))

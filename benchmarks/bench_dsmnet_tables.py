@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -29,7 +30,14 @@ PAPER = {("A", "dsmnet"): (93.75, 89.0), ("B", "dsmnet"): (53.1, 81.4)}
 
 
 def train_and_evaluate(dataset: Path, model: str, out: Path, epochs: int, max_train: int | None, weights: str | None) -> dict:
+    """Train one row (resuming an interrupted run) and evaluate it on the test split; the cell is cached in
+    ``out/row.json`` so that a re-started benchmark skips finished rows."""
     run = out
+    cached = out / "row.json"
+    if cached.is_file():
+        row = json.loads(cached.read_text())
+        if row.get("budget") == {"epochs": epochs, "max_train": max_train}:
+            return row["result"]
     args = [CRYOMINE, "train", str(dataset), "--model", model, "--out", str(run), "--epochs", str(epochs), "--seed", "0"]
     if max_train:
         args += ["--max-train", str(max_train)]
@@ -44,8 +52,13 @@ def train_and_evaluate(dataset: Path, model: str, out: Path, epochs: int, max_tr
                           capture_output=True, text=True)  # fmt: skip
     ev = json.loads(proc.stdout)
     pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
-    return {"object_accuracy": pct(ev.get("object_accuracy")), "miou": pct(ev.get("miou")),
-            "pixel_accuracy": pct(ev.get("pixel_accuracy")), "train_s": round(train_s, 1)}  # fmt: skip
+    epoch_s = [float(line.split(",")[-2]) for line in (run / "metrics.csv").read_text().splitlines()[1:] if line]
+    result = {"object_accuracy": pct(ev.get("object_accuracy")), "miou": pct(ev.get("miou")),
+              "pixel_accuracy": pct(ev.get("pixel_accuracy")), "train_s": round(train_s, 1),
+              "epochs_run": len(epoch_s), "mean_epoch_s": round(sum(epoch_s) / max(len(epoch_s), 1), 1),
+              "load_average_after": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+    cached.write_text(json.dumps({"budget": {"epochs": epochs, "max_train": max_train}, "result": result}))
+    return result
 
 
 def markdown(results: dict) -> str:
@@ -66,8 +79,10 @@ def main() -> None:
     parser.add_argument("--max-train", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("/tmp/cryomine-tables"))
     parser.add_argument("--tables", default="1,2,3")
+    parser.add_argument("--name", default="dsmnet_tables", help="Results file name under benchmarks/results/.")
     args = parser.parse_args()
     tables = set(args.tables.split(","))
+    args.out.mkdir(parents=True, exist_ok=True)
     jobs = []
     if "1" in tables:
         jobs += [("1", "A", args.dataset_a, m, "1:10:1") for m in ROWS]
@@ -81,7 +96,8 @@ def main() -> None:
         res = train_and_evaluate(dataset, model, out, args.epochs, args.max_train, None if weights == "1:10:1" else weights)
         results["rows"].append({"table": table, "dataset": tag, "model": model, "loss": weights, **res})
         print(results["rows"][-1], flush=True)
-    save("dsmnet_tables", results)
+        (args.out / "partial.json").write_text(json.dumps(results, indent=2))
+    save(args.name, results)
     print(markdown(results))
 
 
