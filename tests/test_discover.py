@@ -170,7 +170,13 @@ def test_discover_cli_end_to_end(held_out_run: tuple[Path, Path], tmp_path: Path
 def test_discover_no_baseline_and_explicit_k(held_out_run: tuple[Path, Path], tmp_path: Path) -> None:
     run, dataset = held_out_run
     out = tmp_path / "k2"
+    assert main(["discover", str(run), str(dataset), "--out", str(out), "--k", "3", "--no-baseline"]) == 0
+    assert (out / "cluster_2.mrc").is_file()
+    (out / "notes.txt").write_text("mine")
+    # a second run with a smaller k into the same folder leaves no cluster of the first behind, other files alone
     assert main(["discover", str(run), str(dataset), "--out", str(out), "--k", "2", "--no-baseline"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not list(out.glob("cluster_2*"))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["k"] == 2 and "baseline" not in summary
     assert "baseline_cluster" not in pd.read_csv(out / "assignments.csv").columns

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,17 @@ def _coords_xyz(dataset: Path, rows: np.ndarray, size: int) -> np.ndarray:
     return np.full((rows.size, 3), float(size // 2))
 
 
+_CLUSTER_FILE = re.compile(r"cluster_\d+(\.mrc|\.png|_fsc\.csv)")
+
+
+def _remove_stale_cluster_files(out: Path) -> None:
+    """Delete per-cluster files an earlier discover run left in ``out`` (a smaller k this time would otherwise
+    leave its higher-numbered clusters behind); other files are not touched."""
+    for path in out.iterdir():
+        if path.is_file() and _CLUSTER_FILE.fullmatch(path.name):
+            path.unlink()
+
+
 def _write_json(path: Path, data: Any) -> None:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -181,6 +193,7 @@ def discover(
         truths = true_structures(dataset, header, wanted, rows, classes, truth.poses)
     vs = header.voxel_size_a
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_cluster_files(out)
 
     # per-cluster maps, montages and FSC
     for entry, mean, raw in zip(clusters, means, raw_means[0]):
