@@ -18,9 +18,9 @@ from cryomine.average import (
     particle_spectra,
     run_average,
 )
-from cryomine.average.align import ReferenceSampler, centred_rfft, half_space_components
 from cryomine.average.averaging import accumulate
 from cryomine.average.config import build_average_config
+from cryomine.average.spectra import ReferenceSampler, centred_rfft, half_space_components
 from cryomine.cli.main import main
 from cryomine.errors import InputError
 from cryomine.evaluate.fsc import fsc

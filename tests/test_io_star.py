@@ -12,17 +12,14 @@ from scipy.spatial.transform import Rotation
 from cryomine.errors import InputError
 from cryomine.geometry import euler_zyz_to_matrix
 from cryomine.io.em import zxz_to_relion_zyz
+from cryomine.io.particle_lists import SHREC2019_LAYOUT, ShrecLayout, read_coordinates_csv, read_shrec_particles
 from cryomine.io.star import (
-    SHREC2019_LAYOUT,
     ParticleTable,
-    ShrecLayout,
     coordinates_xyz_voxels,
     eulers_zyz,
     make_particles,
-    read_coordinates_csv,
     read_optimisation_set,
     read_particles,
-    read_shrec_particles,
     read_tomograms,
     write_particles,
 )

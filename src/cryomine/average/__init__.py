@@ -2,6 +2,8 @@
 
 - :mod:`cryomine.average.align`: wedge-constrained correlation, global rotational search + local refinement
   (:func:`align_subtomogram`, :func:`align_particles`).
+- :mod:`cryomine.average.spectra`: particle Fourier components and rotated-reference sampling
+  (:func:`particle_spectra`).
 - :mod:`cryomine.average.averaging`: wedge-weighted Fourier-space averaging, filters, masks
   (:func:`average_particles`).
 - :mod:`cryomine.average.classify`: the iterative gold-standard align-and-average loop with K references
@@ -10,11 +12,12 @@
 - :mod:`cryomine.average.io`: inputs (dataset, or STAR + tomogram) and outputs.
 """
 
-from cryomine.average.align import Alignment, align_particles, align_subtomogram, particle_spectra
+from cryomine.average.align import Alignment, align_particles, align_subtomogram
 from cryomine.average.averaging import average_particles, lowpass, soft_sphere_mask
 from cryomine.average.classify import AverageResult, result_summary, run_average
 from cryomine.average.config import AlignConfig, AverageConfig, build_average_config
 from cryomine.average.io import ParticleData, load_particles, write_results
+from cryomine.average.spectra import particle_spectra
 
 __all__ = [
     "AlignConfig",

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryomine.average.align import Alignment, ReferenceSampler, align_particles, local_refine, particle_spectra
+from cryomine.average.align import Alignment, align_particles, local_refine
 from cryomine.average.averaging import (
     WedgeSums,
     accumulate,
@@ -39,6 +39,7 @@ from cryomine.average.averaging import (
 )
 from cryomine.average.config import AverageConfig
 from cryomine.average.io import ParticleData, load_checkpoint, save_checkpoint
+from cryomine.average.spectra import ReferenceSampler, particle_spectra
 from cryomine.errors import InputError
 from cryomine.evaluate.fsc import FSCResult, fsc
 from cryomine.geometry.wedge import missing_wedge_mask

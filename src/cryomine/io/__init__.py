@@ -1,4 +1,4 @@
-"""File formats: MRC volumes, TOM/PyTom .em volumes and motive lists, RELION STAR particle lists."""
+"""File formats: MRC volumes, TOM/PyTom .em volumes and motive lists, RELION STAR, SHREC and CSV particle lists."""
 
 from cryomine.io.atomic import atomic_output
 from cryomine.io.em import (
@@ -10,17 +10,14 @@ from cryomine.io.em import (
     zxz_to_relion_zyz,
 )
 from cryomine.io.mrc import Volume, read_mrc, write_mrc, write_volume
+from cryomine.io.particle_lists import SHREC2019_LAYOUT, ShrecLayout, read_coordinates_csv, read_shrec_particles
 from cryomine.io.star import (
-    SHREC2019_LAYOUT,
     ParticleTable,
-    ShrecLayout,
     coordinates_xyz_voxels,
     eulers_zyz,
     make_particles,
-    read_coordinates_csv,
     read_optimisation_set,
     read_particles,
-    read_shrec_particles,
     read_tomograms,
     write_particles,
 )

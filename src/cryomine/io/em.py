@@ -36,7 +36,7 @@ EM <-> RELION motl conversions (both directions) are equivalent to the one here 
 scipy's intrinsic ``"ZXZ"`` with ``(phi, theta, psi)``, i.e. ``Rz(phi) Rx(theta) Rz(psi)``, is a different
 rotation and is not used. The RELION matrix ``A`` of :mod:`cryomine.geometry.euler` also rotates the reference
 into the particle, so the RELION angles are ``matrix_to_euler_zyz(R)``: :func:`zxz_to_relion_zyz` and
-:func:`relion_zyz_to_zxz` implement this and are shared with the SHREC reader in :mod:`cryomine.io.star`.
+:func:`relion_zyz_to_zxz` implement this and are shared with the SHREC reader in :mod:`cryomine.io.particle_lists`.
 """
 
 from __future__ import annotations

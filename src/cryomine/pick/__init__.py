@@ -2,6 +2,7 @@
 
 - :mod:`cryomine.pick.dog`: template-free Difference-of-Gaussian picking (:func:`pick_dog`).
 - :mod:`cryomine.pick.template`: FFT fast-local-correlation template matching (:func:`match_template`).
+- :mod:`cryomine.pick.correlate`: the FFT correlation engine template matching runs per tile.
 - :mod:`cryomine.pick.peaks`: local maxima + greedy exclusion-radius suppression, :class:`Picks`.
 - :mod:`cryomine.pick.tiles`: overlapping tiles and memory-mapped tomograms.
 - :mod:`cryomine.pick.extract`: subtomogram datasets from picks (:func:`extract_subtomograms`).

@@ -32,23 +32,22 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mrcfile
 import numpy as np
-import scipy.fft as sfft
 import torch
 from tqdm import tqdm
 
 from cryomine import __version__
 from cryomine.errors import InputError
-from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, missing_wedge_mask, rotate_volumes
+from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, missing_wedge_mask
 from cryomine.io.atomic import atomic_output
 from cryomine.io.mrc import read_mrc
 from cryomine.io.star import write_particles
 from cryomine.pick.config import TemplateMatchConfig
+from cryomine.pick.correlate import _Correlator
 from cryomine.pick.peaks import Candidates, Picks, candidate_floor, local_maxima, robust_threshold, select_peaks
 from cryomine.pick.tiles import open_mrc_mmap, plan_tiles, read_window, volume_stats
 from cryomine.simulate.ctf import transfer_function
@@ -56,7 +55,6 @@ from cryomine.simulate.templates import prepare_template
 
 __all__ = ["MatchResult", "match_template", "match_template_file", "template_weight", "spherical_mask", "template_radius_vox"]
 
-_VAR_EPS = 1e-3  # local variance (tomogram standardised to variance 1) below which the score is set to 0
 _SAMPLE_STRIDE = 3  # every 3rd voxel per axis of each core feeds the automatic threshold
 
 
@@ -118,157 +116,6 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-class _FFT:
-    """The tile-size transforms: forward spectra of small ``(b, m, m, m)`` boxes zero-padded at the end to the
-    window ``(Lz, Ly, Lx)``, and inverse real transforms. On CUDA: ``torch.fft``. On CPU: ``scipy.fft`` (pocketfft),
-    which here is 1.5-2x faster than torch's CPU FFT for these 3-D real transforms, and lets the forward transform
-    skip the zero padding axis by axis (``m`` of ``L`` planes are non-zero). Tensors share memory with numpy."""
-
-    def __init__(self, shape: tuple[int, int, int], device: torch.device, workers: int | None = None) -> None:
-        self.shape = shape
-        self.cpu = device.type == "cpu"
-        self.workers = workers if workers is not None else max(1, torch.get_num_threads())
-
-    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
-        """``rfftn`` of ``(b, m, m, m)`` boxes padded to the window: ``(b, Lz, Ly, Lx // 2 + 1)`` complex."""
-        lz, ly, lx = self.shape
-        if not self.cpu:
-            return torch.fft.rfftn(x, s=self.shape, dim=(-3, -2, -1))
-        f = sfft.rfft(x.numpy(), n=lx, axis=-1, workers=self.workers)
-        f = sfft.fft(f, n=ly, axis=-2, workers=self.workers, overwrite_x=True)
-        return torch.from_numpy(sfft.fft(f, n=lz, axis=-3, workers=self.workers, overwrite_x=True))
-
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
-        """``rfftn`` of a window-size volume."""
-        if not self.cpu:
-            return torch.fft.rfftn(v)
-        return torch.from_numpy(sfft.rfftn(v.numpy(), workers=self.workers))
-
-    def inverse(self, spec: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
-        """``irfftn`` of ``(b, Lz, Ly, Lx // 2 + 1)`` spectra: ``b`` real ``(Lz, Ly, Lx)`` volumes (on CPU a list, one
-        transform at a time, each in the array scipy allocates: copying into a preallocated batch costs more)."""
-        if not self.cpu:
-            return torch.fft.irfftn(spec, s=self.shape, dim=(-3, -2, -1))
-        arr = spec.numpy()
-        return [torch.from_numpy(sfft.irfftn(arr[k], s=self.shape, workers=self.workers, overwrite_x=True)) for k in range(arr.shape[0])]
-
-
-def _shift_ramp(shape: tuple[int, int, int], shift: list[int], device: torch.device) -> torch.Tensor:
-    """``rfftn``-layout phase ``exp(2 pi i k . shift / L)``: multiplying a spectrum by it moves index ``shift`` of
-    the (circular) signal to index 0."""
-    ramps = []
-    for axis, (n, s) in enumerate(zip(shape, shift)):
-        k = np.fft.rfftfreq(n) if axis == 2 else np.fft.fftfreq(n)
-        ramps.append(np.exp(2j * np.pi * k * (s % n)))
-    ramp = ramps[0][:, None, None] * ramps[1][None, :, None] * ramps[2][None, None, :]
-    return torch.from_numpy(ramp.astype(np.complex64)).to(device)
-
-
-class _Correlator:
-    """Correlates one tile window with every orientation (see the module docstring)."""
-
-    def __init__(self, template: np.ndarray, mask: np.ndarray, spherical: bool, weight: np.ndarray,
-                 matrices_xyz: np.ndarray, batch: int, device: torch.device) -> None:  # fmt: skip
-        self.device = device
-        self.template = torch.from_numpy(np.ascontiguousarray(template, np.float32)).to(device)
-        self.mask = torch.from_numpy(np.ascontiguousarray(mask, np.float32)).to(device)
-        self.spherical = spherical
-        self.weight = torch.from_numpy(weight).to(device)
-        self.mats = torch.from_numpy(matrices_xyz.astype(np.float32)).to(device)
-        self.batch = batch
-        self.m = template.shape[0]
-
-    def _prepare(self, mats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotated, filtered, mask-normalised templates ``(b, m, m, m)`` (divided by N) and their masks."""
-        b, m = mats.shape[0], self.m
-        t = rotate_volumes(self.template.expand(b, m, m, m), mats)
-        t = torch.fft.irfftn(torch.fft.rfftn(t, dim=(-3, -2, -1)) * self.weight, s=(m, m, m), dim=(-3, -2, -1))
-        mk = self.mask[None] if self.spherical else (rotate_volumes(self.mask.expand(b, m, m, m), mats) > 0.5).to(t.dtype)
-        n = mk.sum(dim=(-3, -2, -1), keepdim=True)
-        mean = (t * mk).sum(dim=(-3, -2, -1), keepdim=True) / n
-        t = (t - mean) * mk
-        std = torch.sqrt((t * t).sum(dim=(-3, -2, -1), keepdim=True) / n).clamp_min(1e-12)
-        return t / (std * n), mk
-
-    def _correlate(self, boxes: torch.Tensor, fft: _FFT, vf: torch.Tensor, region: tuple[int, int, int]) -> list[torch.Tensor]:
-        """``sum_x box(x) v(p + x - m // 2)`` at every region voxel ``p``: ``b`` views of shape ``region``.
-
-        The boxes are flipped so that the product of spectra is a convolution (no complex conjugate pass); ``vf``
-        carries the phase ramp that moves region voxel 0 to index 0 (see :meth:`run`).
-        """
-        spec = fft.spectrum(torch.flip(boxes, dims=(-3, -2, -1)).contiguous())
-        spec.mul_(vf)
-        return [c[: region[0], : region[1], : region[2]] for c in fft.inverse(spec)]
-
-    def _inv_sigma(self, mk: torch.Tensor, fft: _FFT, vf: torch.Tensor, v2f: torch.Tensor,
-                   region: tuple[int, int, int]) -> torch.Tensor:  # fmt: skip
-        """``1 / sigma_M`` at every region position for masks ``(b, m, m, m)`` -> ``(b, *region)`` (0 where flat)."""
-        n = mk.sum(dim=(-3, -2, -1)).reshape(-1, 1, 1, 1)
-        mu = torch.stack(self._correlate(mk, fft, vf, region)) / n
-        ex2 = torch.stack(self._correlate(mk, fft, v2f, region)) / n
-        var = ex2 - mu * mu
-        return torch.where(var > _VAR_EPS, torch.rsqrt(var.clamp_min(_VAR_EPS)), torch.zeros_like(var))
-
-    def _scan(self, batches: list[int], fft: _FFT, vf: torch.Tensor, v2f: torch.Tensor, inv: torch.Tensor | None,
-              region: tuple[int, int, int], bar: tqdm | None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """Running maximum and its orientation index over the angle batches starting at ``batches``."""
-        best = torch.full(region, -torch.inf, device=self.device)
-        best_idx = torch.zeros(region, dtype=torch.int32, device=self.device)
-        better = torch.empty(region, dtype=torch.bool, device=self.device)
-        for start in batches:
-            mats = self.mats[start : start + self.batch]
-            t, mk = self._prepare(mats)
-            cc = self._correlate(t, fft, vf, region)
-            if inv is None:
-                cc = list(torch.stack(cc) * self._inv_sigma(mk, fft, vf, v2f, region))
-            for k, score in enumerate(cc):  # in place, one orientation at a time: cheaper than a batched max
-                torch.gt(score, best, out=better)
-                torch.maximum(best, score, out=best)
-                best_idx.masked_fill_(better, start + k)
-            if bar is not None:
-                bar.update(mats.shape[0])
-        return best, best_idx
-
-    @torch.no_grad()
-    def run(self, window: np.ndarray, region: tuple[int, int, int], lead: tuple[int, int, int], bar: tqdm | None = None,
-            workers: int = 1) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """Best score and best orientation index ``(region)`` for a standardised window (``L`` per axis) whose
-        voxel ``lead`` is the region's first voxel (``m // 2`` with edge padding, 0 for circular matching).
-
-        The product of a window spectrum with a flipped box's spectrum is a convolution in which region voxel
-        ``j`` sits at index ``j + lead + m - 1 - m // 2`` (mod ``L``); the window spectra are multiplied once by
-        the phase ramp of that shift, so every correlation's region is its leading ``region`` block.
-
-        On CPU with ``workers > 1`` the angle batches are shared among that many threads, each running
-        single-threaded transforms (scipy.fft and torch release the GIL), with per-thread maxima merged at the
-        end (ties go to the lower orientation index, as in a sequential scan). For a spherical mask
-        ``1 / sigma_M`` is the same for every orientation, so the maximum is taken over the raw correlations and
-        normalised once at the end.
-        """
-        shape = tuple(window.shape)
-        fft = _FFT(shape, self.device, 1 if workers > 1 else None)  # type: ignore[arg-type]
-        v = torch.from_numpy(window).to(self.device)
-        ramp = _shift_ramp(shape, [d + self.m - 1 - self.m // 2 for d in lead], self.device)  # type: ignore[arg-type]
-        vf = fft.forward(v).mul_(ramp)
-        v2f = fft.forward(v * v).mul_(ramp)
-        del v, ramp
-        inv = self._inv_sigma(self.mask[None], fft, vf, v2f, region)[0] if self.spherical else None
-        starts = list(range(0, self.mats.shape[0], self.batch))
-        if workers <= 1 or self.device.type != "cpu" or len(starts) < 2:
-            best, best_idx = self._scan(starts, fft, vf, v2f, inv, region, bar)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                parts = list(pool.map(lambda w: self._scan(starts[w::workers], fft, vf, v2f, inv, region, bar), range(workers)))
-            best, best_idx = parts[0]
-            for b, i in parts[1:]:
-                take = (b > best) | ((b == best) & (i < best_idx))
-                best = torch.where(take, b, best)
-                best_idx = torch.where(take, i, best_idx)
-        if inv is not None:
-            best = torch.where(inv > 0, best * inv, torch.zeros_like(best))
-        return best.cpu().numpy(), best_idx.cpu().numpy()
 
 
 def _check_template(template: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
