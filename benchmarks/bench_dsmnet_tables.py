@@ -8,7 +8,7 @@ Each cell comes from ``cryomine train`` then ``cryomine evaluate RUN DATASET --s
 
 Usage (full paper budget needs a GPU; on a 2-core CPU use a small budget and say so):
 ``.venv/bin/python benchmarks/bench_dsmnet_tables.py --dataset-a A.h5 [--dataset-b B.h5] --epochs E
-[--max-train N] [--out /tmp/cryomine-tables] [--tables 1,2,3]``
+[--max-train N] [--out /tmp/cryomine-tables] [--tables 1,2,3] [--seed S] [--models dsmnet,seg]``
 Results: ``benchmarks/results/dsmnet_tables.json`` and a Markdown table printed for docs/benchmarks.md.
 """
 
@@ -29,16 +29,17 @@ LOSS_RATIOS = ("1:1:1", "1:10:1", "1:10:10", "10:10:1")
 PAPER = {("A", "dsmnet"): (93.75, 89.0), ("B", "dsmnet"): (53.1, 81.4)}
 
 
-def train_and_evaluate(dataset: Path, model: str, out: Path, epochs: int, max_train: int | None, weights: str | None) -> dict:
+def train_and_evaluate(dataset: Path, model: str, out: Path, epochs: int, max_train: int | None, weights: str | None,
+                       seed: int = 0) -> dict:
     """Train one row (resuming an interrupted run) and evaluate it on the test split; the cell is cached in
     ``out/row.json`` so that a re-started benchmark skips finished rows."""
     run = out
     cached = out / "row.json"
     if cached.is_file():
         row = json.loads(cached.read_text())
-        if row.get("budget") == {"epochs": epochs, "max_train": max_train}:
+        if row.get("budget") == {"epochs": epochs, "max_train": max_train} and row.get("seed", 0) == seed:
             return row["result"]
-    args = [CRYOMINE, "train", str(dataset), "--model", model, "--out", str(run), "--epochs", str(epochs), "--seed", "0"]
+    args = [CRYOMINE, "train", str(dataset), "--model", model, "--out", str(run), "--epochs", str(epochs), "--seed", str(seed)]
     if max_train:
         args += ["--max-train", str(max_train)]
     if weights:
@@ -57,7 +58,7 @@ def train_and_evaluate(dataset: Path, model: str, out: Path, epochs: int, max_tr
               "pixel_accuracy": pct(ev.get("pixel_accuracy")), "train_s": round(train_s, 1),
               "epochs_run": len(epoch_s), "mean_epoch_s": round(sum(epoch_s) / max(len(epoch_s), 1), 1),
               "load_average_after": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
-    cached.write_text(json.dumps({"budget": {"epochs": epochs, "max_train": max_train}, "result": result}))
+    cached.write_text(json.dumps({"budget": {"epochs": epochs, "max_train": max_train}, "seed": seed, "result": result}))
     return result
 
 
@@ -80,6 +81,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/cryomine-tables"))
     parser.add_argument("--tables", default="1,2,3")
     parser.add_argument("--name", default="dsmnet_tables", help="Results file name under benchmarks/results/.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the split and the training (the same for every row).")
+    parser.add_argument("--models", default=None, help="Comma-separated subset of the rows' models (default: all).")
     args = parser.parse_args()
     tables = set(args.tables.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -90,10 +93,15 @@ def main() -> None:
         jobs += [("2", "B", args.dataset_b, m, "1:10:1") for m in ROWS]
     if "3" in tables:
         jobs += [("3", "A", args.dataset_a, "dsmnet", w) for w in LOSS_RATIOS if w != "1:10:1"]
-    results: dict = {"machine": machine(), "budget": {"epochs": args.epochs, "max_train": args.max_train}, "rows": []}
+    if args.models:
+        keep = set(args.models.split(","))
+        jobs = [j for j in jobs if j[3] in keep]
+    results: dict = {"machine": machine(), "budget": {"epochs": args.epochs, "max_train": args.max_train},
+                     "seed": args.seed, "rows": []}
     for table, tag, dataset, model, weights in jobs:
         out = args.out / f"{tag}_{model.replace('+', '_')}_{weights.replace(':', '-')}"
-        res = train_and_evaluate(dataset, model, out, args.epochs, args.max_train, None if weights == "1:10:1" else weights)
+        res = train_and_evaluate(dataset, model, out, args.epochs, args.max_train, None if weights == "1:10:1" else weights,
+                                 args.seed)
         results["rows"].append({"table": table, "dataset": tag, "model": model, "loss": weights, **res})
         print(results["rows"][-1], flush=True)
         (args.out / "partial.json").write_text(json.dumps(results, indent=2))
