@@ -8,9 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mrcfile
 import numpy as np
@@ -32,6 +33,19 @@ class Volume:
     origin_zyx_a: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
+def _open_checked(p: Path, opener: Callable[..., Any]) -> Any:
+    """``opener(p)`` read-only (``mrcfile.open`` or ``mrcfile.mmap``), with mrcfile's warnings silenced;
+    InputError naming ``p`` when it is missing, not a file, or not a readable MRC file."""
+    if not p.is_file():
+        raise InputError("file not found" if not p.exists() else "not a file", p)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return opener(p, mode="r", permissive=False)
+    except (ValueError, OSError, EOFError, TypeError) as exc:
+        raise InputError(f"not a readable MRC file ({_short(exc)})", p) from None
+
+
 def read_mrc(path: str | os.PathLike[str], *, allow_stack: bool = False) -> Volume:
     """Read an MRC file into a :class:`Volume`.
 
@@ -40,18 +54,11 @@ def read_mrc(path: str | os.PathLike[str], *, allow_stack: bool = False) -> Volu
     The voxel size is the header's x spacing; a zero spacing in the header is reported as 1 Å.
     """
     p = Path(path)
-    if not p.is_file():
-        raise InputError("file not found" if not p.exists() else "not a file", p)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with mrcfile.open(p, mode="r", permissive=False) as mrc:
-                data = np.array(mrc.data, dtype=np.float32, copy=True)
-                vs = float(mrc.voxel_size.x)
-                origin = mrc.header.origin
-                origin_zyx = (float(origin.z), float(origin.y), float(origin.x))
-    except (ValueError, OSError, EOFError, TypeError) as exc:
-        raise InputError(f"not a readable MRC file ({_short(exc)})", p) from None
+    with _open_checked(p, mrcfile.open) as mrc:
+        data = np.array(mrc.data, dtype=np.float32, copy=True)
+        vs = float(mrc.voxel_size.x)
+        origin = mrc.header.origin
+        origin_zyx = (float(origin.z), float(origin.y), float(origin.x))
     if allow_stack and data.ndim == 2:
         data = data[None]
     data = check_volume(data, p)
@@ -90,14 +97,7 @@ def open_mrc_mmap(path: str | os.PathLike[str]) -> Iterator[tuple[np.ndarray, fl
     the header is reported as 1 Å (as :func:`cryomine.io.read_mrc` does).
     """
     p = Path(path)
-    if not p.is_file():
-        raise InputError("file not found" if not p.exists() else "not a file", p)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            mrc = mrcfile.mmap(p, mode="r", permissive=False)
-    except (ValueError, OSError, EOFError, TypeError) as exc:
-        raise InputError(f"not a readable MRC file ({' '.join(str(exc).split())[:200]})", p) from None
+    mrc = _open_checked(p, mrcfile.mmap)
     try:
         data = mrc.data
         if data is None or data.ndim != 3 or 0 in data.shape:

@@ -126,19 +126,15 @@ def tomogram_picks_figure(volume: np.ndarray, picks: Points | None, truth: Point
     colours = class_colours(names)
     fig = Figure(figsize=(9.0, min(16.0, 9.0 * (h + d) / w / 1.25 + 0.8)), layout="constrained")
     axes = fig.subplots(2, 1, gridspec_kw={"height_ratios": [h, d]})
-    _scaled(axes[0], xy)
-    n_xy = _overlay(axes[0], picks, (0, 1), 2, d // 2, radius_vox, colours, truth=False)
-    t_xy = _overlay(axes[0], truth, (0, 1), 2, d // 2, radius_vox, colours, truth=True)
-    axes[0].set_title(f"xy slice at z = {d // 2}: {n_xy} picks, {t_xy} true particles cut it", fontsize=9)
-    axes[0].set_xlabel("x (voxels)", fontsize=8)
-    axes[0].set_ylabel("y (voxels)", fontsize=8)
-    _scaled(axes[1], xz)
-    n_xz = _overlay(axes[1], picks, (0, 2), 1, h // 2, radius_vox, colours, truth=False)
-    t_xz = _overlay(axes[1], truth, (0, 2), 1, h // 2, radius_vox, colours, truth=True)
-    axes[1].set_title(f"xz slice at y = {h // 2}: {n_xz} picks, {t_xz} true particles cut it", fontsize=9)
-    axes[1].set_xlabel("x (voxels)", fontsize=8)
-    axes[1].set_ylabel("z (voxels)", fontsize=8)
-    for ax in axes:
+    # (axis, image, plane axes, cut axis, cut index, plane name, cut axis name, vertical axis name)
+    panels = ((axes[0], xy, (0, 1), 2, d // 2, "xy", "z", "y"), (axes[1], xz, (0, 2), 1, h // 2, "xz", "y", "z"))
+    for ax, image, plane, cut, at, name, cut_name, vertical in panels:
+        _scaled(ax, image)
+        n_picks = _overlay(ax, picks, plane, cut, at, radius_vox, colours, truth=False)
+        n_truth = _overlay(ax, truth, plane, cut, at, radius_vox, colours, truth=True)
+        ax.set_title(f"{name} slice at {cut_name} = {at}: {n_picks} picks, {n_truth} true particles cut it", fontsize=9)
+        ax.set_xlabel("x (voxels)", fontsize=8)
+        ax.set_ylabel(f"{vertical} (voxels)", fontsize=8)
         ax.tick_params(labelsize=7)
     handles = [Line2D([], [], marker="s", linestyle="", color=colours[n], label=n) for n in names]
     if picks is not None:
