@@ -3,6 +3,9 @@
 ``write_blob_dataset`` writes ``n_per_class`` subtomograms per class of distinct blob shapes (sphere, rod, two
 spheres, flat disc, ring) in random poses and small random shifts, plus Gaussian noise. Ground truth: the mask is
 the shape's voxels, the density the clean (lightly smoothed) shape, ``class_id`` the shape. Everything is seeded.
+With ``noise_model`` (the default) the rows also carry the fields fresh-noise augmentation needs (noise-free box =
+the density, unit noise = the white noise drawn, one noise group per 8 rows) and the config a +-60 degree tilt
+series and the SNR, as simulated datasets do.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def write_blob_dataset(
     seed: int = 0,
     voxel_size_a: float = 10.0,
     n_written: int | None = None,
+    noise_model: bool = True,
 ) -> Path:
     """Write a seeded blob dataset (classes interleaved: row ``i`` has class ``i % n_classes``) and return ``path``.
 
@@ -66,12 +70,19 @@ def write_blob_dataset(
     shifts = rng.uniform(-1.0, 1.0, size=(n, 3)).astype(np.float32)
     masks = np.stack([_shape_mask(names[k], size, rots[i].as_matrix(), shifts[i]) for i, k in enumerate(class_id)])
     density = np.stack([gaussian_filter(m.astype(np.float32), 0.7) for m in masks]).astype(np.float32)
-    noisy = (density + noise * rng.standard_normal(density.shape)).astype(np.float32)
+    unit = rng.standard_normal(density.shape).astype(np.float32)
+    noisy = (density + noise * unit).astype(np.float32)
+    config: dict = {"generator": "tests.conftest.write_blob_dataset", "seed": seed}
+    if noise_model:
+        config["imaging"] = {"snr": float(density.var() / noise**2),
+                             "tilt": {"min_deg": -60.0, "max_deg": 60.0, "step_deg": 3.0}}
     create_dataset(path, n=n, size=size, voxel_size_a=voxel_size_a, class_names=names,
-                   config={"generator": "tests.conftest.write_blob_dataset", "seed": seed}, cryomine_version="test")
+                   config=config, cryomine_version="test", with_noise_model=noise_model)
     k = n if n_written is None else n_written
     if k:
-        write_rows(path, 0, {
+        extra = {"noise_free": density[:k], "noise_unit": unit[:k], "noise_sigma": np.full(k, noise, np.float32),
+                 "noise_group": (np.arange(k) // 8).astype(np.int32)} if noise_model else {}
+        write_rows(path, 0, {**extra,
             "subtomograms": noisy[:k],
             "target_density": density[:k],
             "target_mask": masks[:k].astype(np.uint8),

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cryomine.train.batchnorm import recalibrate_batchnorm
-from cryomine.train.loop import Runtime
+from cryomine.train.runtime import Runtime
 
 
 class _Data:
@@ -17,7 +17,7 @@ class _Data:
     def __len__(self) -> int:
         return len(self.x)
 
-    def batch(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+    def batch(self, rows: np.ndarray, rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
         return {"x": self.x[torch.as_tensor(rows)]}
 
 

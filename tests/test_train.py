@@ -96,6 +96,36 @@ def test_train_config_validation() -> None:
         TrainConfig(w_seg=0).weights_for(("seg",))
 
 
+def test_lr_schedule_warmup_then_cosine() -> None:
+    cfg = TrainConfig(lr=1e-3, warmup_epochs=2, max_epochs=10, min_lr_fraction=0.01)
+    spe = 5
+    lrs = np.array([cfg.lr_at(t, spe) for t in range(10 * spe)])
+    np.testing.assert_allclose(lrs[:10], 1e-3 * np.arange(1, 11) / 10)  # linear warm-up to the peak
+    t = (np.arange(10, 50) - 10) / 40
+    np.testing.assert_allclose(lrs[10:], 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + np.cos(np.pi * t)))
+    assert np.all(np.diff(lrs[10:]) < 0) and cfg.lr_at(10**6, spe) == pytest.approx(1e-5)
+    const = TrainConfig.paper()
+    assert {const.lr_at(t, spe) for t in (0, 7, 499)} == {1e-3} and not const.augment.active
+    for bad in ({"optimizer": "sgd"}, {"lr_schedule": "step"}, {"label_smoothing": 0.9}, {"warmup_epochs": -1},
+                {"optimizer": "adam", "weight_decay": 0.1}, {"augment": {"noise_mix": 0}}):
+        with pytest.raises(InputError):
+            TrainConfig(**bad)
+
+
+def test_runs_from_before_the_recipe_resume_with_what_they_trained_with(blob_dataset: Path, tmp_path: Path) -> None:
+    model = ModelConfig("cls", n_classes=3, input_size=16, **TINY)
+    train_run(blob_dataset, tmp_path / "old", model=model, train=TrainConfig.paper(max_epochs=1, batch_size=16))
+    p = tmp_path / "old" / "config.json"
+    cfg = json.loads(p.read_text())
+    for key in ("optimizer", "weight_decay", "lr_schedule", "warmup_epochs", "min_lr_fraction", "label_smoothing",
+                "augment"):
+        del cfg["train"][key]  # as written by cryomine before these fields existed
+    p.write_text(json.dumps(cfg))
+    train_run(blob_dataset, tmp_path / "old", train={"max_epochs": 2}, resume=True)
+    resolved = TrainConfig.from_dict(json.loads(p.read_text())["train"])
+    assert resolved == TrainConfig.paper(max_epochs=2, batch_size=16)
+
+
 def test_rng_state_round_trip_and_epoch_order() -> None:
     state = capture_rng()
     a = (torch.rand(3), np.random.rand(3))
@@ -129,6 +159,9 @@ def test_resume_gives_identical_weights(blob_dataset_factory, tmp_path: Path) ->
     ma, mb = (pd.read_csv(tmp_path / r / "metrics.csv").drop(columns="time_s") for r in ("full", "part"))
     pd.testing.assert_frame_equal(ma, mb)
     assert list(ma["epoch"]) == [1, 2, 3]
+    stored = json.loads((tmp_path / "part" / "config.json").read_text())["train"]
+    assert stored["augment"]["fresh_noise"] and stored["augment"]["flips"]  # the default: augmented training
+    assert ma["lr"].iloc[0] < ma["lr"].max()  # the warm-up
     # a different seed gives different weights (the comparison above is not vacuous)
     other = train_run(blob_dataset, tmp_path / "other", model="dsmnet", model_options=TINY, train={**train, "seed": 8, "max_epochs": 1})
     assert not _states_equal(load_checkpoint(other.run_dir / "last.pt")["model_state"], b["model_state"])
@@ -165,8 +198,9 @@ def test_exclude_class_run_files(blob_dataset: Path, tmp_path: Path) -> None:
 
 
 def test_training_fits_the_training_set(blob_dataset: Path, tmp_path: Path) -> None:
+    # capacity check: the plain recipe (no augmentation, no label smoothing) must memorise the training set
     res = train_run(blob_dataset, tmp_path / "run", model="cls", model_options={**TINY, "fc_units": 32, "dropout": 0.0},
-                    train={"max_epochs": 10, "batch_size": 8, "lr": 3e-3, "patience": 10})
+                    train=TrainConfig.paper(max_epochs=10, batch_size=8, lr=3e-3, patience=10))
     metrics = pd.read_csv(res.run_dir / "metrics.csv")
     assert metrics["train_loss"].iloc[-1] < 0.5 * metrics["train_loss"].iloc[0]
     run = load_run(res.run_dir, checkpoint="last.pt")

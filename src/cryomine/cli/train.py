@@ -13,8 +13,39 @@ from typing import Any
 import typer
 
 from cryomine.cli.app import app
+from cryomine.data.augment import AugmentConfig
+from cryomine.errors import InputError
 from cryomine.models import MODEL_NAMES
-from cryomine.train import parse_loss_weights, train_run
+from cryomine.train import TrainConfig, parse_loss_weights, train_run
+from cryomine.train.config import LR_SCHEDULES, OPTIMIZERS
+
+_T = TrainConfig()
+_A = AugmentConfig()
+RECIPES = ("cryomine", "paper")
+_RECIPE_KEYS = ("optimizer", "weight_decay", "lr_schedule", "warmup_epochs", "min_lr_fraction", "label_smoothing",
+                "augment")
+
+
+def _onoff(value: bool) -> str:
+    return "on" if value else "off"
+
+
+def parse_snr_range(text: str) -> tuple[float, float]:
+    """``"LOW,HIGH"`` -> two floats (validated by :class:`AugmentConfig`)."""
+    try:
+        lo, hi = (float(v) for v in str(text).split(","))
+    except ValueError:
+        raise InputError(f"expected LOW,HIGH (two SNRs), got {text!r}", "--snr-range") from None
+    return lo, hi
+
+
+def _recipe(recipe: str | None) -> dict[str, Any]:
+    if recipe is None or recipe == "cryomine":
+        return {}
+    if recipe not in RECIPES:
+        raise InputError(f"unknown recipe {recipe!r} (known: {', '.join(RECIPES)})", "--recipe")
+    paper = TrainConfig.paper().to_dict()
+    return {k: paper[k] for k in _RECIPE_KEYS}
 
 
 @app.command("train")
@@ -26,7 +57,21 @@ def train_cmd(
     epochs: int | None = typer.Option(None, "--epochs", help="Maximum number of epochs (default 100)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Batch size (default 64)."),
     patience: int | None = typer.Option(None, "--patience", help="Early stopping patience in epochs (default 15)."),
-    lr: float | None = typer.Option(None, "--lr", help="Adam learning rate (default 1e-3)."),
+    lr: float | None = typer.Option(None, "--lr", help=f"Peak learning rate (default {_T.lr:g})."),
+    recipe: str | None = typer.Option(None, "--recipe", help="cryomine (AdamW, warm-up + cosine, label smoothing, "
+                                      "augmentation; the default) or paper (Adam at a constant rate, no augmentation)."),
+    optimizer: str | None = typer.Option(None, "--optimizer", help=f"{'|'.join(OPTIMIZERS)} (default {_T.optimizer})."),
+    weight_decay: float | None = typer.Option(None, "--weight-decay", help=f"AdamW weight decay (default {_T.weight_decay:g})."),
+    lr_schedule: str | None = typer.Option(None, "--lr-schedule", help=f"{'|'.join(LR_SCHEDULES)} (default {_T.lr_schedule})."),
+    warmup_epochs: int | None = typer.Option(None, "--warmup-epochs", help=f"Linear warm-up epochs (default {_T.warmup_epochs})."),
+    label_smoothing: float | None = typer.Option(None, "--label-smoothing", help=f"Classification label smoothing (default {_T.label_smoothing:g})."),
+    augment: bool | None = typer.Option(None, "--augment/--no-augment", help="All training augmentation on or off (default on)."),
+    flips: bool | None = typer.Option(None, "--flips/--no-flips", help=f"Wedge-preserving flips (default {_onoff(_A.flips)})."),
+    fresh_noise: bool | None = typer.Option(None, "--fresh-noise/--no-fresh-noise", help=f"A new noise realisation every time a box is seen (default {_onoff(_A.fresh_noise)})."),
+    noise_mix: int | None = typer.Option(None, "--noise-mix", help=f"Stored noise realisations combined per fresh draw (default {_A.noise_mix})."),
+    shift: int | None = typer.Option(None, "--shift", help=f"Random shifts of up to N voxels per axis (default {_A.max_shift_vox})."),
+    snr_range: str | None = typer.Option(None, "--snr-range", help="LOW,HIGH: train at SNRs drawn log-uniformly in this range (default: the dataset's SNR)."),
+    cache_limit_gb: float | None = typer.Option(None, "--cache-limit-gb", help=f"Keep the training data in memory up to this size (default {_T.cache_limit_gb:g})."),
     loss_weights: str | None = typer.Option(None, "--loss-weights", help="cls:seg:rec loss weights (default 1:10:1)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed: split, initial weights, dropout, data order (default 0)."),
     max_train: int | None = typer.Option(None, "--max-train", help="Use at most N training subtomograms (quick runs)."),
@@ -37,10 +82,22 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
 ) -> None:
     """Train a network on DATASET; writes the run folder --out (resumable with --resume)."""
-    train: dict[str, Any] = {k: v for k, v in {
+    train: dict[str, Any] = _recipe(recipe)
+    train.update({k: v for k, v in {
         "max_epochs": epochs, "batch_size": batch_size, "patience": patience, "lr": lr, "seed": seed,
-        "max_train": max_train, "bf16": bf16, "num_threads": num_threads,
-    }.items() if v is not None}
+        "max_train": max_train, "bf16": bf16, "num_threads": num_threads, "optimizer": optimizer,
+        "weight_decay": weight_decay, "lr_schedule": lr_schedule, "warmup_epochs": warmup_epochs,
+        "label_smoothing": label_smoothing, "cache_limit_gb": cache_limit_gb,
+    }.items() if v is not None})
+    aug: dict[str, Any] = dict(train.get("augment") or {})
+    if augment is not None:
+        aug.update(AugmentConfig().to_dict() if augment else AugmentConfig.off().to_dict())
+    aug.update({k: v for k, v in {"flips": flips, "fresh_noise": fresh_noise, "noise_mix": noise_mix,
+                                  "max_shift_vox": shift}.items() if v is not None})
+    if snr_range is not None:
+        aug["snr_range"] = parse_snr_range(snr_range)
+    if aug:
+        train["augment"] = aug
     if exclude_class:
         train["exclude_classes"] = tuple(exclude_class)
     if loss_weights is not None:

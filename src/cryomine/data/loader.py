@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,8 +27,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from cryomine.data.augment import AugmentConfig, Flip, NoisePool, augment_boxes
 from cryomine.errors import InputError
+from cryomine.geometry.wedge import wedge_preserving_flips
 from cryomine.io.subtomo_h5 import DatasetHeader, read_header, read_rows
+from cryomine.simulate.tilt import TiltSeriesConfig
 
 #: Default in-memory cache limit (bytes).
 CACHE_LIMIT_BYTES = 4 * 1024**3
@@ -53,6 +57,28 @@ def open_dataset(path: str | os.PathLike[str]) -> DatasetHeader:
     if not header.has_ground_truth:
         raise InputError("dataset has no ground truth (has_ground_truth = false), so it cannot be used here", path)
     return header
+
+
+def dataset_tilts(header: DatasetHeader) -> TiltSeriesConfig:
+    """The tilt series a simulated dataset was made with (its ``config``); InputError if it records none."""
+    try:
+        return TiltSeriesConfig(**header.config["imaging"]["tilt"])
+    except (KeyError, TypeError):
+        raise InputError("dataset config records no tilt series, which augmentation needs (the flips allowed "
+                         "depend on it): train with --no-augment") from None
+
+
+def dataset_flips(header: DatasetHeader) -> tuple[Flip, ...]:
+    """The wedge-preserving flips of a simulated dataset's tilt geometry (:func:`wedge_preserving_flips`)."""
+    return wedge_preserving_flips(dataset_tilts(header).angles_deg)
+
+
+def dataset_snr(header: DatasetHeader) -> float:
+    """The SNR a simulated dataset was calibrated to (``inf`` for noise-free); InputError if it records none."""
+    try:
+        return float(header.config["imaging"]["snr"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"dataset config records no SNR ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -161,6 +187,11 @@ class SubtomoDataset(Dataset):
     Each item (and :meth:`batch`) is a dict of tensors: ``x`` ``(1, s, s, s)`` float32 normalised subtomogram,
     ``row`` int64 dataset row, and if requested ``label`` int64 (new class id, -1 if unknown/excluded), ``mask``
     ``(s, s, s)`` int64 target mask (0/1), ``density`` ``(1, s, s, s)`` float32 normalised clean density.
+
+    With an active ``augment`` (:class:`cryomine.data.augment.AugmentConfig`), :meth:`batch` called with a
+    generator returns augmented boxes (without one: the stored boxes, as for validation). Fresh noise reads the
+    rows' noise model (noise-free and unit-noise reconstructions) instead of the stored noisy boxes; the
+    unit-noise pool is always held in memory.
     """
 
     def __init__(
@@ -172,6 +203,7 @@ class SubtomoDataset(Dataset):
         with_mask: bool = False,
         with_density: bool = False,
         cache_limit_bytes: int = CACHE_LIMIT_BYTES,
+        augment: AugmentConfig | None = None,
     ) -> None:
         self.path = Path(path)
         self.header = read_header(self.path)
@@ -179,23 +211,47 @@ class SubtomoDataset(Dataset):
         if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= self.header.n_written):
             raise InputError(f"row index out of range [0, {self.header.n_written})", self.path)
         self.class_map = class_map
-        fields = ["subtomograms"]
+        self.augment = augment if augment is not None and augment.active else None
+        fresh = self.augment is not None and self.augment.fresh_noise
+        fields = ["noise_free"] if fresh else ["subtomograms"]
         if with_mask:
             fields.append("target_mask")
         if with_density:
             fields.append("target_density")
         if (with_mask or with_density) and not self.header.has_ground_truth:
             raise InputError("dataset has no ground truth masks/densities", self.path)
+        if fresh and not self.header.has_noise_model:
+            raise InputError("dataset has no noise model (noise_free / noise_unit, written by 'cryomine simulate' "
+                             "since format 2), which fresh-noise augmentation needs: re-simulate it or train "
+                             "with --no-fresh-noise", self.path)
         self.fields = tuple(fields)
         labels = read_rows(self.path, ("class_id",))["class_id"][self.indices] if class_map is not None else None
         self.labels = None if labels is None else class_map.remap(labels)
+        self.flips = dataset_flips(self.header) if self.augment is not None else ()
+        self.snr = dataset_snr(self.header) if fresh else math.inf
+        self.pool: NoisePool | None = None
+        self.groups: np.ndarray | None = None
         s = self.header.size
+        if fresh:
+            self.pool, self.groups = self._noise_pool(cache_limit_bytes)
+            cache_limit_bytes -= self.pool.unit.nbytes
         bytes_per_row = s**3 * (4 + 1 * with_mask + 4 * with_density)
         self.cached = self.indices.size * bytes_per_row <= cache_limit_bytes
         self._cache: dict[str, np.ndarray] | None = None
         self._h5: h5py.File | None = None
         if self.cached and self.indices.size:
             self._cache = self._read(self.indices)
+
+    def _noise_pool(self, limit: int) -> tuple[NoisePool, np.ndarray]:
+        need = self.indices.size * self.header.size**3 * 4
+        if need > limit:
+            raise InputError(f"fresh noise needs the rows' unit-noise reconstructions in memory ({need / 1024**3:.1f} "
+                             f"GB) but the cache limit is {limit / 1024**3:.1f} GB: raise --cache-limit-gb or train "
+                             "with --no-fresh-noise", self.path)
+        rows = read_rows(self.path, ("noise_unit", "noise_group"), self.indices)
+        if not np.all(np.isfinite(rows["noise_unit"])):
+            raise InputError("noise_unit holds NaN or infinite values", self.path)
+        return NoisePool(rows["noise_unit"].astype(np.float32, copy=False), rows["noise_group"]), rows["noise_group"]
 
     @property
     def size(self) -> int:
@@ -213,7 +269,8 @@ class SubtomoDataset(Dataset):
         try:
             uniq, inverse = np.unique(rows, return_inverse=True)  # h5py wants increasing unique indices
             s = self.header.size
-            out = {"x": np.empty((uniq.size, s, s, s), np.float32)}
+            key = "clean" if "noise_free" in self.fields else "x"
+            out = {key: np.empty((uniq.size, s, s, s), np.float32)}
             if "target_mask" in self.fields:
                 out["mask"] = np.empty((uniq.size, s, s, s), np.uint8)
             if "target_density" in self.fields:
@@ -224,7 +281,10 @@ class SubtomoDataset(Dataset):
                 dense = hi - lo <= 2 * blk.size  # one contiguous read beats a long point selection
                 raw = {name: (f[name][lo:hi][blk - lo] if dense else f[name][blk]) for name in self.fields}
                 dst = slice(start, start + blk.size)
-                out["x"][dst] = normalise(raw["subtomograms"])
+                if key == "x":
+                    out["x"][dst] = normalise(raw["subtomograms"])
+                else:  # noise-free reconstruction, kept raw: fresh noise is calibrated on it
+                    out["clean"][dst] = raw["noise_free"]
                 if "mask" in out:
                     out["mask"][dst] = raw["target_mask"] > 0
                 if "density" in out:
@@ -236,10 +296,19 @@ class SubtomoDataset(Dataset):
             return out
         return {k: v[inverse] for k, v in out.items()}
 
-    def batch(self, positions: Sequence[int] | np.ndarray) -> dict[str, torch.Tensor]:
-        """Stacked items at ``positions`` (0 .. len-1, any order) as a dict of tensors (see the class docstring)."""
+    def batch(self, positions: Sequence[int] | np.ndarray, rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Stacked items at ``positions`` (0 .. len-1, any order) as a dict of tensors (see the class docstring).
+
+        With ``rng`` and an active augmentation, the boxes are augmented (drawing from ``rng``).
+        """
         pos = np.asarray(positions, dtype=np.int64)
         data = {k: v[pos] for k, v in self._cache.items()} if self._cache is not None else self._read(self.indices[pos])
+        if "clean" in data and (rng is None or self.augment is None):
+            raise InputError("this dataset view draws fresh noise: batches need a random generator")
+        if self.augment is not None and rng is not None:
+            data = augment_boxes(data, None if self.groups is None else self.groups[pos], self.augment,
+                                 flips=self.flips, pool=self.pool, snr=self.snr, rng=rng)
+            data["x"] = normalise(data["x"])
         out = {"x": torch.from_numpy(np.ascontiguousarray(data["x"][:, None])), "row": torch.from_numpy(self.indices[pos])}
         if "mask" in data:
             out["mask"] = torch.from_numpy(data["mask"].astype(np.int64))

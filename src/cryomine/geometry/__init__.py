@@ -26,7 +26,7 @@ from cryomine.geometry.sampling import (
 )
 from cryomine.geometry.rotate_torch import rotate_volumes
 from cryomine.geometry.transform import default_center_zyx, rotate_volume
-from cryomine.geometry.wedge import missing_wedge_mask
+from cryomine.geometry.wedge import flip_volumes, missing_wedge_mask, tilts_symmetric, wedge_preserving_flips
 
 __all__ = [
     "MAX_GRID_ORIENTATIONS",
@@ -38,6 +38,9 @@ __all__ = [
     "random_eulers_zyz",
     "random_rotations",
     "missing_wedge_mask",
+    "flip_volumes",
+    "tilts_symmetric",
+    "wedge_preserving_flips",
     "rotate_volume",
     "rotate_volumes",
     "rotation_angle_deg",

@@ -89,3 +89,41 @@ def missing_wedge_mask(
     kx = (np.fft.rfftfreq(w) if rfft else np.fft.fftfreq(w))[None, :]
     plane = sampled_direction_mask_zx(kz, kx, tilt_min_deg, tilt_max_deg)  # (d, w')
     return np.ascontiguousarray(np.broadcast_to(plane[:, None, :], (d, h, plane.shape[1])))
+
+
+#: The flips ``(flip_z, flip_y, flip_x)`` that map EVERY single-axis (y) tilt geometry onto itself: identity,
+#: the mirror along the tilt axis (y), the 180-degree rotation about the tilt axis (z and x together) and both.
+FLIPS_ANY_TILTS: tuple[tuple[bool, bool, bool], ...] = (
+    (False, False, False), (False, True, False), (True, False, True), (True, True, True),
+)
+#: The four more flips (z alone or x alone, with or without y) that need a tilt set symmetric about 0.
+FLIPS_SYMMETRIC_TILTS: tuple[tuple[bool, bool, bool], ...] = (
+    (True, False, False), (False, False, True), (True, True, False), (False, True, True),
+)
+
+
+def tilts_symmetric(tilt_angles_deg, atol_deg: float = 1e-6) -> bool:
+    """Whether the set of tilt angles equals its mirror image ``-angles`` (e.g. -60:3:60; not -54:3:60)."""
+    a = np.sort(np.asarray(tilt_angles_deg, dtype=np.float64).ravel())
+    return a.size > 0 and bool(np.allclose(a, np.sort(-a), atol=atol_deg, rtol=0.0))
+
+
+def wedge_preserving_flips(tilt_angles_deg) -> tuple[tuple[bool, bool, bool], ...]:
+    """The axis flips ``(flip_z, flip_y, flip_x)`` of a ``(..., d, h, w)`` volume that map the tilt geometry onto
+    itself, so that a flipped reconstruction is a reconstruction of the flipped scene from the same tilts.
+
+    In the ``(z, x)`` plane the beam at tilt ``theta`` runs along ``(cos theta, sin theta)``. Flipping y changes
+    nothing; flipping z and x together (180 degrees about the tilt axis) reverses the beam (the same line
+    integral); flipping x alone, or z alone, turns tilt ``theta`` into ``-theta``, so it only maps the geometry
+    onto itself when the tilt set is symmetric. The flips are about the box centre ``(n - 1) / 2`` (plain array
+    reversal), the rotation centre of the projector; in Fourier space they map ``k`` to ``-k`` per flipped axis,
+    so the sampled region (and its missing wedge) maps onto itself. Returns 8 flips for a symmetric tilt set,
+    else 4; the identity first.
+    """
+    return FLIPS_ANY_TILTS + (FLIPS_SYMMETRIC_TILTS if tilts_symmetric(tilt_angles_deg) else ())
+
+
+def flip_volumes(volumes: np.ndarray, flip_zyx: tuple[bool, bool, bool]) -> np.ndarray:
+    """``volumes`` ``(..., d, h, w)`` reversed along the flagged axes (a view; z = -3, y = -2, x = -1)."""
+    axes = tuple(ax for ax, on in zip((-3, -2, -1), flip_zyx) if on)
+    return np.flip(volumes, axis=axes) if axes else volumes

@@ -15,7 +15,15 @@ dataset                       dtype, shape        content
 ``volume_fraction``           float32 (N,)        fraction of the box covered by molecule masks
 ``snr_measured``              float32 (N,)        var(noise-free) / var(noisy - noise-free) in the box
 ``coords_xyz``                float32 (N,3)       optional: position in a source tomogram (voxels, x, y, z)
+``noise_free``                float32 (N,s,s,s)   noise model (simulated, format 2): the noise-free reconstruction S
+``noise_unit``                float32 (N,s,s,s)   noise model: reconstruction N1 of unit-variance projection noise
+``noise_sigma``               float32 (N,)        noise model: projection-noise std, ``subtomograms = S + sigma N1``
+``noise_group``               int32 (N,)          noise model: rows with the same value share one imaging geometry
 ============================  ==================  ===============================================================
+
+The noise model (``has_noise_model``) lets training draw a fresh noise realisation every time a box is seen
+(:mod:`cryomine.data.augment`): ``N1`` of rows in one ``noise_group`` are independent draws of the same noise
+process, so any unit-norm combination of them is one more draw with the same statistics.
 
 File attributes: ``format`` (``"cryomine-subtomograms"``), ``format_version``, ``cryomine_version``,
 ``class_names`` (JSON list), ``voxel_size_a``, ``size``, ``n_planned``, ``n_written`` (rows ``[0, n_written)``
@@ -38,9 +46,10 @@ import numpy as np
 from cryomine.errors import InputError
 
 FORMAT = "cryomine-subtomograms"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_NEIGHBOURS = 64
-_VOLUME_FIELDS = ("subtomograms", "target_density", "target_mask")
+NOISE_FIELDS = ("noise_free", "noise_unit", "noise_sigma", "noise_group")
+_VOLUME_FIELDS = ("subtomograms", "target_density", "target_mask", "noise_free", "noise_unit")
 _GT_FIELDS = ("target_density", "target_mask", "class_id", "eulers_zyz", "shifts_zyx", "neighbour_classes", "volume_fraction", "snr_measured")
 
 
@@ -56,6 +65,7 @@ class DatasetHeader:
     has_ground_truth: bool
     config: dict
     cryomine_version: str
+    has_noise_model: bool = False
 
 
 def create_dataset(
@@ -69,8 +79,11 @@ def create_dataset(
     cryomine_version: str,
     has_ground_truth: bool = True,
     with_coords: bool = False,
+    with_noise_model: bool = False,
 ) -> None:
-    """Create an empty dataset file for ``n`` subtomograms of ``size``³ voxels (``n_written = 0``)."""
+    """Create an empty dataset file for ``n`` subtomograms of ``size``³ voxels (``n_written = 0``).
+
+    ``with_noise_model`` adds the :data:`NOISE_FIELDS` (see the module docstring)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     chunk = (1, size, size, size)
@@ -99,6 +112,11 @@ def create_dataset(
             f.create_dataset("snr_measured", (n,), dtype="f4")
         if with_coords:
             f.create_dataset("coords_xyz", (n, 3), dtype="f4")
+        if with_noise_model:
+            f.create_dataset("noise_free", (n, size, size, size), dtype="f4", chunks=chunk)
+            f.create_dataset("noise_unit", (n, size, size, size), dtype="f4", chunks=chunk)
+            f.create_dataset("noise_sigma", (n,), dtype="f4")
+            f.create_dataset("noise_group", (n,), dtype="i4", fillvalue=-1)
 
 
 def write_rows(path: str | os.PathLike[str], start: int, rows: Mapping[str, np.ndarray]) -> int:
@@ -147,6 +165,7 @@ def read_header(path: str | os.PathLike[str]) -> DatasetHeader:
                 has_ground_truth=bool(f.attrs["has_ground_truth"]),
                 config=json.loads(f.attrs["config"]),
                 cryomine_version=str(f.attrs["cryomine_version"]),
+                has_noise_model=all(name in f for name in NOISE_FIELDS),
             )
     except InputError:
         raise

@@ -68,13 +68,15 @@ def fourier_approximation(
     crop: Crop = None,
     *,
     device=None,
+    keep_unit_noise: bool = False,
 ) -> ImagingResult:
     """Approximate :func:`cryomine.simulate.imaging.image_scene` in Fourier space (see the module docstring).
 
     ``scene`` is a ``(d, h, w)`` or a batch ``(n, d, h, w)`` of densities (numpy or torch, protein positive);
     ``rng`` a numpy/torch generator or int seed; ``crop`` the centred output box (SNR measured inside it).
     Returns an :class:`ImagingResult` shaped like the input (cropped), with per-sample SNR calibration; its
-    ``noise_sigma`` is the std of the white 3-D noise before filtering (there are no projections here).
+    ``noise_sigma`` is the std of the white 3-D noise before filtering (there are no projections here);
+    ``keep_unit_noise`` as in :func:`cryomine.simulate.imaging.image_scenes`.
     """
     voxel = check_voxel_size(voxel_size_a, "voxel_size_a")
     vol = scene if isinstance(scene, torch.Tensor) else torch.as_tensor(np.asarray(scene))
@@ -91,14 +93,16 @@ def fourier_approximation(
     dims = (-3, -2, -1)
     clean = torch.fft.irfftn(torch.fft.rfftn(vol, dim=dims) * sig_f, s=(d, h, w), dim=dims).mul_(CONTRAST_SIGN)
     snr = float(config.snr)
-    if math.isinf(snr):
+    if math.isinf(snr) and not keep_unit_noise:
         unit = clean[:0]
     else:
         white = standard_normal(rng, (n, d, h, w), dev)
         unit = torch.fft.irfftn(torch.fft.rfftn(white, dim=dims) * noise_f, s=(d, h, w), dim=dims)
-    noisy, clean, measured, sigma = calibrate_noise(clean, unit, snr, crop)
+    noisy, clean, measured, sigma, kept = calibrate_noise(clean, unit, snr, crop, keep_unit=keep_unit_noise)
     noisy_np = np.ascontiguousarray(noisy.cpu().numpy())
     clean_np = np.ascontiguousarray(clean.cpu().numpy())
+    unit_np = None if kept is None else np.ascontiguousarray(kept.cpu().numpy())
     if single:
-        return ImagingResult(noisy_np[0], clean_np[0], float(measured[0]), float(sigma[0]))
-    return ImagingResult(noisy_np, clean_np, measured, sigma)
+        return ImagingResult(noisy_np[0], clean_np[0], float(measured[0]), float(sigma[0]),
+                             None if unit_np is None else unit_np[0])
+    return ImagingResult(noisy_np, clean_np, measured, sigma, unit_np)

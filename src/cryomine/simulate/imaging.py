@@ -80,13 +80,17 @@ class ImagingResult:
 
     ``noisy``/``noise_free``: ``(d, h, w)`` or ``(n, d, h, w)`` float32. ``measured_snr``: SNR measured in the
     box (float, or ``(n,)``). ``noise_sigma``: std of the noise added to each projection pixel, in units of the
-    projected density (float, or ``(n,)``; 0 when noise-free).
+    projected density (float, or ``(n,)``; 0 when noise-free). ``unit_noise`` (only when asked for with
+    ``keep_unit_noise``): the reconstruction ``N1`` of unit-variance projection noise, cropped like the volumes,
+    so that ``noisy == noise_free + noise_sigma * unit_noise`` (up to float32 rounding; for ``snr = inf`` it is
+    a noise realisation that was not added).
     """
 
     noisy: np.ndarray
     noise_free: np.ndarray
     measured_snr: float | np.ndarray
     noise_sigma: float | np.ndarray
+    unit_noise: np.ndarray | None = None
 
 
 @lru_cache(maxsize=8)
@@ -180,18 +184,21 @@ def _var_per_sample(x: torch.Tensor, chunk: int = 2**22) -> torch.Tensor:
     return ss / max(flat.shape[1] - 1, 1)
 
 
-def calibrate_noise(noise_free: torch.Tensor, unit_noise: torch.Tensor, snr: float, crop: Crop = None):
+def calibrate_noise(noise_free: torch.Tensor, unit_noise: torch.Tensor, snr: float, crop: Crop = None,
+                    *, keep_unit: bool = False):
     """Combine ``(n, d, h, w)`` signal and unit-noise reconstructions at the requested SNR inside the crop.
 
-    Returns ``(noisy, noise_free, measured_snr, sigma)`` with the volumes cropped (torch) and ``(n,)`` float64
-    numpy ``measured_snr`` and ``sigma``; ``sigma = sqrt(var(S) / (snr * var(N1)))``. ``unit_noise`` is
-    overwritten.
+    Returns ``(noisy, noise_free, measured_snr, sigma, unit)`` with the volumes cropped (torch) and ``(n,)``
+    float64 numpy ``measured_snr`` and ``sigma``; ``sigma = sqrt(var(S) / (snr * var(N1)))``. ``unit`` is the
+    cropped ``N1`` (a copy) with ``keep_unit``, else None; without it ``unit_noise`` is overwritten. For
+    ``snr = inf``, ``unit_noise`` may be empty (then ``unit`` is None).
     """
     sl = (slice(None),) + centre_crop_slices(tuple(noise_free.shape[1:]), crop)
     s, n1 = noise_free[sl], unit_noise[sl]
+    unit = n1.clone() if keep_unit and n1.shape[0] == s.shape[0] else None
     var_s = _var_per_sample(s)
     if math.isinf(snr):
-        return s.clone(), s, np.full(s.shape[0], math.inf), np.zeros(s.shape[0])
+        return s.clone(), s, np.full(s.shape[0], math.inf), np.zeros(s.shape[0]), unit
     bad = torch.nonzero(var_s <= 0).flatten().tolist()
     if bad:
         raise InputError(f"scene(s) {bad} give a constant noise-free reconstruction: the SNR cannot be set")
@@ -200,7 +207,7 @@ def calibrate_noise(noise_free: torch.Tensor, unit_noise: torch.Tensor, snr: flo
     noise = n1.mul_(sigma.to(n1.dtype).view(-1, 1, 1, 1))
     measured = var_s / _var_per_sample(noise)
     noisy = noise.add_(s)
-    return noisy, s, measured.cpu().numpy(), sigma.cpu().numpy()
+    return noisy, s, measured.cpu().numpy(), sigma.cpu().numpy(), unit
 
 
 def image_scenes(
@@ -212,6 +219,7 @@ def image_scenes(
     *,
     device=None,
     chunk_rows: int | None = None,
+    keep_unit_noise: bool = False,
 ) -> ImagingResult:
     """Image a batch of ``(n, d, h, w)`` scenes in one go; see the module docstring.
 
@@ -223,6 +231,7 @@ def image_scenes(
         crop: centred box to return and measure the SNR in (int or ``(cd, ch, cw)``; None = whole scene).
         device: torch device to compute on (default: the input's, else CPU).
         chunk_rows: ``y`` rows per projection/WBP chunk (default automatic).
+        keep_unit_noise: also return the unit-noise reconstructions (``unit_noise``; drawn even for ``snr = inf``).
 
     Returns:
         :class:`ImagingResult` with ``(n, cd, ch, cw)`` float32 arrays and ``(n,)`` ``measured_snr``/``noise_sigma``.
@@ -232,16 +241,18 @@ def image_scenes(
     centre_crop_slices((d, h, w), crop)  # validate before the work
     images = simulate_tilt_series(vol, voxel_size_a, config, chunk_rows=chunk_rows)  # (n, t, h, w)
     snr = float(config.snr)
-    if not math.isinf(snr):
+    if keep_unit_noise or not math.isinf(snr):
         images = torch.cat([images, standard_normal(rng, tuple(images.shape), vol.device)])
     rec = reconstruct(images, config, d, chunk_rows=chunk_rows)
     del images
-    noisy, clean, measured, sigma = calibrate_noise(rec[:n], rec[n:] if rec.shape[0] > n else rec[:0], snr, crop)
+    noisy, clean, measured, sigma, unit = calibrate_noise(rec[:n], rec[n:] if rec.shape[0] > n else rec[:0], snr,
+                                                          crop, keep_unit=keep_unit_noise)
     return ImagingResult(
         noisy=np.ascontiguousarray(noisy.cpu().numpy()),
         noise_free=np.ascontiguousarray(clean.cpu().numpy()),
         measured_snr=measured,
         noise_sigma=sigma,
+        unit_noise=None if unit is None else np.ascontiguousarray(unit.cpu().numpy()),
     )
 
 

@@ -4,6 +4,9 @@ Determinism: subtomogram ``i``'s scene (pose, shift, neighbours) is drawn from `
 the projection noise of the batch starting at ``b`` from ``default_rng([seed, 1, b])``; batches always start at
 multiples of ``batch_size``, so a resumed run writes exactly the arrays an uninterrupted run writes.
 Memory is bounded by one batch (plus the structure templates), whatever the dataset size.
+
+Each row also keeps its noise model (noise-free reconstruction, unit-noise reconstruction, noise std; see
+:mod:`cryomine.io.subtomo_h5`); one batch shares one imaging geometry and is one ``noise_group``.
 """
 
 from __future__ import annotations
@@ -55,10 +58,8 @@ def simulate_batch(
         scenes.append(pack_scene(templates[k], bank, templates, config.size, config.crowding, rng))
     stack = np.stack([s.density for s in scenes])
     noise_rng = np.random.default_rng([config.seed, 1, start])
-    if config.method == "wbp":
-        result = image_scenes(stack, config.voxel_size_a, config.imaging, noise_rng, crop=config.size)
-    else:
-        result = fourier_approximation(stack, config.voxel_size_a, config.imaging, noise_rng, crop=config.size)
+    imager = image_scenes if config.method == "wbp" else fourier_approximation
+    result = imager(stack, config.voxel_size_a, config.imaging, noise_rng, crop=config.size, keep_unit_noise=True)
     pad = config.crowding.pad
     neighbours = np.full((len(scenes), max(1, max(len(s.neighbour_classes) for s in scenes))), -1, dtype=np.int16)
     for r, s in enumerate(scenes):
@@ -73,6 +74,10 @@ def simulate_batch(
         "neighbour_classes": neighbours,
         "volume_fraction": np.asarray([s.volume_fraction for s in scenes], dtype=np.float32),
         "snr_measured": np.nan_to_num(np.asarray(result.measured_snr, dtype=np.float32), posinf=np.inf),
+        "noise_free": result.noise_free.astype(np.float32),
+        "noise_unit": result.unit_noise.astype(np.float32),
+        "noise_sigma": np.asarray(result.noise_sigma, dtype=np.float32),
+        "noise_group": np.full(len(scenes), start // config.batch_size, dtype=np.int32),
     }
 
 
@@ -99,7 +104,7 @@ def simulate_subtomograms(
         tmp = out.with_name(f".{out.name}.creating")
         create_dataset(
             tmp, n=config.n_total, size=config.size, voxel_size_a=config.voxel_size_a, class_names=names,
-            config=config_dict, cryomine_version=__version__,
+            config=config_dict, cryomine_version=__version__, with_noise_model=True,
         )  # fmt: skip
         tmp.replace(out)
         start = 0

@@ -4,7 +4,8 @@ During training, BN keeps an exponential moving average of batch statistics whil
 the running statistics lag the network; evaluated in eval mode, the lag can cost much accuracy (measured on the
 dsmnet-a preset after 7 epochs of DSM-Net: validation accuracy 24% with the moving averages, 37% after
 re-estimation). :func:`recalibrate_batchnorm` replaces them by the plain average over a fixed set of training
-batches, computed in train mode without gradients (as "precise BN" in Detectron). Weights are untouched.
+batches, computed in train mode without gradients (as "precise BN" in Detectron). Weights are untouched. Where the data
+augments (fresh noise, flips), the batches are augmented as in training, from seeded generators.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from cryomine.data.loader import SubtomoDataset
-from cryomine.train.loop import Runtime
+from cryomine.train.runtime import Runtime
 
 
 def recalibrate_batchnorm(
@@ -36,7 +37,8 @@ def recalibrate_batchnorm(
     model.train()
     with torch.random.fork_rng(devices=[]), torch.no_grad(), runtime.autocast():  # dropout draws leave no trace
         for i in range(0, len(rows), batch_size):
-            model(runtime.to_device(data.batch(np.sort(rows[i : i + batch_size])))["x"])
+            rng = np.random.default_rng([seed, 0xB4, i])  # augmented like training, where data augments
+            model(runtime.to_device(data.batch(np.sort(rows[i : i + batch_size]), rng))["x"])
     for m, momentum in zip(layers, momenta):
         m.momentum = momentum
     model.train(was_training)

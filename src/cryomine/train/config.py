@@ -4,8 +4,14 @@ Loss. DSM-Net's loss is ``L = L_seg + α L_cls + β L_rec`` with the ratio cls :
 BMVC 2018). It is stored here as three explicit weights ``w_cls = 1, w_seg = 10, w_rec = 1`` and applied as
 ``L = w_cls L_cls + w_seg L_seg + w_rec L_rec`` (the paper's loss times 10; Adam is invariant to that scale up to
 its ``eps``). Only the terms of the heads a model has are used; ``L_cls`` is the cross-entropy of the class
-logits, ``L_seg`` the voxel-wise cross-entropy of the 2-class segmentation logits and ``L_rec`` the MSE between
-the recovered and the (normalised) clean density.
+logits (with ``label_smoothing``), ``L_seg`` the voxel-wise cross-entropy of the 2-class segmentation logits and
+``L_rec`` the MSE between the recovered and the (normalised) clean density.
+
+Recipe. The defaults are cryomine's: AdamW (decoupled weight decay on weights, not on biases or batch-norm
+parameters), a linear warm-up over ``warmup_epochs`` then a cosine decay to ``min_lr_fraction * lr`` at
+``max_epochs`` (set per optimiser step, a pure function of the step number, so a resumed run follows the same
+curve), label smoothing, and the physics-respecting augmentation of :mod:`cryomine.data.augment`.
+:meth:`TrainConfig.paper` is the paper's plain protocol (Adam, constant learning rate, no augmentation).
 """
 
 from __future__ import annotations
@@ -19,9 +25,16 @@ from typing import Any
 
 import torch
 
+from cryomine.data.augment import AugmentConfig
 from cryomine.errors import InputError
 
 LOSS_HEADS = ("cls", "seg", "rec")
+OPTIMIZERS = ("adamw", "adam")
+LR_SCHEDULES = ("cosine", "constant")
+#: Values of recipe fields for run configs written before the field existed (what those runs trained with).
+LEGACY_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "weight_decay": 0.0, "lr_schedule": "constant",
+                                   "warmup_epochs": 0, "min_lr_fraction": 1.0, "label_smoothing": 0.0,
+                                   "augment": AugmentConfig.off().to_dict()}
 
 
 def _is_int(v: Any) -> bool:
@@ -51,8 +64,16 @@ class TrainConfig:
     Attributes:
         w_cls, w_seg, w_rec: loss weights of the classification, segmentation and recovery terms (>= 0; at least
             one used by the model must be > 0).
-        lr: Adam learning rate (>= 0; 0 is allowed, e.g. to test early stopping).
+        lr: peak learning rate (>= 0; 0 is allowed, e.g. to test early stopping).
         betas: Adam betas.
+        optimizer: ``"adamw"`` (decoupled weight decay) or ``"adam"`` (the paper's; ``weight_decay`` must be 0).
+        weight_decay: AdamW weight decay of the convolution / linear weights (>= 0).
+        lr_schedule: ``"cosine"`` (warm-up, then cosine decay to ``min_lr_fraction * lr`` at ``max_epochs``) or
+            ``"constant"`` (warm-up, then ``lr``).
+        warmup_epochs: linear warm-up from ``lr / steps`` to ``lr`` over this many epochs (0 = none).
+        min_lr_fraction: final learning rate of the cosine schedule, as a fraction of ``lr`` (0 .. 1).
+        label_smoothing: label smoothing of the classification loss (0 .. 0.5).
+        augment: the training augmentation (:class:`cryomine.data.augment.AugmentConfig`).
         batch_size: subtomograms per optimiser step.
         max_epochs: maximum number of epochs.
         patience: early stopping: stop after this many epochs in a row without a lower validation loss.
@@ -76,6 +97,13 @@ class TrainConfig:
     w_rec: float = 1.0
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.99)
+    optimizer: str = "adamw"
+    weight_decay: float = 0.05
+    lr_schedule: str = "cosine"
+    warmup_epochs: int = 2
+    min_lr_fraction: float = 0.01
+    label_smoothing: float = 0.1
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     batch_size: int = 64
     max_epochs: int = 100
     patience: int = 15
@@ -104,6 +132,7 @@ class TrainConfig:
         if len(betas) != 2 or not all(_is_num(b) and 0 <= b < 1 for b in betas):
             raise InputError(f"betas: must be two numbers in [0, 1), got {self.betas!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in betas))
+        self._check_recipe()
         for key, low in (("batch_size", 1), ("max_epochs", 1), ("patience", 1), ("seed", 0), ("precise_bn_batches", 0)):
             v = getattr(self, key)
             if not _is_int(v) or v < low:
@@ -127,6 +156,43 @@ class TrainConfig:
         if not _is_num(self.cache_limit_gb) or self.cache_limit_gb < 0:
             raise InputError(f"cache_limit_gb: must be a number >= 0, got {self.cache_limit_gb!r}")
 
+    def _check_recipe(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"optimizer: must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"lr_schedule: must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        for key, high in (("weight_decay", 10.0), ("min_lr_fraction", 1.0), ("label_smoothing", 0.5)):
+            v = getattr(self, key)
+            if not _is_num(v) or not 0 <= v <= high:
+                raise InputError(f"{key}: must be a number in [0, {high:g}], got {v!r}")
+            object.__setattr__(self, key, float(v))
+        if self.optimizer == "adam" and self.weight_decay > 0:
+            raise InputError("weight_decay: needs --optimizer adamw (Adam's L2 penalty is not offered)")
+        if not _is_int(self.warmup_epochs) or not 0 <= self.warmup_epochs <= 1000:
+            raise InputError(f"warmup_epochs: must be an integer in 0..1000, got {self.warmup_epochs!r}")
+        if isinstance(self.augment, Mapping):
+            object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
+        if not isinstance(self.augment, AugmentConfig):
+            raise InputError(f"augment: must be an augmentation config, got {type(self.augment).__name__}")
+
+    @classmethod
+    def paper(cls, **changes: Any) -> TrainConfig:
+        """The paper's plain protocol: Adam, constant learning rate 1e-3, no label smoothing, no augmentation."""
+        return cls(**{"optimizer": "adam", "weight_decay": 0.0, "lr_schedule": "constant", "warmup_epochs": 0,
+                      "min_lr_fraction": 1.0, "label_smoothing": 0.0, "augment": AugmentConfig.off(), **changes})
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        """Learning rate of optimiser step ``step`` (0-based, counted over the whole run)."""
+        warm = self.warmup_epochs * steps_per_epoch
+        if step < warm:
+            return self.lr * (step + 1) / warm
+        if self.lr_schedule == "constant":
+            return self.lr
+        total = max(self.max_epochs * steps_per_epoch - warm, 1)
+        t = min(max(step - warm, 0) / total, 1.0)
+        low = self.lr * self.min_lr_fraction
+        return low + (self.lr - low) * 0.5 * (1.0 + math.cos(math.pi * t))
+
     @property
     def loss_weights(self) -> dict[str, float]:
         """``{"cls": w_cls, "seg": w_seg, "rec": w_rec}``."""
@@ -148,6 +214,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         for k in ("betas", "split_fractions", "exclude_classes"):
             d[k] = list(d[k])
+        d["augment"] = self.augment.to_dict()
         return d
 
     @classmethod

@@ -2,9 +2,10 @@
 
 * Losses only for the heads the model has (see :mod:`cryomine.train.config`); computed in float32 even under
   bf16 autocast.
-* Data order: epoch ``e`` visits the training rows in ``numpy.random.default_rng([seed, e]).permutation``; the
-  order depends only on the seed and the epoch number, so a resumed run sees exactly the batches an
-  uninterrupted run would. Dropout draws from torch's RNG, whose state (with numpy's and Python's) is saved in
+* Data order: epoch ``e`` visits the training rows in ``numpy.random.default_rng([seed, e]).permutation``, and
+  batch ``i`` of it is augmented with ``default_rng([seed, e, i, AUGMENT_STREAM])``; both depend only on the seed,
+  the epoch and the batch number, so a resumed run sees exactly the batches an uninterrupted run would. The
+  learning rate of every step is :meth:`TrainConfig.lr_at` of the global step number. Dropout draws from torch's RNG, whose state (with numpy's and Python's) is saved in
   every checkpoint and restored on resume.
 * Early stopping on the validation loss (the weighted total of the heads' losses, the quantity being optimised;
   it exists for every model variant): training stops once ``patience`` epochs in a row bring no strictly lower
@@ -20,7 +21,6 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,13 @@ from cryomine.errors import InputError
 from cryomine.evaluate.metrics import accuracy_from_confusion, confusion_matrix, mean_iou
 from cryomine.io.atomic import atomic_output
 from cryomine.models import ModelConfig, ModelOutput
+from cryomine.train.batchnorm import recalibrate_batchnorm
+from cryomine.train.config import TrainConfig
+from cryomine.train.runtime import Runtime
 
 CHECKPOINT_FORMAT = "cryomine-checkpoint"
 CHECKPOINT_VERSION = 1
+AUGMENT_STREAM = 0xA6
 
 
 def model_heads(config: ModelConfig) -> tuple[str, ...]:
@@ -46,12 +50,13 @@ def model_heads(config: ModelConfig) -> tuple[str, ...]:
     return tuple(h for h, on in (("cls", config.has_cls), ("seg", config.has_seg), ("rec", config.has_rec)) if on)
 
 
-def loss_terms(out: ModelOutput, batch: Mapping[str, Tensor], heads: Sequence[str]) -> dict[str, Tensor]:
-    """Unweighted mean loss per head: ``cls`` cross-entropy of ``logits`` vs ``label``, ``seg`` voxel
-    cross-entropy of ``seg_logits`` vs ``mask``, ``rec`` MSE of ``recon`` vs ``density`` (float32 scalars)."""
+def loss_terms(out: ModelOutput, batch: Mapping[str, Tensor], heads: Sequence[str],
+               label_smoothing: float = 0.0) -> dict[str, Tensor]:
+    """Unweighted mean loss per head: ``cls`` cross-entropy of ``logits`` vs ``label`` (label-smoothed), ``seg``
+    voxel cross-entropy of ``seg_logits`` vs ``mask``, ``rec`` MSE of ``recon`` vs ``density`` (float32)."""
     terms: dict[str, Tensor] = {}
     if "cls" in heads:
-        terms["cls"] = F.cross_entropy(out.logits.float(), batch["label"])
+        terms["cls"] = F.cross_entropy(out.logits.float(), batch["label"], label_smoothing=label_smoothing)
     if "seg" in heads:
         terms["seg"] = F.cross_entropy(out.seg_logits.float(), batch["mask"])
     if "rec" in heads:
@@ -69,31 +74,41 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def augment_rng(seed: int, epoch: int, batch: int) -> np.random.Generator:
+    """The generator that augments batch ``batch`` (0-based) of epoch ``epoch``."""
+    return np.random.default_rng([seed, epoch, batch, AUGMENT_STREAM])
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, or AdamW with weight decay on the weights of convolutions / linear layers only (tensors of rank
+    >= 2), not on biases or batch-norm parameters."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 @dataclass(frozen=True)
-class Runtime:
-    """Where and how tensors are computed: device, bf16 autocast, memory format."""
+class StepPlan:
+    """What varies per step: the epoch (1-based), the run's seed, the recipe (learning rate per step, label
+    smoothing) and the number of optimiser steps per epoch."""
 
-    device: torch.device
-    bf16: bool
-    channels_last: bool
+    epoch: int
+    seed: int
+    config: TrainConfig
+    steps_per_epoch: int
 
-    def autocast(self) -> Any:
-        """The autocast context for forward passes (a no-op without bf16)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
-
-    def to_device(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Move a batch to the device (the input ``x`` in channels_last_3d if enabled)."""
-        out = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        if self.channels_last:
-            out["x"] = out["x"].contiguous(memory_format=torch.channels_last_3d)
-        return out
-
-    def prepare(self, model: nn.Module) -> nn.Module:
-        """Move ``model`` to the device (and memory format), in place."""
-        model.to(self.device)
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last_3d)
-        return model
+    def lr(self, batch: int) -> float:
+        """Learning rate of batch ``batch`` (0-based) of this epoch."""
+        return self.config.lr_at((self.epoch - 1) * self.steps_per_epoch + batch, self.steps_per_epoch)
 
 
 def _batches(n: int, batch_size: int, order: np.ndarray | None = None) -> list[np.ndarray]:
@@ -111,19 +126,28 @@ def train_one_epoch(
     heads: Sequence[str],
     weights: Mapping[str, float],
     runtime: Runtime,
+    plan: StepPlan | None = None,
     desc: str = "train",
 ) -> dict[str, float]:
-    """One pass over ``data`` in ``order``; returns sample-weighted mean losses ``{"loss", "loss_<head>"}``."""
+    """One pass over ``data`` in ``order``; returns sample-weighted mean losses ``{"loss", "loss_<head>"}``.
+
+    With a ``plan``, each step gets its learning rate and its augmentation generator from it; without, the
+    optimiser's learning rate is kept and nothing is augmented.
+    """
     model.train()
     sums: dict[str, float] = {}
     n_seen = 0
     batches = _batches(len(data), batch_size, order)
+    smoothing = plan.config.label_smoothing if plan is not None else 0.0
     with tqdm(total=len(batches), desc=desc, unit="batch", leave=False, disable=None, dynamic_ncols=True) as bar:
-        for pos in batches:
-            batch = runtime.to_device(data.batch(pos))
+        for i, pos in enumerate(batches):
+            rng = augment_rng(plan.seed, plan.epoch, i) if plan is not None else None
+            batch = runtime.to_device(data.batch(pos, rng))
+            if plan is not None:
+                set_lr(optimizer, plan.lr(i))
             with runtime.autocast():
                 out = model(batch["x"])
-            terms = loss_terms(out, batch, heads)
+            terms = loss_terms(out, batch, heads, smoothing)
             loss = weighted_total(terms, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -147,6 +171,7 @@ def validate(
     weights: Mapping[str, float],
     runtime: Runtime,
     n_classes: int | None = None,
+    label_smoothing: float = 0.0,
 ) -> dict[str, float]:
     """Eval-mode pass over ``data``: mean losses, and ``accuracy`` (cls) / ``miou`` (seg) where the model has them."""
     model.eval()
@@ -158,7 +183,7 @@ def validate(
         batch = runtime.to_device(data.batch(pos))
         with runtime.autocast():
             out = model(batch["x"])
-        terms = loss_terms(out, batch, heads)
+        terms = loss_terms(out, batch, heads, label_smoothing)
         loss = weighted_total(terms, weights)
         b = len(pos)
         n += b
@@ -280,39 +305,35 @@ def fit(
     train_data: SubtomoDataset,
     val_data: SubtomoDataset,
     *,
-    seed: int,
+    config: TrainConfig,
     start_epoch: int,
-    max_epochs: int,
-    patience: int,
-    batch_size: int,
     heads: Sequence[str],
     weights: Mapping[str, float],
     runtime: Runtime,
     stop: StopState,
     n_classes: int | None,
     on_epoch_end: EpochCallback,
-    precise_bn_batches: int = 0,
 ) -> str:
-    """Train epochs ``start_epoch + 1 .. max_epochs``; returns why it stopped (``"early_stopping"`` or
+    """Train epochs ``start_epoch + 1 .. config.max_epochs``; returns why it stopped (``"early_stopping"`` or
     ``"max_epochs"``). ``on_epoch_end(epoch, stats, is_best, stop)`` runs after every epoch (checkpoints, logs)."""
-    if start_epoch > 0 and stop.should_stop(start_epoch, patience):
+    if start_epoch > 0 and stop.should_stop(start_epoch, config.patience):
         return "early_stopping"
-    for epoch in range(start_epoch + 1, max_epochs + 1):
+    steps = len(_batches(len(train_data), config.batch_size))
+    for epoch in range(start_epoch + 1, config.max_epochs + 1):
         t0 = time.perf_counter()
-        train_stats = train_one_epoch(model, optimizer, train_data, epoch_order(len(train_data), seed, epoch),
-                                      batch_size=batch_size, heads=heads, weights=weights, runtime=runtime,
-                                      desc=f"epoch {epoch}/{max_epochs}")
-        if precise_bn_batches:
-            from cryomine.train.batchnorm import recalibrate_batchnorm  # noqa: PLC0415 (batchnorm imports loop)
-
-            recalibrate_batchnorm(model, train_data, batch_size=batch_size, n_batches=precise_bn_batches,
-                                  runtime=runtime, seed=seed + epoch)
-        val_stats = validate(model, val_data, batch_size=batch_size, heads=heads, weights=weights,
-                             runtime=runtime, n_classes=n_classes)
+        plan = StepPlan(epoch, config.seed, config, steps)
+        train_stats = train_one_epoch(model, optimizer, train_data, epoch_order(len(train_data), config.seed, epoch),
+                                      batch_size=config.batch_size, heads=heads, weights=weights, runtime=runtime,
+                                      plan=plan, desc=f"epoch {epoch}/{config.max_epochs}")
+        if config.precise_bn_batches:
+            recalibrate_batchnorm(model, train_data, batch_size=config.batch_size,
+                                  n_batches=config.precise_bn_batches, runtime=runtime, seed=config.seed + epoch)
+        val_stats = validate(model, val_data, batch_size=config.batch_size, heads=heads, weights=weights,
+                             runtime=runtime, n_classes=n_classes, label_smoothing=config.label_smoothing)
         stats = {**{f"train_{k}": v for k, v in train_stats.items()}, **{f"val_{k}": v for k, v in val_stats.items()},
-                 "time_s": time.perf_counter() - t0}
+                 "lr": plan.lr(steps - 1), "time_s": time.perf_counter() - t0}
         is_best = stop.update(epoch, val_stats["loss"])
         on_epoch_end(epoch, stats, is_best, stop)
-        if stop.should_stop(epoch, patience):
+        if stop.should_stop(epoch, config.patience):
             return "early_stopping"
     return "max_epochs"

@@ -12,7 +12,8 @@ Folder layout:
 * ``metrics.csv``: one row per epoch: train/val loss (total and per head), val accuracy, val mIoU, time, best.
 
 ``--resume`` continues from ``last.pt`` exactly: the same weights as an uninterrupted run. ``max_epochs``,
-``patience`` and ``num_threads`` may be changed on resume; any other change is refused.
+``patience`` and ``num_threads`` may be changed on resume; any other change is refused. (A new ``max_epochs``
+stretches the rest of the cosine learning-rate schedule to the new end.)
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from cryomine.errors import InputError
 from cryomine.io.atomic import atomic_output
 from cryomine.io.subtomo_h5 import DatasetHeader, read_rows
 from cryomine.models import ModelConfig, build_model, keep_freed_memory
-from cryomine.train.config import TrainConfig, bf16_training_safe, default_device, resolve_bf16
+from cryomine.train.config import LEGACY_DEFAULTS, TrainConfig, bf16_training_safe, default_device, resolve_bf16
 from cryomine.train.loop import (
-    Runtime,
     StopState,
+    build_optimizer,
     capture_rng,
     fit,
     load_checkpoint,
@@ -50,13 +51,14 @@ from cryomine.train.loop import (
     save_checkpoint,
     seed_everything,
 )
+from cryomine.train.runtime import Runtime
 
 RUN_FORMAT = "cryomine-run"
 CONFIG_FILE, SPLIT_FILE, BEST_FILE, LAST_FILE, METRICS_FILE = "config.json", "split.json", "best.pt", "last.pt", "metrics.csv"
 DEFAULT_MODEL = "dsmnet"
 RESUMABLE_FIELDS = ("max_epochs", "patience", "num_threads")
 METRIC_COLUMNS = ("epoch", "train_loss", "train_loss_cls", "train_loss_seg", "train_loss_rec", "val_loss", "val_loss_cls",
-                  "val_loss_seg", "val_loss_rec", "val_accuracy", "val_miou", "time_s", "best")
+                  "val_loss_seg", "val_loss_rec", "val_accuracy", "val_miou", "lr", "time_s", "best")
 PRETRAINED_PREFIX = "pretrained:"
 
 
@@ -195,7 +197,15 @@ def _model_config(model: str | ModelConfig | None, options: Mapping[str, Any], c
 
 
 def _resolve_train(stored: Mapping[str, Any] | None, train: TrainConfig | Mapping[str, Any] | None) -> TrainConfig:
+    """The train config: defaults < ``stored`` (a resumed run's) < ``train``. A partial ``augment`` mapping in
+    ``train`` overrides single fields of the augmentation. Fields a stored config lacks (runs made before they
+    existed) take :data:`LEGACY_DEFAULTS`, what those runs trained with."""
     given = train.to_dict() if isinstance(train, TrainConfig) else dict(train or {})
+    if stored is not None:
+        stored = {**LEGACY_DEFAULTS, **stored}
+    if isinstance(given.get("augment"), Mapping):
+        base_aug = (stored or {}).get("augment") or TrainConfig().augment.to_dict()
+        given["augment"] = {**base_aug, **given["augment"]}
     if stored is None:
         return TrainConfig.from_dict(given)
     base = TrainConfig.from_dict(stored)
@@ -289,21 +299,21 @@ def train_run(
             "oneDNN versions; consider --no-bf16")
     limit = int(train_cfg.cache_limit_gb * 1024**3)
     train_data = SubtomoDataset(dataset, split["train"], class_map, with_mask="seg" in heads,
-                                with_density="rec" in heads, cache_limit_bytes=limit)
+                                with_density="rec" in heads, cache_limit_bytes=limit, augment=train_cfg.augment)
     val_data = SubtomoDataset(dataset, split["val"], class_map, with_mask="seg" in heads,
                               with_density="rec" in heads, cache_limit_bytes=limit)
 
     seed_everything(train_cfg.seed)
     net = runtime.prepare(build_model(model_cfg))
-    optimizer = torch.optim.Adam(net.parameters(), lr=train_cfg.lr, betas=train_cfg.betas)
+    optimizer = build_optimizer(net, train_cfg)
     stop = StopState()
     start_epoch = 0
     if resume:
         ckpt = load_checkpoint(run_dir / LAST_FILE)
         load_model_state(net, ckpt["model_state"], run_dir / LAST_FILE)
         optimizer.load_state_dict(ckpt["optimizer_state"])
-        for group in optimizer.param_groups:  # lr / betas are the (unchanged) config's
-            group["lr"], group["betas"] = train_cfg.lr, train_cfg.betas
+        for group in optimizer.param_groups:  # betas are the (unchanged) config's; lr is set per step
+            group["betas"] = train_cfg.betas
         stop = StopState(float(ckpt["stop"]["best_score"]), int(ckpt["stop"]["best_epoch"]))
         start_epoch = int(ckpt["epoch"])
         restore_rng(ckpt["rng"])
@@ -337,11 +347,9 @@ def train_run(
                                               "rng": capture_rng(), **meta})
         log(_epoch_line(epoch, train_cfg.max_epochs, stats, is_best))
 
-    stopped = fit(net, optimizer, train_data, val_data, seed=train_cfg.seed, start_epoch=start_epoch,
-                  max_epochs=train_cfg.max_epochs, patience=train_cfg.patience, batch_size=train_cfg.batch_size,
-                  heads=heads, weights=weights, runtime=runtime, stop=stop,
-                  n_classes=model_cfg.n_classes if model_cfg.has_cls else None, on_epoch_end=on_epoch_end,
-                  precise_bn_batches=train_cfg.precise_bn_batches)
+    stopped = fit(net, optimizer, train_data, val_data, config=train_cfg, start_epoch=start_epoch, heads=heads,
+                  weights=weights, runtime=runtime, stop=stop,
+                  n_classes=model_cfg.n_classes if model_cfg.has_cls else None, on_epoch_end=on_epoch_end)
     train_data.close()
     val_data.close()
     epochs = rows[-1]["epoch"] if rows else start_epoch
