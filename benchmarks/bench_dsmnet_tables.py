@@ -29,17 +29,30 @@ LOSS_RATIOS = ("1:1:1", "1:10:1", "1:10:10", "10:10:1")
 PAPER = {("A", "dsmnet"): (93.75, 89.0), ("B", "dsmnet"): (53.1, 81.4)}
 
 
+def evaluate(run: Path | str, dataset: Path, split: str = "test") -> dict:
+    """``cryomine evaluate RUN DATASET --split SPLIT --json``: object accuracy, mIoU, pixel accuracy (%)."""
+    proc = subprocess.run([CRYOMINE, "evaluate", str(run), str(dataset), "--split", split, "--json"], check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    ev = json.loads(proc.stdout)
+    pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
+    return {"object_accuracy": pct(ev.get("object_accuracy")), "miou": pct(ev.get("miou")),
+            "pixel_accuracy": pct(ev.get("pixel_accuracy"))}
+
+
 def train_and_evaluate(dataset: Path, model: str, out: Path, epochs: int, max_train: int | None, weights: str | None,
-                       seed: int = 0) -> dict:
+                       seed: int = 0, extra: tuple[str, ...] = ()) -> dict:
     """Train one row (resuming an interrupted run) and evaluate it on the test split; the cell is cached in
-    ``out/row.json`` so that a re-started benchmark skips finished rows."""
+    ``out/row.json`` so that a re-started benchmark skips finished rows. ``extra``: more ``cryomine train``
+    options (e.g. ``--recipe paper``)."""
     run = out
     cached = out / "row.json"
+    budget = {"epochs": epochs, "max_train": max_train, **({"extra": list(extra)} if extra else {})}
     if cached.is_file():
         row = json.loads(cached.read_text())
-        if row.get("budget") == {"epochs": epochs, "max_train": max_train} and row.get("seed", 0) == seed:
+        if row.get("budget") == budget and row.get("seed", 0) == seed:
             return row["result"]
-    args = [CRYOMINE, "train", str(dataset), "--model", model, "--out", str(run), "--epochs", str(epochs), "--seed", str(seed)]
+    args = [CRYOMINE, "train", str(dataset), "--model", model, "--out", str(run), "--epochs", str(epochs), "--seed", str(seed),
+            *extra]
     if max_train:
         args += ["--max-train", str(max_train)]
     if weights:
@@ -49,16 +62,11 @@ def train_and_evaluate(dataset: Path, model: str, out: Path, epochs: int, max_tr
     t0 = time.perf_counter()
     subprocess.run(args, check=True, capture_output=True, text=True)
     train_s = time.perf_counter() - t0
-    proc = subprocess.run([CRYOMINE, "evaluate", str(run), str(dataset), "--split", "test", "--json"], check=True,
-                          capture_output=True, text=True)  # fmt: skip
-    ev = json.loads(proc.stdout)
-    pct = lambda v: None if v is None else round(100 * v, 2)  # noqa: E731
     epoch_s = [float(line.split(",")[-2]) for line in (run / "metrics.csv").read_text().splitlines()[1:] if line]
-    result = {"object_accuracy": pct(ev.get("object_accuracy")), "miou": pct(ev.get("miou")),
-              "pixel_accuracy": pct(ev.get("pixel_accuracy")), "train_s": round(train_s, 1),
+    result = {**evaluate(run, dataset, "test"), "train_s": round(train_s, 1),
               "epochs_run": len(epoch_s), "mean_epoch_s": round(sum(epoch_s) / max(len(epoch_s), 1), 1),
               "load_average_after": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
-    cached.write_text(json.dumps({"budget": {"epochs": epochs, "max_train": max_train}, "seed": seed, "result": result}))
+    cached.write_text(json.dumps({"budget": budget, "seed": seed, "result": result}))
     return result
 
 

@@ -81,7 +81,9 @@ def write_blob_dataset(
     k = n if n_written is None else n_written
     if k:
         extra = {"noise_free": density[:k], "noise_unit": unit[:k], "noise_sigma": np.full(k, noise, np.float32),
-                 "noise_group": (np.arange(k) // 8).astype(np.int32)} if noise_model else {}
+                 "noise_group": (np.arange(k) // 8).astype(np.int32),
+                 "tilt_range_deg": np.tile(np.float32([-60, 60]), (k, 1)),
+                 "defocus_um": np.full(k, 5.0, np.float32)} if noise_model else {}
         write_rows(path, 0, {**extra,
             "subtomograms": noisy[:k],
             "target_density": density[:k],

@@ -60,7 +60,7 @@ def test_augmented_reconstructions_keep_their_missing_wedge(tilts: TiltSeriesCon
     assert base < 0.08  # the discrete tilts leak a few % (Crowther)
     allowed = wedge_preserving_flips(tilts.angles_deg)
     boxes = {"x": np.repeat(rec[None], 32, axis=0)}
-    out = augment_boxes(boxes, None, AugmentConfig(fresh_noise=False), flips=allowed, pool=None, snr=np.inf,
+    out = augment_boxes(boxes, None, AugmentConfig(fresh_noise=False), flips=[allowed] * 32, pool=None, snr=np.inf,
                         rng=np.random.default_rng(0))
     seen = set()
     for vol in out["x"]:
@@ -84,7 +84,7 @@ def test_input_mask_and_density_stay_registered_under_every_transform() -> None:
     flips = wedge_preserving_flips(TiltSeriesConfig().angles_deg)
     changed = 0
     for seed in range(6):
-        out = augment_boxes(boxes, None, cfg, flips=flips, pool=None, snr=np.inf, rng=np.random.default_rng(seed))
+        out = augment_boxes(boxes, None, cfg, flips=[flips] * 6, pool=None, snr=np.inf, rng=np.random.default_rng(seed))
         np.testing.assert_array_equal(out["x"], 3 * out["density"] + 1)
         np.testing.assert_array_equal(out["mask"], (out["density"] > thr).astype(np.uint8))
         changed += sum(not np.array_equal(o, d) for o, d in zip(out["density"], density))
@@ -101,7 +101,7 @@ def test_fresh_noise_is_calibrated_has_the_stored_statistics_and_differs_between
     flips = wedge_preserving_flips(tilts.angles_deg)
     cfg = AugmentConfig(flips=False, noise_mix=3)
     snr = 0.06
-    draws = [augment_boxes({"clean": clean}, np.zeros(4, np.int64), cfg, flips=flips, pool=pool, snr=snr,
+    draws = [augment_boxes({"clean": clean}, np.zeros(4, np.int64), cfg, flips=[flips] * 4, pool=pool, snr=snr,
                            rng=np.random.default_rng(seed))["x"] for seed in (1, 2)]
     for x in draws:
         noise = x.astype(np.float64) - clean
@@ -109,7 +109,7 @@ def test_fresh_noise_is_calibrated_has_the_stored_statistics_and_differs_between
         np.testing.assert_allclose(measured, snr, rtol=1e-4)
     a, b = (d.astype(np.float64) - clean for d in draws)
     assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.2  # new noise each time a box is seen
-    same = augment_boxes({"clean": clean}, np.zeros(4, np.int64), cfg, flips=flips, pool=pool, snr=snr,
+    same = augment_boxes({"clean": clean}, np.zeros(4, np.int64), cfg, flips=[flips] * 4, pool=pool, snr=snr,
                          rng=np.random.default_rng(1))["x"]
     np.testing.assert_array_equal(same, draws[0])  # seeded: reproducible
     # same second-order statistics as the stored realisations: power per Fourier shell and in the wedge
@@ -131,7 +131,7 @@ def test_snr_range_and_noise_free_boxes() -> None:
     clean = clean.astype(np.float32)
     pool = NoisePool(np.random.default_rng(1).standard_normal((8, 12, 12, 12)).astype(np.float32), np.zeros(8, int))
     cfg = AugmentConfig(snr_range=(0.01, 1.0))
-    x = augment_boxes({"clean": clean}, np.zeros(64, int), cfg, flips=FLIPS_ANY_TILTS, pool=pool, snr=0.06,
+    x = augment_boxes({"clean": clean}, np.zeros(64, int), cfg, flips=[FLIPS_ANY_TILTS] * 64, pool=pool, snr=0.06,
                       rng=np.random.default_rng(2))["x"]
     snrs = clean.reshape(64, -1).var(axis=1) / (x - clean).reshape(64, -1).var(axis=1)
     assert snrs.min() >= 0.01 * 0.999 and snrs.max() <= 1.0 * 1.001 and snrs.max() / snrs.min() > 10
@@ -187,3 +187,28 @@ def test_simulated_rows_carry_their_noise_model(tmp_path: Path) -> None:
     var_s = r["noise_free"].reshape(6, -1).var(axis=1)
     var_n = (r["noise_sigma"][:, None] * r["noise_unit"].reshape(6, -1)).var(axis=1)
     np.testing.assert_allclose(var_s / var_n, 0.1, rtol=1e-4)
+
+
+def test_imaging_variation_per_batch_is_recorded_and_drives_the_flips(tmp_path: Path) -> None:
+    cfg = build_dataset_config(structures=("1bxn", "3j9i"), per_class=4, size=16, snr=0.1, seed=2, batch_size=2,
+                               vary_defocus=(2.0, 6.0), vary_tilt_min=(-66.0, -39.0), vary_tilt_max=(39.0, 66.0))
+    assert cfg.variation.active
+    from_dict = type(cfg).from_dict(cfg.to_dict())
+    assert from_dict == cfg
+    path = simulate_subtomograms(tmp_path / "v.h5", cfg, progress=False)
+    r = read_rows(path, ("noise_unit", "noise_group", "tilt_range_deg", "defocus_um"))
+    ranges = r["tilt_range_deg"]
+    assert np.all(ranges % 3 == 0) and np.all(ranges[:, 0] >= -66) and np.all(ranges[:, 1] <= 66)
+    for g in np.unique(r["noise_group"]):  # one geometry per batch, different between batches
+        rows = r["noise_group"] == g
+        assert len({tuple(t) for t in ranges[rows]}) == 1 and len(set(r["defocus_um"][rows])) == 1
+    assert len({tuple(t) for t in ranges}) > 1 and np.ptp(r["defocus_um"]) > 0.5
+    for unit, (lo, hi) in zip(r["noise_unit"], ranges):  # each row's noise has ITS missing wedge
+        own = _wedge_fraction(unit, TiltSeriesConfig(float(lo), float(hi)))
+        other = _wedge_fraction(unit, TiltSeriesConfig(float(-hi), float(-lo)))  # the mirrored geometry
+        assert own < 0.15 and (lo == -hi or other > own)
+    data = SubtomoDataset(path, np.arange(8), ClassMap(("1bxn", "3j9i")), augment=AugmentConfig())
+    for flips, (lo, hi) in zip(data.flips, ranges):
+        assert len(flips) == (8 if lo == -hi else 4)
+    with pytest.raises(InputError, match="vary-tilt"):
+        build_dataset_config(vary_tilt_min=(-50.0, 50.0), vary_tilt_max=(40.0, 60.0))

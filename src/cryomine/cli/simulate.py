@@ -44,10 +44,15 @@ def subtomograms_cmd(
     crowding: float | None = typer.Option(None, "--crowding", help="Volume fraction of the box covered by molecules."),
     method: str | None = typer.Option(None, "--method", help="wbp (projection + weighted back-projection) or fourier (fast approximation)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Subtomograms imaged together."),
+    vary_defocus: str | None = typer.Option(None, "--vary-defocus", help="LOW,HIGH: draw each batch's defocus (µm) uniformly in this range."),
+    vary_tilt_min: str | None = typer.Option(None, "--vary-tilt-min", help="LOW,HIGH: draw each batch's lowest tilt (degrees) in this range."),
+    vary_tilt_max: str | None = typer.Option(None, "--vary-tilt-max", help="LOW,HIGH: draw each batch's highest tilt (degrees) in this range."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (same parameters)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing dataset."),
 ) -> None:
     """Simulate a dataset of crowded subtomograms with ground truth (class, mask, clean density, pose)."""
+    from cryomine.simulate.variation import parse_range
+
     from cryomine.simulate.config import build_dataset_config
     from cryomine.simulate.subtomograms import simulate_subtomograms
 
@@ -55,6 +60,8 @@ def subtomograms_cmd(
         preset, snr=snr, per_class=per_class, total=total, size=size, voxel_size_a=voxel_size,
         structures=_structures(structures), seed=seed, tilt_min=tilt_min, tilt_max=tilt_max, tilt_step=tilt_step,
         defocus_um=defocus, voltage_kv=voltage, crowding=crowding, method=method, batch_size=batch_size,
+        vary_defocus=parse_range(vary_defocus, "--vary-defocus"), vary_tilt_min=parse_range(vary_tilt_min, "--vary-tilt-min"),
+        vary_tilt_max=parse_range(vary_tilt_max, "--vary-tilt-max"),
     )  # fmt: skip
     path = simulate_subtomograms(out, config, resume=resume, force=force)
     typer.echo(f"wrote {path}: {config.n_total} subtomograms of {config.size}³ voxels, {len(config.structures)} classes")

@@ -182,7 +182,7 @@ def augment_boxes(
     groups: np.ndarray | None,
     config: AugmentConfig,
     *,
-    flips: Sequence[Flip],
+    flips: Sequence[tuple[Flip, ...]],
     pool: NoisePool | None,
     snr: float,
     rng: np.random.Generator,
@@ -191,17 +191,20 @@ def augment_boxes(
 
     ``boxes`` holds ``clean`` (noise-free reconstructions, with fresh noise) or ``x`` (the stored inputs,
     without), and optionally ``mask`` and ``density`` (transformed alike). ``groups`` ``(b,)``: each box's noise
-    group (with fresh noise). ``flips``: the allowed flips (:func:`wedge_preserving_flips`); ``snr``: the
-    dataset's SNR. The output has ``x`` (not normalised), ``mask`` and ``density`` as given.
+    group (with fresh noise). ``flips``: per box, the flips its tilt geometry allows
+    (:func:`wedge_preserving_flips`); ``snr``: the dataset's SNR. The output has ``x`` (not normalised), ``mask``
+    and ``density`` as given.
     """
     source = "clean" if config.fresh_noise else "x"
     if source not in boxes:
         raise InputError(f"augment: the batch has no {source!r} volumes")
     b = boxes[source].shape[0]
-    allowed = tuple(flips) if config.flips else ((False, False, False),)
+    if len(flips) != b:
+        raise InputError(f"augment: need the allowed flips of each of the {b} boxes, got {len(flips)}")
     m = config.max_shift_vox
     out = {key: np.empty_like(boxes[key]) for key in (source, "mask", "density") if key in boxes}
     for i in range(b):
+        allowed = flips[i] if config.flips else ((False, False, False),)
         flip = allowed[int(rng.integers(len(allowed)))]
         shift = rng.integers(-m, m + 1, size=3) if m else np.zeros(3, np.int64)
         for key in out:
@@ -211,6 +214,6 @@ def augment_boxes(
             raise InputError("augment: fresh noise needs a noise pool and the boxes' noise groups")
         snrs = draw_snr(config, snr, b, rng)
         clean = out.pop("clean")
-        out["x"] = np.stack([add_calibrated_noise(clean[i], pool.draw(int(groups[i]), config.noise_mix, flips, rng),
+        out["x"] = np.stack([add_calibrated_noise(clean[i], pool.draw(int(groups[i]), config.noise_mix, flips[i], rng),
                                                   float(snrs[i])) for i in range(b)])
     return out

@@ -68,9 +68,23 @@ def dataset_tilts(header: DatasetHeader) -> TiltSeriesConfig:
                          "depend on it): train with --no-augment") from None
 
 
-def dataset_flips(header: DatasetHeader) -> tuple[Flip, ...]:
-    """The wedge-preserving flips of a simulated dataset's tilt geometry (:func:`wedge_preserving_flips`)."""
-    return wedge_preserving_flips(dataset_tilts(header).angles_deg)
+def row_flips(path: str | os.PathLike[str], header: DatasetHeader, rows: np.ndarray) -> list[tuple[Flip, ...]]:
+    """Per row, the wedge-preserving flips of its tilt geometry (:func:`wedge_preserving_flips`): the row's own
+    tilt range where the dataset records one (``tilt_range_deg``; imaging varied per batch), else the
+    dataset's tilt series."""
+    base = dataset_tilts(header)
+    ranges = read_rows(path, ("tilt_range_deg",), rows)["tilt_range_deg"] if _has_field(path, "tilt_range_deg") else None
+    if ranges is None or not np.all(np.isfinite(ranges)):
+        return [wedge_preserving_flips(base.angles_deg)] * len(rows)
+    cache: dict[tuple[float, float], tuple[Flip, ...]] = {}
+    for lo, hi in {(float(a), float(b)) for a, b in ranges}:
+        cache[(lo, hi)] = wedge_preserving_flips(TiltSeriesConfig(lo, hi, base.step_deg).angles_deg)
+    return [cache[(float(a), float(b))] for a, b in ranges]
+
+
+def _has_field(path: str | os.PathLike[str], name: str) -> bool:
+    with h5py.File(path, "r") as f:
+        return name in f
 
 
 def dataset_snr(header: DatasetHeader) -> float:
@@ -227,7 +241,7 @@ class SubtomoDataset(Dataset):
         self.fields = tuple(fields)
         labels = read_rows(self.path, ("class_id",))["class_id"][self.indices] if class_map is not None else None
         self.labels = None if labels is None else class_map.remap(labels)
-        self.flips = dataset_flips(self.header) if self.augment is not None else ()
+        self.flips = row_flips(self.path, self.header, self.indices) if self.augment is not None else []
         self.snr = dataset_snr(self.header) if fresh else math.inf
         self.pool: NoisePool | None = None
         self.groups: np.ndarray | None = None
@@ -307,7 +321,7 @@ class SubtomoDataset(Dataset):
             raise InputError("this dataset view draws fresh noise: batches need a random generator")
         if self.augment is not None and rng is not None:
             data = augment_boxes(data, None if self.groups is None else self.groups[pos], self.augment,
-                                 flips=self.flips, pool=self.pool, snr=self.snr, rng=rng)
+                                 flips=[self.flips[p] for p in pos], pool=self.pool, snr=self.snr, rng=rng)
             data["x"] = normalise(data["x"])
         out = {"x": torch.from_numpy(np.ascontiguousarray(data["x"][:, None])), "row": torch.from_numpy(self.indices[pos])}
         if "mask" in data:

@@ -19,6 +19,8 @@ dataset                       dtype, shape        content
 ``noise_unit``                float32 (N,s,s,s)   noise model: reconstruction N1 of unit-variance projection noise
 ``noise_sigma``               float32 (N,)        noise model: projection-noise std, ``subtomograms = S + sigma N1``
 ``noise_group``               int32 (N,)          noise model: rows with the same value share one imaging geometry
+``tilt_range_deg``            float32 (N,2)       with the noise model: the row's lowest and highest tilt, degrees
+``defocus_um``                float32 (N,)        with the noise model: the row's defocus, µm (positive = underfocus)
 ============================  ==================  ===============================================================
 
 The noise model (``has_noise_model``) lets training draw a fresh noise realisation every time a box is seen
@@ -117,6 +119,8 @@ def create_dataset(
             f.create_dataset("noise_unit", (n, size, size, size), dtype="f4", chunks=chunk)
             f.create_dataset("noise_sigma", (n,), dtype="f4")
             f.create_dataset("noise_group", (n,), dtype="i4", fillvalue=-1)
+            f.create_dataset("tilt_range_deg", (n, 2), dtype="f4", fillvalue=np.nan)
+            f.create_dataset("defocus_um", (n,), dtype="f4", fillvalue=np.nan)
 
 
 def write_rows(path: str | os.PathLike[str], start: int, rows: Mapping[str, np.ndarray]) -> int:

@@ -21,6 +21,7 @@ from cryomine.simulate.ctf import MicroscopeConfig
 from cryomine.simulate.imaging import ImagingConfig
 from cryomine.simulate.scene import CrowdingConfig
 from cryomine.simulate.tilt import TiltSeriesConfig
+from cryomine.simulate.variation import ImagingVariation
 
 _DEFAULT_IMAGING = ImagingConfig(snr=0.06)
 
@@ -39,6 +40,7 @@ class SubtomogramDatasetConfig:
     ``size``: box edge (voxels), ``voxel_size_a`` in Å. ``method``: ``"wbp"`` (projection, CTF, noise,
     weighted back-projection) or ``"fourier"`` (the fast Fourier-space approximation). ``batch_size``:
     subtomograms imaged together (part of the config because the noise stream is drawn per batch).
+    ``variation``: imaging parameters drawn per batch (:class:`ImagingVariation`; nothing varies by default).
     """
 
     structures: tuple[str, ...] = DSMNET_CLASSES
@@ -52,6 +54,7 @@ class SubtomogramDatasetConfig:
     batch_size: int = 32
     imaging: ImagingConfig = field(default_factory=lambda: _DEFAULT_IMAGING)
     crowding: CrowdingConfig = field(default_factory=CrowdingConfig)
+    variation: ImagingVariation = field(default_factory=ImagingVariation)
 
     def __post_init__(self) -> None:
         if len(self.structures) < 1:
@@ -90,6 +93,9 @@ class SubtomogramDatasetConfig:
         d["structures"] = list(self.structures)
         if math.isinf(self.imaging.snr):
             d["imaging"]["snr"] = "inf"
+        d.pop("variation")
+        if self.variation.active:  # left out when nothing varies, as in datasets made before it existed
+            d["variation"] = self.variation.to_dict()
         return d
 
     @classmethod
@@ -102,8 +108,9 @@ class SubtomogramDatasetConfig:
             tilt=TiltSeriesConfig(**im.pop("tilt")), microscope=MicroscopeConfig(**im.pop("microscope")), **im
         )
         crowding = CrowdingConfig(**d.pop("crowding"))
+        variation = ImagingVariation.from_dict(d.pop("variation", None))
         d["structures"] = tuple(d["structures"])
-        return cls(imaging=imaging, crowding=crowding, **d)
+        return cls(imaging=imaging, crowding=crowding, variation=variation, **d)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -126,12 +133,15 @@ _FLAT = {
     "max_shift": ("crowding", "max_shift_vox"),
 }
 
+# flat override name -> ImagingVariation field
+_VARY = {"vary_defocus": "defocus_um", "vary_tilt_min": "tilt_min_deg", "vary_tilt_max": "tilt_max_deg"}
+
 
 def build_dataset_config(preset: str | None = None, **overrides: Any) -> SubtomogramDatasetConfig:
     """Resolve a config: dataclass defaults < ``preset`` < explicit ``overrides`` (``None`` = not given).
 
     Overrides use the flat names of the CLI (``snr``, ``tilt_min``, ``defocus_um``, ``crowding``, ``per_class``,
-    ``total``, ...). Giving ``per_class`` clears a preset's ``total`` and vice versa.
+    ``total``, ``vary_defocus`` / ``vary_tilt_min`` / ``vary_tilt_max`` as ``(low, high)``, ...). Giving ``per_class`` clears a preset's ``total`` and vice versa.
     """
     values: dict[str, Any] = {}
     if preset is not None:
@@ -144,6 +154,7 @@ def build_dataset_config(preset: str | None = None, **overrides: Any) -> Subtomo
     if "total" in given:
         values["per_class"] = None
     values.update(given)
+    variation = ImagingVariation(**{name: values.pop(key) for key, name in _VARY.items() if key in values})
     flat = {k: values.pop(k) for k in list(values) if k in _FLAT}
     crowding = {name: flat.pop(key) for key, (section, name) in list(_FLAT.items()) if section == "crowding" and key in flat}
     fields = {f.name for f in dataclasses.fields(SubtomogramDatasetConfig)}
@@ -151,7 +162,8 @@ def build_dataset_config(preset: str | None = None, **overrides: Any) -> Subtomo
     if unknown:
         raise InputError(f"unknown simulation parameter(s) {sorted(unknown)}")
     top = {k: (tuple(v) if k == "structures" else v) for k, v in values.items()}
-    return SubtomogramDatasetConfig(imaging=build_imaging_config(**flat), crowding=CrowdingConfig(**crowding), **top)
+    return SubtomogramDatasetConfig(imaging=build_imaging_config(**flat), crowding=CrowdingConfig(**crowding),
+                                    variation=variation, **top)
 
 
 def build_imaging_config(**flat: Any) -> ImagingConfig:

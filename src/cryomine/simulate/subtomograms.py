@@ -1,7 +1,8 @@
 """Simulate a dataset of crowded subtomograms with full ground truth, streamed to HDF5 and resumable.
 
 Determinism: subtomogram ``i``'s scene (pose, shift, neighbours) is drawn from ``default_rng([seed, 2, i])`` and
-the projection noise of the batch starting at ``b`` from ``default_rng([seed, 1, b])``; batches always start at
+the projection noise of the batch starting at ``b`` from ``default_rng([seed, 1, b])`` (and, with an imaging
+variation, its imaging parameters from ``default_rng([seed, 3, b])``); batches always start at
 multiples of ``batch_size``, so a resumed run writes exactly the arrays an uninterrupted run writes.
 Memory is bounded by one batch (plus the structure templates), whatever the dataset size.
 
@@ -23,7 +24,7 @@ from cryomine.errors import InputError
 from cryomine.io.subtomo_h5 import create_dataset, read_header, write_rows
 from cryomine.simulate.config import SubtomogramDatasetConfig
 from cryomine.simulate.fourier import fourier_approximation
-from cryomine.simulate.imaging import image_scenes
+from cryomine.simulate.imaging import ImagingConfig, image_scenes
 from cryomine.simulate.scene import NeighbourBank, Scene, pack_scene
 from cryomine.simulate.templates import Template, prepare_template
 from cryomine.structures import resolve_structures
@@ -47,6 +48,14 @@ def _crop(arr: np.ndarray, pad: int, size: int) -> np.ndarray:
     return arr[..., sl, sl, sl]
 
 
+def batch_imaging(config: SubtomogramDatasetConfig, start: int) -> ImagingConfig:
+    """The imaging config of the batch starting at row ``start``: the dataset's, or drawn from its variation
+    with ``default_rng([seed, 3, start])``."""
+    if not config.variation.active:
+        return config.imaging
+    return config.variation.draw(config.imaging, np.random.default_rng([config.seed, 3, start]))
+
+
 def simulate_batch(
     config: SubtomogramDatasetConfig, templates: list[Template], bank: NeighbourBank, start: int, stop: int
 ) -> dict[str, np.ndarray]:
@@ -58,8 +67,9 @@ def simulate_batch(
         scenes.append(pack_scene(templates[k], bank, templates, config.size, config.crowding, rng))
     stack = np.stack([s.density for s in scenes])
     noise_rng = np.random.default_rng([config.seed, 1, start])
+    imaging = batch_imaging(config, start)
     imager = image_scenes if config.method == "wbp" else fourier_approximation
-    result = imager(stack, config.voxel_size_a, config.imaging, noise_rng, crop=config.size, keep_unit_noise=True)
+    result = imager(stack, config.voxel_size_a, imaging, noise_rng, crop=config.size, keep_unit_noise=True)
     pad = config.crowding.pad
     neighbours = np.full((len(scenes), max(1, max(len(s.neighbour_classes) for s in scenes))), -1, dtype=np.int16)
     for r, s in enumerate(scenes):
@@ -78,6 +88,8 @@ def simulate_batch(
         "noise_unit": result.unit_noise.astype(np.float32),
         "noise_sigma": np.asarray(result.noise_sigma, dtype=np.float32),
         "noise_group": np.full(len(scenes), start // config.batch_size, dtype=np.int32),
+        "tilt_range_deg": np.tile(np.float32([imaging.tilt.min_deg, imaging.tilt.max_deg]), (len(scenes), 1)),
+        "defocus_um": np.full(len(scenes), imaging.microscope.defocus_um, dtype=np.float32),
     }
 
 
