@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
+from cryomine.data.normalise import row_var_mean
 from cryomine.errors import InputError
 from cryomine.geometry.wedge import flip_volumes
 
@@ -143,23 +145,30 @@ class NoisePool:
         picks = rng.choice(members, size=k, replace=members.size < k)
         coef = rng.standard_normal(k)
         coef /= max(float(np.linalg.norm(coef)), 1e-12)
-        out = np.zeros(self.unit.shape[1:], np.float32)
-        for j, c in zip(picks, coef):
-            out += np.float32(c) * flip_volumes(self.unit[j], flips[int(rng.integers(len(flips)))])
+        out = np.empty(self.unit.shape[1:], np.float32)
+        for n, (j, c) in enumerate(zip(picks, coef)):
+            field = flip_volumes(self.unit[j], flips[int(rng.integers(len(flips)))])
+            if n == 0:
+                np.multiply(field, np.float32(c), out=out)
+            else:
+                out += np.float32(c) * field
         return out
 
 
-def add_calibrated_noise(signal: np.ndarray, noise: np.ndarray, snr: float) -> np.ndarray:
-    """``signal + a * noise`` (``(d, h, w)`` each) with ``a`` chosen so that ``var(signal) / var(a noise) = snr``
-    (float64 statistics over the box, as :func:`cryomine.simulate.imaging.calibrate_noise`); ``snr = inf``
-    returns a copy of ``signal``."""
-    if math.isinf(snr):
-        return np.array(signal, dtype=np.float32)
-    var_s = float(signal.var(dtype=np.float64))
-    var_n = float(noise.var(dtype=np.float64))
-    if var_s <= 0 or var_n <= 0:
+def add_calibrated_noise(signal: np.ndarray, noise: np.ndarray, snr: float | np.ndarray) -> np.ndarray:
+    """``signal + a * noise`` for ``(n, d, h, w)`` (or one ``(d, h, w)``) boxes, with ``a`` per box chosen so
+    that ``var(signal) / var(a noise) = snr`` inside the box (as :func:`cryomine.simulate.imaging.calibrate_noise`;
+    double-precision sums); ``snr = inf`` leaves a box noise-free."""
+    single = signal.ndim == 3
+    s = torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32)).reshape(1 if single else signal.shape[0], -1)
+    n = torch.from_numpy(np.ascontiguousarray(noise, dtype=np.float32)).reshape(s.shape)
+    ratio = torch.as_tensor(np.broadcast_to(np.asarray(snr, np.float64), (s.shape[0],)).copy())
+    var_s, var_n = row_var_mean(s)[0][:, 0], row_var_mean(n)[0][:, 0]
+    if bool(((var_s <= 0) | (var_n <= 0)).any()):
         raise InputError("fresh noise: a box has a constant noise-free reconstruction or noise field")
-    return (signal + np.float32(math.sqrt(var_s / (snr * var_n))) * noise).astype(np.float32)
+    a = torch.where(torch.isinf(ratio), torch.zeros_like(ratio), torch.sqrt(var_s / (ratio * var_n)))
+    out = torch.addcmul(s, n, a.float()[:, None]).numpy()
+    return out.reshape(signal.shape)
 
 
 def draw_snr(config: AugmentConfig, default: float, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -213,7 +222,6 @@ def augment_boxes(
         if pool is None or groups is None:
             raise InputError("augment: fresh noise needs a noise pool and the boxes' noise groups")
         snrs = draw_snr(config, snr, b, rng)
-        clean = out.pop("clean")
-        out["x"] = np.stack([add_calibrated_noise(clean[i], pool.draw(int(groups[i]), config.noise_mix, flips[i], rng),
-                                                  float(snrs[i])) for i in range(b)])
+        noise = np.stack([pool.draw(int(groups[i]), config.noise_mix, flips[i], rng) for i in range(b)])
+        out["x"] = add_calibrated_noise(out.pop("clean"), noise, snrs)
     return out

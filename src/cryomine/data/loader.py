@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cryomine.data.augment import AugmentConfig, Flip, NoisePool, augment_boxes
+from cryomine.data.normalise import normalise
 from cryomine.errors import InputError
 from cryomine.geometry.wedge import wedge_preserving_flips
 from cryomine.io.subtomo_h5 import DatasetHeader, read_header, read_rows
@@ -37,16 +38,6 @@ from cryomine.simulate.tilt import TiltSeriesConfig
 CACHE_LIMIT_BYTES = 4 * 1024**3
 _BLOCK_ROWS = 256
 SPLIT_NAMES = ("train", "val", "test")
-
-
-def normalise(volumes: np.ndarray) -> np.ndarray:
-    """Per-box zero mean / unit std of ``(n, d, h, w)`` volumes (float32; constant boxes only centred)."""
-    v = np.asarray(volumes, dtype=np.float32)
-    axes = tuple(range(1, v.ndim))
-    mean = v.mean(axis=axes, keepdims=True, dtype=np.float64)
-    std = v.std(axis=axes, keepdims=True, dtype=np.float64)
-    std[std == 0] = 1.0
-    return ((v - mean) / std).astype(np.float32)
 
 
 def open_dataset(path: str | os.PathLike[str]) -> DatasetHeader:
@@ -320,9 +311,11 @@ class SubtomoDataset(Dataset):
         if "clean" in data and (rng is None or self.augment is None):
             raise InputError("this dataset view draws fresh noise: batches need a random generator")
         if self.augment is not None and rng is not None:
+            fresh = "clean" in data
             data = augment_boxes(data, None if self.groups is None else self.groups[pos], self.augment,
                                  flips=[self.flips[p] for p in pos], pool=self.pool, snr=self.snr, rng=rng)
-            data["x"] = normalise(data["x"])
+            if fresh:  # stored inputs are normalised already; flips and shifts keep them so
+                data["x"] = normalise(data["x"])
         out = {"x": torch.from_numpy(np.ascontiguousarray(data["x"][:, None])), "row": torch.from_numpy(self.indices[pos])}
         if "mask" in data:
             out["mask"] = torch.from_numpy(data["mask"].astype(np.int64))

@@ -35,8 +35,12 @@ __all__ = [
     "fsc_figure",
     "learning_curves_figure",
     "montage_png",
+    "robustness_figure",
     "tomogram_picks_figure",
 ]
+
+#: The paper's DSM-Net on dataset A (SNR 0.06) and B (SNR 0.01): (SNR, object accuracy, mIoU), Liu et al. 2018.
+PAPER_DSMNET = ((0.06, 0.9375, 0.890), (0.01, 0.5312, 0.814))
 
 
 @dataclass(frozen=True, eq=False)
@@ -245,3 +249,35 @@ def montage_png(rows: Mapping[str, Sequence[np.ndarray]] | Mapping[str, np.ndarr
     with tempfile.TemporaryDirectory(prefix="cryomine-report-") as tmp:
         path = save_slice_montage(rows, Path(tmp) / "montage.png", column_titles=column_titles, title=title, dpi=dpi)
         return path.read_bytes()
+
+
+def robustness_figure(curves: Mapping[str, Sequence[Mapping]], title: str | None = None) -> Figure:
+    """Object accuracy (left) and mIoU (right) against SNR, one line per model in ``curves`` (label -> rows of
+    :func:`cryomine.evaluate.robustness.measure_robustness`; only ``kind == "snr"`` rows are drawn). The
+    noise-free point sits at the right edge, labelled ``inf``; the paper's DSM-Net values are stars."""
+    fig = Figure(figsize=(10.0, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    finite = [float(r["snr"]) for rows in curves.values() for r in rows if r.get("kind") == "snr" and r["snr"] != "inf"]
+    if not finite:
+        raise InputError("robustness: no SNR-curve rows to draw")
+    inf_x = max(finite) * 4
+    for (key, label), ax in zip((("object_accuracy", "object accuracy"), ("miou", "mIoU")), axes):
+        for name, rows in curves.items():
+            pts = sorted((inf_x if r["snr"] == "inf" else float(r["snr"]), r.get(key)) for r in rows
+                         if r.get("kind") == "snr" and r.get(key) is not None)
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=name)
+        paper = [(snr, acc if key == "object_accuracy" else miou) for snr, acc, miou in PAPER_DSMNET]
+        ax.plot(*zip(*paper), linestyle="none", marker="*", markersize=11, color="k", label="paper DSM-Net")
+        ax.set_xscale("log")
+        ticks = sorted(set(finite)) + [inf_x]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks[:-1]] + ["inf"])
+        ax.minorticks_off()
+        ax.set_xlabel("SNR")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

@@ -19,7 +19,7 @@ import pandas as pd
 from cryomine.errors import InputError
 from cryomine.io.mrc import read_mrc
 from cryomine.io.subtomo_h5 import read_rows
-from cryomine.report.figures import confusion_figure, fsc_figure, learning_curves_figure, montage_png
+from cryomine.report.figures import confusion_figure, fsc_figure, learning_curves_figure, montage_png, robustness_figure
 from cryomine.report.html import (
     figure_data_uri,
     format_value,
@@ -31,7 +31,7 @@ from cryomine.report.html import (
     png_file_data_uri,
     table,
 )
-from cryomine.report.inputs import ReportInputs
+from cryomine.report.inputs import ReportInputs, read_json
 
 __all__ = [
     "Context",
@@ -124,6 +124,29 @@ def training_section(ctx: Context) -> str:
     parts.append(table(cols, [[_num(row[c]) for c in cols]], caption=f"Best epoch ({len(metrics)} epochs trained)"))
     ctx.add("validation accuracy (best epoch)", _num(row.get("val_accuracy")), "", inp.metrics_csv, params)
     ctx.add("validation mIoU (best epoch)", _num(row.get("val_miou")), "", inp.metrics_csv, params)
+    parts.append(robustness_part(ctx, inp.run_dir / "robustness.json"))
+    return "".join(parts)
+
+
+def robustness_part(ctx: Context, path: Path) -> str:
+    """The run's accuracy / mIoU against SNR and under other imaging conditions (``robustness.json`` of
+    :mod:`cryomine.evaluate.robustness`), where the run folder has one."""
+    if not path.is_file():
+        return paragraph("No robustness.json in the run folder (accuracy against SNR and imaging conditions: "
+                         "benchmarks/bench_dsmnet_snr.py).", "note")
+    notes: list[str] = []
+    data = read_json(path, notes)
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not rows:
+        return not_available(f"{ctx.rel(path)} is unreadable or has no rows")
+    parts = []
+    if any(isinstance(r, dict) and r.get("kind") == "snr" for r in rows):
+        fig = robustness_figure({ctx.inputs.run_dir.name if ctx.inputs.run_dir else "run": rows})
+        parts.append(image(figure_data_uri(fig), "accuracy against SNR",
+                           f"Object accuracy and mIoU on freshly simulated data at each SNR ({ctx.rel(path)})."))
+    cols = ["name", "snr", "object_accuracy", "miou", "n", "seed"]
+    parts.append(table(cols, [[r.get(c) if c in ("name", "snr", "n", "seed") else _num(r.get(c)) for c in cols]
+                              for r in rows if isinstance(r, dict)], caption="Fresh-seed data per imaging condition"))
     return "".join(parts)
 
 
