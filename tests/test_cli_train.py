@@ -149,3 +149,28 @@ def test_bad_input(trained_run: Path, blob_dataset: Path, blob_dataset_factory: 
     _bad(["predict", str(broken), ds, "--out", str(tmp_path / "p")], capsys, "checkpoint not found")
     # no stray output folders from refused commands
     assert not any((tmp_path / d).exists() for d in ("m", "w", "x", "p", "e"))
+
+
+def test_recipe_and_augmentation_options_reach_the_run_config(blob_dataset: Path, blob_dataset_factory: Callable[..., Path],
+                                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--model", "cls", "--epochs", "1", "--batch-size", "16", *TINY]
+    assert main(["train", str(blob_dataset), "--out", str(tmp_path / "paper"), "--recipe", "paper", *common]) == 0
+    paper = json.loads((tmp_path / "paper" / "config.json").read_text())["train"]
+    assert (paper["optimizer"], paper["lr_schedule"], paper["label_smoothing"]) == ("adam", "constant", 0.0)
+    assert not any(paper["augment"][k] for k in ("flips", "fresh_noise"))
+    assert main(["train", str(blob_dataset), "--out", str(tmp_path / "mix"), "--no-fresh-noise", "--shift", "1",
+                 "--weight-decay", "0.01", *common]) == 0
+    mix = json.loads((tmp_path / "mix" / "config.json").read_text())["train"]
+    assert mix["augment"] == {"flips": True, "fresh_noise": False, "noise_mix": 3, "max_shift_vox": 1, "snr_range": None}
+    assert (mix["optimizer"], mix["weight_decay"]) == ("adamw", 0.01)
+    assert main(["train", str(blob_dataset), "--out", str(tmp_path / "snr"), "--snr-range", "0.5,2", *common]) == 0
+    assert json.loads((tmp_path / "snr" / "config.json").read_text())["train"]["augment"]["snr_range"] == [0.5, 2.0]
+    # a dataset without a noise model: fresh noise is refused with the way out named; --no-augment trains
+    legacy = blob_dataset_factory("blobs_legacy", n_per_class=8, size=16, n_classes=3, noise_model=False)
+    _bad(["train", str(legacy), "--out", str(tmp_path / "legacy"), *common], capsys, "--no-fresh-noise")
+    assert not (tmp_path / "legacy").exists()
+    assert main(["train", str(legacy), "--out", str(tmp_path / "legacy"), "--no-augment", *common]) == 0
+    _bad(["train", str(blob_dataset), "--out", str(tmp_path / "b1"), "--snr-range", "2,0.5"], capsys, "snr_range")
+    _bad(["train", str(blob_dataset), "--out", str(tmp_path / "b2"), "--recipe", "adam"], capsys, "unknown recipe")
+    _bad(["train", str(blob_dataset), "--out", str(tmp_path / "b3"), "--optimizer", "adam", "--weight-decay", "0.1"],
+         capsys, "weight_decay")

@@ -16,6 +16,7 @@ from cryomine.cli.app import app
 from cryomine.data.augment import AugmentConfig
 from cryomine.errors import InputError
 from cryomine.models import MODEL_NAMES
+from cryomine.simulate.variation import parse_range
 from cryomine.train import TrainConfig, parse_loss_weights, train_run
 from cryomine.train.config import LR_SCHEDULES, OPTIMIZERS
 
@@ -28,15 +29,6 @@ _RECIPE_KEYS = ("optimizer", "weight_decay", "lr_schedule", "warmup_epochs", "mi
 
 def _onoff(value: bool) -> str:
     return "on" if value else "off"
-
-
-def parse_snr_range(text: str) -> tuple[float, float]:
-    """``"LOW,HIGH"`` -> two floats (validated by :class:`AugmentConfig`)."""
-    try:
-        lo, hi = (float(v) for v in str(text).split(","))
-    except ValueError:
-        raise InputError(f"expected LOW,HIGH (two SNRs), got {text!r}", "--snr-range") from None
-    return lo, hi
 
 
 def _recipe(recipe: str | None) -> dict[str, Any]:
@@ -95,7 +87,7 @@ def train_cmd(
     aug.update({k: v for k, v in {"flips": flips, "fresh_noise": fresh_noise, "noise_mix": noise_mix,
                                   "max_shift_vox": shift}.items() if v is not None})
     if snr_range is not None:
-        aug["snr_range"] = parse_snr_range(snr_range)
+        aug["snr_range"] = parse_range(snr_range, "--snr-range")
     if aug:
         train["augment"] = aug
     if exclude_class:
