@@ -1,14 +1,28 @@
-"""Training data: per-subtomogram normalisation, class maps (``--exclude-class``), the stratified split and a
-torch Dataset over the HDF5 subtomogram file (see :mod:`cryomine.data.loader`)."""
+"""Training data: per-subtomogram normalisation, class maps (``--exclude-class``), the stratified split, a
+torch Dataset over the HDF5 subtomogram file (see :mod:`cryomine.data.loader`) and the physics-respecting
+training augmentation (:mod:`cryomine.data.augment`)."""
 
+from cryomine.data.augment import AugmentConfig, NoisePool, add_calibrated_noise, augment_boxes
 from cryomine.data.loader import (
     CACHE_LIMIT_BYTES,
     SPLIT_NAMES,
     ClassMap,
     SubtomoDataset,
-    normalise,
     open_dataset,
     stratified_split,
 )
+from cryomine.data.normalise import normalise
 
-__all__ = ["CACHE_LIMIT_BYTES", "SPLIT_NAMES", "ClassMap", "SubtomoDataset", "normalise", "open_dataset", "stratified_split"]
+__all__ = [
+    "CACHE_LIMIT_BYTES",
+    "SPLIT_NAMES",
+    "AugmentConfig",
+    "ClassMap",
+    "NoisePool",
+    "SubtomoDataset",
+    "add_calibrated_noise",
+    "augment_boxes",
+    "normalise",
+    "open_dataset",
+    "stratified_split",
+]

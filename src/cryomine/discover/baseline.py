@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import sparse
 
-from cryomine.data.loader import SubtomoDataset, normalise
+from cryomine.data.loader import SubtomoDataset
+from cryomine.data.normalise import normalise
 from cryomine.errors import InputError
 from cryomine.evaluate.fsc import hermitian_weights, shell_index
 

@@ -1,7 +1,7 @@
 """DSM-Net features (and recovered densities, predicted classes) for every selected row of a dataset, batched.
 
 The features are the classification subnet's hidden fully connected layer after its ReLU (``ModelOutput.features``,
-1024 units by default). Subtomograms are normalised like the training data (:func:`cryomine.data.loader.normalise`,
+1024 units by default). Subtomograms are normalised like the training data (:func:`cryomine.data.normalise.normalise`,
 via :class:`~cryomine.data.loader.SubtomoDataset` reading rows on demand) and inferred in eval mode with the run's
 bf16 setting (:func:`cryomine.models.infer`).
 

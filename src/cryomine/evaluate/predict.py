@@ -34,7 +34,7 @@ import pandas as pd
 import starfile
 import torch
 
-from cryomine.data.loader import normalise
+from cryomine.data.normalise import normalise
 from cryomine.errors import InputError
 from cryomine.io.atomic import atomic_output
 from cryomine.io.mrc import read_mrc, write_mrc
