@@ -5,7 +5,8 @@
 2. Evaluate it on the run's test split (never used for any choice).
 3. Export to ``src/cryomine/pretrained/dsmnet-a/`` with ``training.json`` (data, seed, epochs, hardware, metrics).
 
-Usage: ``.venv/bin/python scripts/make_pretrained.py RUN DATASET [--name dsmnet-a] [--note TEXT]``
+Usage: ``.venv/bin/python scripts/make_pretrained.py RUN DATASET [--name dsmnet-a] [--note TEXT]
+[--data-command CMD] [--train-command CMD] [--hardware-note TEXT]``
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def main() -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--name", default="dsmnet-a")
     parser.add_argument("--note", default="")
+    parser.add_argument("--data-command", default="cryomine simulate subtomograms dsmnet_a.h5 --preset dsmnet-a")
+    parser.add_argument("--train-command", default="cryomine train dsmnet_a.h5 --model dsmnet --out RUN --seed 0")
+    parser.add_argument("--hardware-note", default="the 2 cores were shared with other jobs during training")
     args = parser.parse_args()
     split = read_split(args.run)
     runtime = Runtime(torch.device("cpu"), bf16=True, channels_last=True)
@@ -61,18 +65,19 @@ def main() -> None:
     header = read_header(args.dataset)
     record = {
         "model": "DSM-Net (cls+seg+rec), 22 classes, 40^3 at 10 A",
-        "data": {"preset": "dsmnet-a", "command": "cryomine simulate subtomograms dsmnet_a.h5 --preset dsmnet-a",
-                 "n": header.n_written, "seed": header.config.get("seed"), "dataset_cryomine_version": header.cryomine_version},
+        "data": {"command": args.data_command, "n": header.n_written, "seed": header.config.get("seed"),
+                 "imaging": header.config.get("imaging"), "variation": header.config.get("variation"),
+                 "dataset_cryomine_version": header.cryomine_version},
         "split": {k: len(v) for k, v in split.items() if isinstance(v, list)},
-        "training": {"command": f"cryomine train dsmnet_a.h5 --model dsmnet --out RUN --seed 0 (stopped by hand after "
-                                f"{len(history)} epochs: CPU time budget)", "epochs_run": len(history),
+        "training": {"command": args.train_command, "epochs_run": len(history),
+                     "train_config": json.loads((args.run / "config.json").read_text())["train"],
                      "chosen_checkpoint": chosen, "chosen_epoch": candidates[chosen][1],
                      "precise_bn": "batch-norm statistics re-estimated over 20 training batches (1280 subtomograms)",
                      "val_accuracy_after_precise_bn": {k: v[0] for k, v in candidates.items()},
                      "mean_epoch_s": round(float(np.mean([float(r["time_s"]) for r in history])), 1)},
         "hardware": {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
                      "torch": torch.__version__, "python": sys.version.split()[0],
-                     "note": "the 2 cores were shared with other jobs during training"},
+                     "note": args.hardware_note},
         "test_metrics": {k: test[k] for k in ("object_accuracy", "pixel_accuracy", "miou", "n") if k in test},
         "cryomine_version": __version__,
         "note": args.note,

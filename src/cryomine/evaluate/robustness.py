@@ -55,7 +55,7 @@ IMAGING_CONDITIONS = (
     Condition("defocus 8 µm", 0.06, defocus_um=8.0),
     Condition("tilt -45..+45", 0.06, tilt_min_deg=-45.0, tilt_max_deg=45.0),
     Condition("tilt -60..+42", 0.06, tilt_min_deg=-60.0, tilt_max_deg=42.0),
-    Condition("tilt -51..+39", 0.06, tilt_min_deg=-51.0, tilt_max_deg=39.0),
+    Condition("tilt -54..+48", 0.06, tilt_min_deg=-54.0, tilt_max_deg=48.0),
 )
 DEFAULT_CONDITIONS = SNR_CURVE + IMAGING_CONDITIONS
 
