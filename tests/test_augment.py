@@ -130,11 +130,16 @@ def test_snr_range_and_noise_free_boxes() -> None:
     clean = gaussian_filter(np.random.default_rng(0).standard_normal((64, 12, 12, 12)), 1.0, axes=(1, 2, 3))
     clean = clean.astype(np.float32)
     pool = NoisePool(np.random.default_rng(1).standard_normal((8, 12, 12, 12)).astype(np.float32), np.zeros(8, int))
-    cfg = AugmentConfig(snr_range=(0.01, 1.0))
+    cfg = AugmentConfig(flips=False, snr_range=(0.01, 1.0))  # unflipped, so that x - clean is the noise
     x = augment_boxes({"clean": clean}, np.zeros(64, int), cfg, flips=[FLIPS_ANY_TILTS] * 64, pool=pool, snr=0.06,
                       rng=np.random.default_rng(2))["x"]
     snrs = clean.reshape(64, -1).var(axis=1) / (x - clean).reshape(64, -1).var(axis=1)
     assert snrs.min() >= 0.01 * 0.999 and snrs.max() <= 1.0 * 1.001 and snrs.max() / snrs.min() > 10
+    half = augment_boxes({"clean": clean}, np.zeros(64, int), AugmentConfig(flips=False, snr_range=(0.01, 1.0), snr_range_fraction=0.5),
+                         flips=[FLIPS_ANY_TILTS] * 64, pool=pool, snr=0.06, rng=np.random.default_rng(3))["x"]
+    snrs = clean.reshape(64, -1).var(axis=1) / (half - clean).reshape(64, -1).var(axis=1)
+    at_default = np.isclose(snrs, 0.06, rtol=1e-3)
+    assert 16 <= at_default.sum() <= 48  # about half keep the dataset's SNR
     np.testing.assert_array_equal(add_calibrated_noise(clean[0], pool.unit[0], np.inf), clean[0])
     with pytest.raises(InputError, match="constant"):
         add_calibrated_noise(np.zeros((4, 4, 4), np.float32), pool.unit[0, :4, :4, :4], 0.1)
@@ -144,7 +149,7 @@ def test_augment_config_validation_and_round_trip() -> None:
     cfg = AugmentConfig(max_shift_vox=2, snr_range=(0.01, 0.5))
     assert AugmentConfig.from_dict(cfg.to_dict()) == cfg and not AugmentConfig.off().active
     for bad in ({"noise_mix": 0}, {"max_shift_vox": -1}, {"snr_range": (0.5, 0.1)}, {"flips": "yes"},
-                {"snr_range": (0.1, 0.5), "fresh_noise": False}, {"snr_range": (0, 1)}):
+                {"snr_range": (0.1, 0.5), "fresh_noise": False}, {"snr_range": (0, 1)}, {"snr_range_fraction": 0}):
         with pytest.raises(InputError):
             AugmentConfig(**bad)
     with pytest.raises(InputError, match="unknown key"):

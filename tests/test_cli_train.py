@@ -161,7 +161,8 @@ def test_recipe_and_augmentation_options_reach_the_run_config(blob_dataset: Path
     assert main(["train", str(blob_dataset), "--out", str(tmp_path / "mix"), "--no-fresh-noise", "--shift", "1",
                  "--weight-decay", "0.01", *common]) == 0
     mix = json.loads((tmp_path / "mix" / "config.json").read_text())["train"]
-    assert mix["augment"] == {"flips": True, "fresh_noise": False, "noise_mix": 3, "max_shift_vox": 1, "snr_range": None}
+    assert mix["augment"] == {"flips": True, "fresh_noise": False, "noise_mix": 3, "max_shift_vox": 1, "snr_range": None,
+                              "snr_range_fraction": 1.0}
     assert (mix["optimizer"], mix["weight_decay"]) == ("adamw", 0.01)
     assert main(["train", str(blob_dataset), "--out", str(tmp_path / "snr"), "--snr-range", "0.5,2", *common]) == 0
     assert json.loads((tmp_path / "snr" / "config.json").read_text())["train"]["augment"]["snr_range"] == [0.5, 2.0]

@@ -63,6 +63,7 @@ def train_cmd(
     noise_mix: int | None = typer.Option(None, "--noise-mix", help=f"Stored noise realisations combined per fresh draw (default {_A.noise_mix})."),
     shift: int | None = typer.Option(None, "--shift", help=f"Random shifts of up to N voxels per axis (default {_A.max_shift_vox})."),
     snr_range: str | None = typer.Option(None, "--snr-range", help="LOW,HIGH: train at SNRs drawn log-uniformly in this range (default: the dataset's SNR)."),
+    snr_range_fraction: float | None = typer.Option(None, "--snr-range-fraction", help=f"Fraction of boxes drawn from --snr-range, the rest at the dataset's SNR (default {_A.snr_range_fraction:g})."),
     cache_limit_gb: float | None = typer.Option(None, "--cache-limit-gb", help=f"Keep the training data in memory up to this size (default {_T.cache_limit_gb:g})."),
     loss_weights: str | None = typer.Option(None, "--loss-weights", help="cls:seg:rec loss weights (default 1:10:1)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed: split, initial weights, dropout, data order (default 0)."),
@@ -85,7 +86,8 @@ def train_cmd(
     if augment is not None:
         aug.update(AugmentConfig().to_dict() if augment else AugmentConfig.off().to_dict())
     aug.update({k: v for k, v in {"flips": flips, "fresh_noise": fresh_noise, "noise_mix": noise_mix,
-                                  "max_shift_vox": shift}.items() if v is not None})
+                                  "max_shift_vox": shift, "snr_range_fraction": snr_range_fraction}.items()
+                if v is not None})
     if snr_range is not None:
         aug["snr_range"] = parse_range(snr_range, "--snr-range")
     if aug:

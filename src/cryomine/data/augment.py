@@ -50,6 +50,8 @@ class AugmentConfig:
         max_shift_vox: random integer shifts of up to this many voxels per axis (0 = off).
         snr_range: ``(low, high)``: draw each box's SNR log-uniformly in this range (robustness to other noise
             levels); ``None`` keeps the dataset's SNR. Needs ``fresh_noise``.
+        snr_range_fraction: the fraction of boxes whose SNR is drawn from ``snr_range`` (the others keep the
+            dataset's SNR); 1 = all.
     """
 
     flips: bool = True
@@ -57,6 +59,7 @@ class AugmentConfig:
     noise_mix: int = 3
     max_shift_vox: int = 0
     snr_range: tuple[float, float] | None = None
+    snr_range_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         for key in ("flips", "fresh_noise"):
@@ -73,6 +76,9 @@ class AugmentConfig:
             if not self.fresh_noise:
                 raise InputError("augment snr_range: needs fresh_noise (the noise is redrawn at the new SNR)")
             object.__setattr__(self, "snr_range", (float(r[0]), float(r[1])))
+        if not _is_num(self.snr_range_fraction) or not 0 < self.snr_range_fraction <= 1:
+            raise InputError(f"augment snr_range_fraction: must be in (0, 1], got {self.snr_range_fraction!r}")
+        object.__setattr__(self, "snr_range_fraction", float(self.snr_range_fraction))
 
     @classmethod
     def off(cls) -> AugmentConfig:
@@ -172,11 +178,15 @@ def add_calibrated_noise(signal: np.ndarray, noise: np.ndarray, snr: float | np.
 
 
 def draw_snr(config: AugmentConfig, default: float, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``(n,)`` SNRs: log-uniform in ``config.snr_range``, else ``default`` (the dataset's) for every box."""
+    """``(n,)`` SNRs: log-uniform in ``config.snr_range`` (for a ``snr_range_fraction`` of the boxes), else
+    ``default`` (the dataset's)."""
     if config.snr_range is None:
         return np.full(n, float(default))
     lo, hi = np.log(config.snr_range)
-    return np.exp(rng.uniform(lo, hi, n))
+    drawn = np.exp(rng.uniform(lo, hi, n))
+    if config.snr_range_fraction >= 1:
+        return drawn
+    return np.where(rng.random(n) < config.snr_range_fraction, drawn, float(default))
 
 
 def _transform(vol: np.ndarray, flip: Flip, shift: np.ndarray) -> np.ndarray:
