@@ -98,11 +98,10 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 @dataclass(frozen=True)
 class StepPlan:
-    """What varies per step: the epoch (1-based), the run's seed, the recipe (learning rate per step, label
-    smoothing) and the number of optimiser steps per epoch."""
+    """What varies per step: the epoch (1-based), the recipe (seed, learning rate per step, label smoothing) and
+    the number of optimiser steps per epoch."""
 
     epoch: int
-    seed: int
     config: TrainConfig
     steps_per_epoch: int
 
@@ -141,7 +140,7 @@ def train_one_epoch(
     smoothing = plan.config.label_smoothing if plan is not None else 0.0
     with tqdm(total=len(batches), desc=desc, unit="batch", leave=False, disable=None, dynamic_ncols=True) as bar:
         for i, pos in enumerate(batches):
-            rng = augment_rng(plan.seed, plan.epoch, i) if plan is not None else None
+            rng = augment_rng(plan.config.seed, plan.epoch, i) if plan is not None else None
             batch = runtime.to_device(data.batch(pos, rng))
             if plan is not None:
                 set_lr(optimizer, plan.lr(i))
@@ -318,10 +317,10 @@ def fit(
     ``"max_epochs"``). ``on_epoch_end(epoch, stats, is_best, stop)`` runs after every epoch (checkpoints, logs)."""
     if start_epoch > 0 and stop.should_stop(start_epoch, config.patience):
         return "early_stopping"
-    steps = len(_batches(len(train_data), config.batch_size))
+    steps = math.ceil(len(train_data) / config.batch_size)
     for epoch in range(start_epoch + 1, config.max_epochs + 1):
         t0 = time.perf_counter()
-        plan = StepPlan(epoch, config.seed, config, steps)
+        plan = StepPlan(epoch, config, steps)
         train_stats = train_one_epoch(model, optimizer, train_data, epoch_order(len(train_data), config.seed, epoch),
                                       batch_size=config.batch_size, heads=heads, weights=weights, runtime=runtime,
                                       plan=plan, desc=f"epoch {epoch}/{config.max_epochs}")
