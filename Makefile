@@ -23,6 +23,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/install-test-deps.sh
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 import torch
-from _common import machine, save
 
+from _common import machine, save
 from cryomine.data import AugmentConfig, ClassMap, SubtomoDataset, stratified_split
 from cryomine.io.subtomo_h5 import read_header, read_rows
 from cryomine.models import ModelConfig, build_model, keep_freed_memory

@@ -169,7 +169,7 @@ def main() -> None:
 
     from cryomine.average import average_particles
     from cryomine.average.averaging import phase_flip
-    from cryomine.average.io import load_dataset
+    from cryomine.average.particles import load_dataset
     from cryomine.geometry import euler_zyz_to_matrix
     from cryomine.io.mrc import read_mrc
     from cryomine.io.subtomo_h5 import read_rows

@@ -17,7 +17,6 @@ import shutil
 from pathlib import Path
 
 from _common import ROOT, machine, save
-
 from cryomine.evaluate.robustness import DEFAULT_CONDITIONS, SNR_CURVE, measure_robustness, write_robustness
 from cryomine.report.figures import robustness_figure
 from cryomine.train.run import resolve_run

@@ -21,12 +21,11 @@ import time
 
 import numpy as np
 import torch
-from _common import machine, save
 
+from _common import machine, save
 from cryomine.data.normalise import normalise
 from cryomine.io.subtomo_h5 import read_rows
-from cryomine.models import ModelConfig, benchmark_throughput, build_model, count_forward_flops, infer, keep_freed_memory
-from cryomine.models import prepare_for_inference
+from cryomine.models import ModelConfig, benchmark_throughput, build_model, count_forward_flops, infer, keep_freed_memory, prepare_for_inference
 from cryomine.train.run import load_run, read_split
 
 

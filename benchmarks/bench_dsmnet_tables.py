@@ -76,7 +76,7 @@ def markdown(results: dict) -> str:
     for r in results["rows"]:
         paper = PAPER.get((r["dataset"], r["model"])) if r["loss"] == "1:10:1" else None
         lines.append(f"| {r['table']} | {r['dataset']} | {r['model']} | {r['loss']} | {r['object_accuracy']} | {r['miou']} | "
-                     f"{'%s / %s' % paper if paper else 'see paper'} |")  # fmt: skip
+                     f"{f'{paper[0]} / {paper[1]}' if paper else 'see paper'} |")  # fmt: skip
     return "\n".join(lines)
 
 

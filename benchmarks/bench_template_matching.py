@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from _common import CRYOMINE, machine, save, timed_run
 
 PYTME_RUNNER = r'''

@@ -142,7 +142,8 @@ def test_multi_reference_classification_separates_two_complexes():
     parts_b, _, _ = copies(truths[1], 14, seed=10, noise=0.3)
     parts = np.concatenate([parts_a, parts_b])
     true_class = np.repeat([0, 1], 14)
-    cfg = AverageConfig(iterations=3, classes=2, initial_lowpass_a=35.0, align=AlignConfig(angular_step_deg=25.0, local_step_deg=3.0, max_shift_vox=3.0))
+    cfg = AverageConfig(iterations=3, classes=2, initial_lowpass_a=35.0,
+                        align=AlignConfig(angular_step_deg=25.0, local_step_deg=3.0, max_shift_vox=3.0))
     result = run_average(data_of(parts), cfg)
     agree = (result.classes == true_class).mean()
     purity = max(agree, 1 - agree)

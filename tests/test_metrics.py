@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cryomine.errors import InputError
-from cryomine.evaluate.metrics import (
+from cryomine.train.metrics import (
     accuracy_from_confusion,
     confusion_matrix,
     iou_per_class,

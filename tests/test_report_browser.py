@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_report import make_demo_folder  # noqa: E402
-
 from cryomine.report.build import build_report  # noqa: E402
+from test_report import make_demo_folder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL_SCRIPT = REPO / "scripts" / "install-test-deps.sh"

@@ -20,6 +20,7 @@ from cryomine.structures import (
     atoms_from_file,
     center_volume,
     density_from_model,
+    library,
     list_structures,
     load_structure,
     pad_to_cube,
@@ -27,7 +28,6 @@ from cryomine.structures import (
     resolve_structures,
     structure_ids,
 )
-from cryomine.structures import library
 from cryomine.structures.density import SIGMA_PER_RESOLUTION, atom_coords_and_masses, center_of_mass_xyz, max_radius_a
 from cryomine.structures.maps import center_of_mass_zyx
 

@@ -9,14 +9,16 @@
 - :mod:`cryomine.average.classify`: the iterative gold-standard align-and-average loop with K references
   (:func:`run_average`).
 - :mod:`cryomine.average.config`: :class:`AverageConfig`, :class:`AlignConfig`.
-- :mod:`cryomine.average.io`: inputs (dataset, or STAR + tomogram) and outputs.
+- :mod:`cryomine.average.particles`: inputs (dataset, or STAR + tomogram); :mod:`cryomine.average.output`: outputs;
+  :mod:`cryomine.average.checkpoint`: the `--resume` state.
 """
 
 from cryomine.average.align import Alignment, align_particles, align_subtomogram
 from cryomine.average.averaging import average_particles, lowpass, soft_sphere_mask
 from cryomine.average.classify import AverageResult, result_summary, run_average
 from cryomine.average.config import AlignConfig, AverageConfig, build_average_config
-from cryomine.average.io import ParticleData, load_particles, write_results
+from cryomine.average.output import write_results
+from cryomine.average.particles import ParticleData, load_particles
 from cryomine.average.spectra import particle_spectra
 
 __all__ = [

@@ -23,6 +23,7 @@ from cryomine.errors import InputError
 from cryomine.geometry import random_rotations
 from cryomine.geometry.rotate_torch import rotate_volumes
 from cryomine.geometry.wedge import sampled_direction_mask_zx
+from cryomine.simulate.ctf import ctf
 
 __all__ = [
     "WedgeSums",
@@ -217,8 +218,6 @@ def phase_flip(particles: np.ndarray, voxel_size_a: float, microscope: object, c
 
     ``microscope``: a :class:`cryomine.simulate.ctf.MicroscopeConfig`. Returns a new float32 stack.
     """
-    from cryomine.simulate.ctf import ctf
-
     n = particles.shape[-1]
     sign = np.sign(-ctf(frequency_radius(n) / float(voxel_size_a), microscope))  # type: ignore[arg-type]
     sign[sign == 0] = 1.0

@@ -37,8 +37,9 @@ from cryomine.average.averaging import (
     shift_volume,
     soft_sphere_mask,
 )
+from cryomine.average.checkpoint import load_checkpoint, save_checkpoint
 from cryomine.average.config import AverageConfig
-from cryomine.average.io import ParticleData, load_checkpoint, save_checkpoint
+from cryomine.average.particles import ParticleData
 from cryomine.average.spectra import ReferenceSampler, particle_spectra
 from cryomine.errors import InputError
 from cryomine.evaluate.fsc import FSCResult, fsc
@@ -299,7 +300,8 @@ def _finish(sums, k, vs, mask, config, mats, shifts, scores, classes, half, hist
             curve = fsc(halves[-1][0], halves[-1][1], voxel_size_a=vs, mask=mask)
         else:  # an empty half: no FSC can be measured
             shells = maps[-1].shape[0] // 2 + 1
-            curve = FSCResult(np.arange(shells) / (maps[-1].shape[0] * vs), np.full(shells, np.nan), np.zeros(shells, np.int64), float("inf"), float("inf"), 0.0, vs)
+            curve = FSCResult(np.arange(shells) / (maps[-1].shape[0] * vs), np.full(shells, np.nan), np.zeros(shells, np.int64),
+                              float("inf"), float("inf"), 0.0, vs)
         curves.append(curve)
         resolution.append(curve.resolution_0143_a)
     ali = Alignment(mats.copy(), shifts.copy(), scores.copy())

@@ -1,10 +1,14 @@
-"""The root typer application; subcommand modules register themselves on it."""
+"""The root typer application (subcommand modules register themselves on it) and :func:`run_cli`."""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
 
 import typer
 
 from cryomine import __version__
+from cryomine.errors import InputError
 
 app = typer.Typer(
     name="cryomine",
@@ -27,3 +31,25 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """cryomine: from atomic structures and tomograms to found, classified and recovered macromolecules."""
+
+
+def run_cli(argv: Sequence[str] | None = None) -> int:
+    """Run the app; bad input prints ``error: <file>: <problem>`` on stderr and exits with code 2.
+
+    With ``argv`` given (tests, the demo), the exit code is returned instead of exiting the interpreter. The
+    subcommands are those registered so far (:mod:`cryomine.cli.main` registers them all).
+    """
+    try:
+        app(args=list(argv) if argv is not None else None, prog_name="cryomine")
+        code = 0
+    except InputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        code = 2
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished work is kept; rerun with --resume where supported", err=True)
+        code = 130
+    except SystemExit as exc:  # typer's standalone mode ends with SystemExit (usage errors: code 2)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if argv is None:
+        sys.exit(code)
+    return code

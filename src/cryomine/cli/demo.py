@@ -29,12 +29,12 @@ import numpy as np
 import typer
 
 from cryomine import __version__
-from cryomine.cli.app import app
+from cryomine.cli.app import app, run_cli
 from cryomine.errors import InputError
 from cryomine.io import make_particles, read_particles, write_mrc, write_particles
 from cryomine.io.atomic import atomic_output
-from cryomine.report import save_slice_montage
 from cryomine.structures import list_structures, load_structure
+from cryomine.viz import save_slice_montage
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,8 @@ def prepare_output_dir(out: Path, force: bool) -> Path:
 
 def _run(args: list[str]) -> None:
     """Run one cryomine command in-process; a failure stops the demo with the command's own error line."""
-    from cryomine.cli.main import main
-
     typer.echo(f"\n$ cryomine {' '.join(args)}", err=True)
-    code = main(args)
+    code = run_cli(args)
     if code != 0:
         raise InputError(f"demo step failed (exit {code}): cryomine {' '.join(args)}")
 

@@ -16,16 +16,6 @@ def _given(**values: object) -> dict[str, object]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _structure_radius_a(template: str) -> float | None:
-    """Half the diameter (Å) of a bundled structure id, None for files."""
-    from cryomine.structures import list_structures
-
-    for info in list_structures():
-        if info.id.lower() == template.lower():
-            return info.diameter_a / 2.0
-    return None
-
-
 @app.command("pick")
 def pick_cmd(
     tomogram: Path = typer.Argument(..., help="Tomogram (MRC, protein bright)."),
@@ -53,6 +43,7 @@ def pick_cmd(
     """Pick particles by Difference of Gaussians or template matching; write a RELION STAR with scores."""
     from cryomine.pick.config import METHODS, DogConfig, TemplateMatchConfig
     from cryomine.pick.tiles import open_mrc_mmap
+    from cryomine.structures import bundled_radius_a
 
     chosen = method or ("template" if template else "dog")
     if chosen not in METHODS:
@@ -63,7 +54,7 @@ def pick_cmd(
     if chosen == "dog":
         from cryomine.pick.dog import pick_dog_file
 
-        radius_a = radius if radius is not None else (_structure_radius_a(template) if template else None)
+        radius_a = radius if radius is not None else (bundled_radius_a(template) if template else None)
         if radius_a is None:
             raise InputError("DoG needs the particle radius: give --radius (Å) or --template with a bundled structure id", "--radius")
         config = DogConfig(radius_vox=radius_a / voxel_size_a)

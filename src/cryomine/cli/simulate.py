@@ -51,10 +51,9 @@ def subtomograms_cmd(
     force: bool = typer.Option(False, "--force", help="Replace an existing dataset."),
 ) -> None:
     """Simulate a dataset of crowded subtomograms with ground truth (class, mask, clean density, pose)."""
-    from cryomine.simulate.variation import parse_range
-
     from cryomine.simulate.config import build_dataset_config
     from cryomine.simulate.subtomograms import simulate_subtomograms
+    from cryomine.simulate.variation import parse_range
 
     config = build_dataset_config(
         preset, snr=snr, per_class=per_class, total=total, size=size, voxel_size_a=voxel_size,

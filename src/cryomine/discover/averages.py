@@ -25,6 +25,7 @@ from cryomine.errors import InputError
 from cryomine.evaluate.fsc import FSCResult, fsc
 from cryomine.geometry import euler_zyz_to_matrix, rotate_volumes
 from cryomine.io.subtomo_h5 import DatasetHeader, read_rows
+from cryomine.simulate.templates import prepare_template
 
 _BATCH = 64
 
@@ -112,8 +113,6 @@ def _template_truth(header: DatasetHeader, class_id: int) -> np.ndarray | None:
     structures = cfg.get("structures")
     if not isinstance(structures, list) or len(structures) != len(header.class_names):
         return None
-    from cryomine.simulate.templates import prepare_template
-
     try:
         t = prepare_template(str(structures[class_id]), header.voxel_size_a, float(cfg.get("mask_threshold", 0.1)))
     except (InputError, OSError, ValueError):

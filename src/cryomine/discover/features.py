@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,9 +21,7 @@ from cryomine.errors import InputError
 from cryomine.io.subtomo_h5 import read_header
 from cryomine.models import infer
 from cryomine.train.config import resolve_bf16
-
-if TYPE_CHECKING:  # cryomine.train imports cryomine.evaluate; keep this module light to import
-    from cryomine.train.run import LoadedRun
+from cryomine.train.run import LoadedRun
 
 
 @dataclass(frozen=True)

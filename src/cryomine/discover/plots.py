@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cryomine.io.atomic import atomic_output
-from cryomine.report import save_slice_montage
+from cryomine.viz import save_slice_montage
 
 
 def _colours(n: int) -> list:

@@ -51,6 +51,7 @@ from cryomine.io.atomic import atomic_output
 from cryomine.io.mrc import write_mrc
 from cryomine.io.star import make_particles, write_particles
 from cryomine.io.subtomo_h5 import DatasetHeader, read_header, read_rows
+from cryomine.train.run import load_run
 
 BASELINE_METHOD = ("k-means on the top principal components of standardised spherically averaged power spectra and "
                    "radial density profiles (no labels)")
@@ -145,8 +146,6 @@ def discover(
 ) -> DiscoverResult:
     """Cluster every written row of ``dataset`` by the features of the trained ``run`` (folder or
     ``pretrained:NAME``) and write the files described in the module docstring into ``out_dir``."""
-    from cryomine.train.run import load_run  # lazy: cryomine.train imports cryomine.evaluate
-
     cfg = config or DiscoverConfig()
     log = log or (lambda _line: None)
     dataset, out = Path(dataset), Path(out_dir)

@@ -1,11 +1,12 @@
-"""Evaluation and prediction: numpy metrics (:mod:`cryomine.evaluate.metrics`), :func:`evaluate_run` and
-:func:`predict`.
+"""Evaluation and prediction of trained runs (:func:`evaluate_run`, :func:`predict`), FSC, robustness.
 
-``evaluate.py`` / ``predict.py`` import :mod:`cryomine.train.run` inside their functions, because
-:mod:`cryomine.train` itself uses the metrics here (an import cycle otherwise).
+The numpy metrics live in :mod:`cryomine.train.metrics` (training reports them every epoch) and are re-exported
+here; this package sits above :mod:`cryomine.train` and reads run folders through :mod:`cryomine.train.run`.
 """
 
-from cryomine.evaluate.metrics import (
+from cryomine.evaluate.evaluate import evaluate_run, format_report
+from cryomine.evaluate.predict import PredictResult, predict
+from cryomine.train.metrics import (
     accuracy_from_confusion,
     confusion_matrix,
     iou_per_class,
@@ -17,8 +18,6 @@ from cryomine.evaluate.metrics import (
     recovery_mse,
     segmentation_confusion,
 )
-from cryomine.evaluate.evaluate import evaluate_run, format_report  # noqa: E402  (after metrics: import cycle)
-from cryomine.evaluate.predict import PredictResult, predict  # noqa: E402
 
 __all__ = [
     "PredictResult",

@@ -16,7 +16,10 @@ import torch
 
 from cryomine.data.loader import ClassMap, SubtomoDataset, open_dataset
 from cryomine.errors import InputError
-from cryomine.evaluate.metrics import (
+from cryomine.io.subtomo_h5 import read_rows
+from cryomine.models import infer
+from cryomine.train.config import default_device, resolve_bf16
+from cryomine.train.metrics import (
     accuracy_from_confusion,
     confusion_matrix,
     iou_per_class,
@@ -26,9 +29,7 @@ from cryomine.evaluate.metrics import (
     recovery_correlation,
     recovery_mse,
 )
-from cryomine.io.subtomo_h5 import read_rows
-from cryomine.models import infer
-from cryomine.train.config import default_device, resolve_bf16
+from cryomine.train.run import check_dataset_compatible, dataset_fingerprint, load_run, read_split
 
 SPLITS = ("test", "val", "train", "all")
 
@@ -40,8 +41,6 @@ def _clean(value: float) -> float | None:
 def evaluation_rows(run_config: dict, run_dir: os.PathLike[str], dataset: os.PathLike[str], split: str,
                     class_map: ClassMap) -> np.ndarray:
     """Dataset rows to evaluate: a subset of the run's ``split.json`` (same dataset only) or all known rows."""
-    from cryomine.train.run import dataset_fingerprint, read_split  # lazy: cryomine.train uses our metrics
-
     if split not in SPLITS:
         raise InputError(f"split: must be one of {', '.join(SPLITS)}, got {split!r}")
     class_id = read_rows(dataset, ("class_id",))["class_id"]
@@ -72,8 +71,6 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | os.PathLike[str
     densities). Fields for heads the model lacks are ``None`` (so are undefined values, e.g. a class without
     samples).
     """
-    from cryomine.train.run import check_dataset_compatible, load_run  # lazy: cryomine.train uses our metrics
-
     device = device or default_device()
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
     header = open_dataset(dataset)

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from cryomine.errors import InputError
+from cryomine.geometry.validate import check_volume, check_voxel_size
 from cryomine.io.atomic import atomic_output
 from cryomine.io.mrc import Volume, read_mrc
-from cryomine.io.validate import check_volume, check_voxel_size
+from cryomine.viz import fsc_figure, save_png
 
 __all__ = [
     "FSCResult",
@@ -218,31 +219,8 @@ def plot_fsc(
     title: str | None = None,
 ) -> Path:
     """Plot one or more FSC curves (a dict label -> result) with the 0.5 and 0.143 lines into a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    items = curves.items() if isinstance(curves, dict) else [("FSC", curves)]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    try:
-        for label, r in items:
-            (line,) = ax.plot(r.frequency_a_inv, r.fsc, marker=".", label=f"{label} ({r.resolution_0143_a:.1f} Å at 0.143)")
-            if math.isfinite(r.resolution_0143_a) and r.resolution_0143_a > 0:
-                ax.axvline(1.0 / r.resolution_0143_a, color=line.get_color(), ls=":", lw=0.8)
-        ax.axhline(0.5, color="grey", ls="--", lw=0.8)
-        ax.axhline(0.143, color="grey", ls=":", lw=0.8)
-        ax.axhline(0.0, color="black", lw=0.5)
-        ax.set_xlabel("spatial frequency (1/Å)")
-        ax.set_ylabel("FSC")
-        ax.set_ylim(-0.2, 1.05)
-        if title:
-            ax.set_title(title)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = Path(path)
-        with atomic_output(p) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return p
+    items = curves if isinstance(curves, dict) else {"FSC": curves}
+    labelled = {f"{label} ({r.resolution_0143_a:.1f} Å at 0.143)": r for label, r in items.items()}
+    fig = fsc_figure({k: (r.frequency_a_inv, r.fsc) for k, r in labelled.items()}, title,
+                     {k: r.resolution_0143_a for k, r in labelled.items()})
+    return save_png(fig, path)

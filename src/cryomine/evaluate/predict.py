@@ -41,6 +41,7 @@ from cryomine.io.mrc import read_mrc, write_mrc
 from cryomine.io.subtomo_h5 import read_header, read_rows
 from cryomine.models import infer
 from cryomine.train.config import default_device, resolve_bf16
+from cryomine.train.run import load_run
 
 MRC_SUFFIXES = (".mrc", ".map")
 
@@ -125,8 +126,6 @@ def _chunks(items: list[InputItem], size: int) -> Iterator[list[InputItem]]:
 def predict(run_dir: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
             *, batch_size: int = 32, device: torch.device | None = None) -> PredictResult:
     """Predict every subtomogram of ``inputs`` with the run's best weights; write the files described above."""
-    from cryomine.train.run import load_run  # lazy: cryomine.train uses our metrics
-
     device = device or default_device()
     run = load_run(run_dir, device=device)
     mc = run.model_config

@@ -17,6 +17,7 @@ from cryomine.geometry.euler import (
     xyz_to_zyx_matrix,
     zyx_to_xyz_matrix,
 )
+from cryomine.geometry.rotate_torch import rotate_volumes
 from cryomine.geometry.sampling import (
     MAX_GRID_ORIENTATIONS,
     angular_sampling,
@@ -24,7 +25,6 @@ from cryomine.geometry.sampling import (
     random_rotations,
     rotation_angle_deg,
 )
-from cryomine.geometry.rotate_torch import rotate_volumes
 from cryomine.geometry.transform import default_center_zyx, rotate_volume
 from cryomine.geometry.wedge import flip_volumes, missing_wedge_mask, tilts_symmetric, wedge_preserving_flips
 

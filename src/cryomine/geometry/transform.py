@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from cryomine.errors import InputError
 from cryomine.geometry.euler import check_rotation_matrices, xyz_to_zyx_matrix
-from cryomine.io.validate import check_volume
+from cryomine.geometry.validate import check_volume
 
 __all__ = ["rotate_volume", "default_center_zyx"]
 

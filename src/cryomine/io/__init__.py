@@ -1,5 +1,6 @@
 """File formats: MRC volumes, TOM/PyTom .em volumes and motive lists, RELION STAR, SHREC and CSV particle lists."""
 
+from cryomine.geometry.validate import check_volume, check_voxel_size
 from cryomine.io.atomic import atomic_output
 from cryomine.io.em import (
     MOTL_COLUMNS,
@@ -21,7 +22,6 @@ from cryomine.io.star import (
     read_tomograms,
     write_particles,
 )
-from cryomine.io.validate import check_volume, check_voxel_size
 
 __all__ = [
     "MOTL_COLUMNS",

@@ -52,8 +52,8 @@ from scipy.spatial.transform import Rotation
 
 from cryomine.errors import InputError
 from cryomine.geometry.euler import euler_zyz_to_matrix, matrix_to_euler_zyz
+from cryomine.geometry.validate import check_volume, check_voxel_size
 from cryomine.io.mrc import Volume
-from cryomine.io.validate import check_volume, check_voxel_size
 
 __all__ = [
     "EM_HEADER_BYTES",

@@ -17,8 +17,8 @@ import mrcfile
 import numpy as np
 
 from cryomine.errors import InputError
+from cryomine.geometry.validate import check_volume, check_voxel_size
 from cryomine.io.atomic import atomic_output
-from cryomine.io.validate import check_volume, check_voxel_size
 
 
 @dataclass(frozen=True)

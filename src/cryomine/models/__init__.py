@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from cryomine.models.baselines import SSN3DED, DSRF3Dv2
 from cryomine.models.blocks import ModelOutput, check_input
-from cryomine.models.config import MODEL_NAMES, ModelConfig, build_model
+from cryomine.models.build import build_model
+from cryomine.models.config import MODEL_NAMES, ModelConfig
 from cryomine.models.dsmnet import DSMNet
 from cryomine.models.flops import (
     benchmark_throughput,

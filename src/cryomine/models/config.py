@@ -1,4 +1,4 @@
-"""Model configuration: which architecture, which heads, how big; and :func:`build_model`.
+"""Model configuration: which architecture, which heads, how big (built by :func:`cryomine.models.build.build_model`).
 
 Variants of DSM-Net are chosen by configuration (the enabled heads), not by subclasses:
 
@@ -21,8 +21,6 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from torch import nn
 
 from cryomine.errors import InputError
 
@@ -157,19 +155,3 @@ class ModelConfig:
         if "name" not in data:
             raise InputError("model config: missing required key 'name'")
         return cls(**dict(data))
-
-
-def build_model(config: ModelConfig) -> nn.Module:
-    """Instantiate the network described by ``config`` (freshly initialised, in training mode).
-
-    Every model maps an ``(n, 1, d, h, w)`` float tensor to a :class:`cryomine.models.blocks.ModelOutput`.
-    """
-    if not isinstance(config, ModelConfig):
-        raise InputError(f"build_model needs a ModelConfig, got {type(config).__name__}")
-    if config.name in DSMNET_NAMES:
-        from cryomine.models.dsmnet import DSMNet
-
-        return DSMNet(config)
-    from cryomine.models.baselines import SSN3DED, DSRF3Dv2
-
-    return SSN3DED(config) if config.name == "ssn3d-ed" else DSRF3Dv2(config)

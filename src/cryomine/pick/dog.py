@@ -20,10 +20,10 @@ from scipy import ndimage
 
 from cryomine import __version__
 from cryomine.errors import InputError
+from cryomine.geometry.validate import check_volume
 from cryomine.io.atomic import atomic_output
 from cryomine.io.mrc import read_mrc, write_mrc
 from cryomine.io.star import write_particles
-from cryomine.io.validate import check_volume
 from cryomine.pick.config import DogConfig
 from cryomine.pick.peaks import MAD_TO_SIGMA, Picks, find_peaks, robust_threshold
 

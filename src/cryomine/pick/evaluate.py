@@ -36,6 +36,7 @@ from cryomine.errors import InputError
 from cryomine.io.star import ParticleTable, coordinates_xyz_voxels
 from cryomine.pick.config import MatchingConfig
 from cryomine.pick.peaks import predicted_classes, read_picks
+from cryomine.structures import bundled_radius_a
 
 __all__ = ["PointSet", "load_point_set", "match_points", "evaluate_point_sets", "evaluate_pick_files", "class_radii_vox"]
 
@@ -128,13 +129,11 @@ def class_radii_vox(names: list[str], config: MatchingConfig, voxel_size_a: floa
         raise InputError("voxel size unknown: pass --voxel-size (Å) to convert radii to voxels")
     if config.radius_a is not None:
         return {n: float(config.radius_a) / voxel_size_a for n in names}
-    from cryomine.structures import list_structures
-
-    diam = {s.id.lower(): s.diameter_a for s in list_structures()}
-    unknown = sorted(n for n in names if n.lower() not in diam)
+    radius = {n: bundled_radius_a(n) for n in names}
+    unknown = sorted(n for n in names if radius[n] is None)
     if unknown:
         raise InputError(f"no bundled structure named {', '.join(unknown[:5])}: pass --radius (Å) for the particle radius")
-    return {n: diam[n.lower()] / 2.0 / voxel_size_a for n in names}
+    return {n: radius[n] / voxel_size_a for n in names}
 
 
 def evaluate_point_sets(picks: PointSet, truth: PointSet, radius_vox: dict[str, float], hit_fraction: float = 0.5) -> dict:

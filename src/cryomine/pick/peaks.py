@@ -23,7 +23,8 @@ from cryomine.errors import InputError
 from cryomine.io.star import ParticleTable, make_particles, read_particles
 from cryomine.pick.config import PeakConfig
 
-__all__ = ["Picks", "read_picks", "predicted_classes", "Candidates", "local_maxima", "robust_threshold", "select_peaks", "find_peaks", "candidate_floor"]
+__all__ = ["Picks", "read_picks", "predicted_classes", "Candidates", "local_maxima", "robust_threshold", "select_peaks", "find_peaks",
+           "candidate_floor"]
 
 MAD_TO_SIGMA = 1.4826
 

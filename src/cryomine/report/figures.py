@@ -2,7 +2,7 @@
 
 Each function returns a :class:`matplotlib.figure.Figure` made without pyplot (no global state, no display
 backend); :func:`cryomine.report.html.figure_data_uri` turns it into an embedded PNG. Slice montages reuse
-:func:`cryomine.report.slices.save_slice_montage` and come back as PNG bytes.
+:func:`cryomine.viz.save_slice_montage` and come back as PNG bytes.
 
 Tomogram panels: the central xy slice (z = d // 2) and the central xz slice (y = h // 2) of a ``(d, h, w)``
 tomogram, drawn with ``origin="lower"`` so x runs right and y (or z) up. A particle of radius ``r`` voxels at
@@ -26,7 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle
 
 from cryomine.errors import InputError
-from cryomine.report.slices import central_slices, save_slice_montage
+from cryomine.viz import central_slices, fsc_figure, save_slice_montage
 
 __all__ = [
     "Points",
@@ -177,30 +177,6 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str], title: str 
     return fig
 
 
-def fsc_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str | None = None) -> Figure:
-    """FSC curves: ``label -> (frequency_a_inv (s,), fsc (s,))``, with the 0.5 and 0.143 thresholds."""
-    fig = Figure(figsize=(6.5, 4.0), layout="constrained")
-    ax = fig.subplots()
-    top = 0.0
-    for label, (freq, values) in curves.items():
-        f, v = np.asarray(freq, np.float64), np.asarray(values, np.float64)
-        if f.shape != v.shape:
-            raise InputError(f"FSC curve {label!r}: {f.size} frequencies for {v.size} values")
-        ax.plot(f, v, marker=".", markersize=3, linewidth=1.4, label=str(label))
-        top = max(top, float(np.nanmax(f)) if f.size else 0.0)
-    for thr, style in ((0.5, "--"), (0.143, ":")):
-        ax.axhline(thr, color="grey", linestyle=style, linewidth=1, label=f"FSC = {thr:g}")
-    ax.axhline(0, color="black", linewidth=0.5)
-    ax.set_xlim(0, top or 1)
-    ax.set_ylim(-0.2, 1.05)
-    ax.set_xlabel("spatial frequency (1/Å)")
-    ax.set_ylabel("FSC")
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=9)
-    return fig
-
-
 def learning_curves_figure(metrics: pd.DataFrame, title: str | None = None) -> Figure:
     """Losses (left) and validation accuracy / mIoU (right) per epoch from a run's ``metrics.csv`` table
     (columns ``epoch``, ``train_loss``, ``val_loss``, per-head ``*_loss_*``, ``val_accuracy``, ``val_miou``,
@@ -243,7 +219,7 @@ def learning_curves_figure(metrics: pd.DataFrame, title: str | None = None) -> F
 
 def montage_png(rows: Mapping[str, Sequence[np.ndarray]] | Mapping[str, np.ndarray],
                 column_titles: Sequence[str] | None = None, title: str | None = None, dpi: int = 100) -> bytes:
-    """PNG bytes of :func:`~cryomine.report.slices.save_slice_montage` (``(d, h, w)`` volumes; see there)."""
+    """PNG bytes of :func:`~cryomine.viz.save_slice_montage` (``(d, h, w)`` volumes; see there)."""
     if not rows:
         raise InputError("montage needs at least one row")
     with tempfile.TemporaryDirectory(prefix="cryomine-report-") as tmp:

@@ -14,6 +14,7 @@ from cryomine.report.figures import Points, tomogram_picks_figure
 from cryomine.report.html import figure_data_uri, format_value, image, not_available, param_text, table
 from cryomine.report.inputs import read_json
 from cryomine.report.sections import Context
+from cryomine.structures import bundled_radius_a
 
 __all__ = ["read_points", "tomogram_section"]
 
@@ -43,11 +44,9 @@ def _particle_radius(ctx: Context, names: set[str], voxel_size_a: float, shape: 
     if pe is not None and isinstance(pe.data.get("radius_vox"), Mapping) and pe.data["radius_vox"]:
         return {str(k): float(v) for k, v in pe.data["radius_vox"].items()}
     if names:
-        from cryomine.structures import list_structures
-
-        diam = {s.id.lower(): s.diameter_a for s in list_structures()}
-        if all(n.lower() in diam for n in names):
-            return {n: diam[n.lower()] / 2.0 / voxel_size_a for n in names}
+        radius = {n: bundled_radius_a(n) for n in names}
+        if all(r is not None for r in radius.values()):
+            return {n: r / voxel_size_a for n, r in radius.items()}
     picks = ctx.inputs.picks_star
     if picks is not None and picks.with_suffix(".json").is_file():
         value = (read_json(picks.with_suffix(".json"), []) or {}).get("radius_vox")

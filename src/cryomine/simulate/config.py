@@ -141,7 +141,8 @@ def build_dataset_config(preset: str | None = None, **overrides: Any) -> Subtomo
     """Resolve a config: dataclass defaults < ``preset`` < explicit ``overrides`` (``None`` = not given).
 
     Overrides use the flat names of the CLI (``snr``, ``tilt_min``, ``defocus_um``, ``crowding``, ``per_class``,
-    ``total``, ``vary_defocus`` / ``vary_tilt_min`` / ``vary_tilt_max`` as ``(low, high)``, ...). Giving ``per_class`` clears a preset's ``total`` and vice versa.
+    ``total``, ``vary_defocus`` / ``vary_tilt_min`` / ``vary_tilt_max`` as ``(low, high)``, ...).
+    Giving ``per_class`` clears a preset's ``total`` and vice versa.
     """
     values: dict[str, Any] = {}
     if preset is not None:

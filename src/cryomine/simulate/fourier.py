@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from cryomine.errors import InputError
+from cryomine.geometry.validate import check_voxel_size
 from cryomine.geometry.wedge import missing_wedge_mask
-from cryomine.io.validate import check_voxel_size
 from cryomine.simulate.ctf import transfer_function
 from cryomine.simulate.imaging import (
     CONTRAST_SIGN,

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from cryomine.errors import InputError
-from cryomine.io.validate import check_voxel_size
+from cryomine.geometry.validate import check_voxel_size
 from cryomine.simulate.ctf import MicroscopeConfig, transfer_function_2d
 from cryomine.simulate.tilt import TiltSeriesConfig, backproject_wbp, project
 

@@ -11,6 +11,7 @@ from cryomine.structures.density import atoms_from_file, density_from_model
 from cryomine.structures.library import (
     StructureInfo,
     build_index,
+    bundled_radius_a,
     list_structures,
     load_structure,
     resolve_structures,
@@ -24,6 +25,7 @@ __all__ = [
     "build_index",
     "center_volume",
     "density_from_model",
+    "bundled_radius_a",
     "list_structures",
     "load_structure",
     "pad_to_cube",

@@ -31,8 +31,8 @@ import gemmi
 import numpy as np
 
 from cryomine.errors import InputError
+from cryomine.geometry.validate import check_volume, check_voxel_size
 from cryomine.io.mrc import Volume
-from cryomine.io.validate import check_volume, check_voxel_size
 
 #: Resolution-blur Gaussian sigma per Å of resolution (ChimeraX molmap convention, 1 / (pi * sqrt(2))).
 SIGMA_PER_RESOLUTION = 1.0 / (math.pi * math.sqrt(2.0))

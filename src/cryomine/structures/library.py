@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from cryomine.errors import InputError
+from cryomine.geometry.validate import check_voxel_size
 from cryomine.io.atomic import atomic_output
 from cryomine.io.mrc import Volume, read_mrc
-from cryomine.io.validate import check_voxel_size
 from cryomine.structures.density import (
     SIGMA_PER_RESOLUTION,
     atoms_from_file,
@@ -64,7 +64,8 @@ _INDEX_NAME = "index.json"
 
 @dataclass(frozen=True)
 class StructureInfo:
-    """One library entry: ``id`` (as shipped, e.g. ``4v4r_30S``; matched case-insensitively), ``source`` ("pdb" or "map"), approximate ``diameter_a`` (Å) and
+    """One library entry: ``id`` (as shipped, e.g. ``4v4r_30S``; matched case-insensitively), ``source`` ("pdb" or "map"),
+    approximate ``diameter_a`` (Å) and
     ``box_size`` (voxels per axis of the shipped map, or of the map computed from atoms, at 10 Å/voxel)."""
 
     id: str
@@ -186,6 +187,14 @@ def _index() -> tuple[StructureInfo, ...]:
 def list_structures() -> list[StructureInfo]:
     """Metadata of every shipped structure, sorted by id (from ``data/index.json``)."""
     return sorted(_index(), key=lambda i: i.id.lower())
+
+
+def bundled_radius_a(structure_id: str) -> float | None:
+    """Half the diameter (Å) of a shipped structure (id case-insensitive), None for anything else (e.g. a file)."""
+    for info in _index():
+        if info.id.lower() == str(structure_id).lower():
+            return info.diameter_a / 2.0
+    return None
 
 
 def _known_id(sid: str) -> str:

@@ -14,8 +14,8 @@ import scipy.fft
 import scipy.ndimage as ndi
 
 from cryomine.errors import InputError
+from cryomine.geometry.validate import check_volume, check_voxel_size
 from cryomine.io.mrc import Volume
-from cryomine.io.validate import check_volume, check_voxel_size
 
 
 def resample_volume(volume: Volume, voxel_size_a: float) -> Volume:

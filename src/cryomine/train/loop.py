@@ -5,7 +5,8 @@
 * Data order: epoch ``e`` visits the training rows in ``numpy.random.default_rng([seed, e]).permutation``, and
   batch ``i`` of it is augmented with ``default_rng([seed, e, i, AUGMENT_STREAM])``; both depend only on the seed,
   the epoch and the batch number, so a resumed run sees exactly the batches an uninterrupted run would. The
-  learning rate of every step is :meth:`TrainConfig.lr_at` of the global step number. Dropout draws from torch's RNG, whose state (with numpy's and Python's) is saved in
+  learning rate of every step is :meth:`TrainConfig.lr_at` of the global step number. Dropout draws from torch's RNG,
+  whose state (with numpy's and Python's) is saved in
   every checkpoint and restored on resume.
 * Early stopping on the validation loss (the weighted total of the heads' losses, the quantity being optimised;
   it exists for every model variant): training stops once ``patience`` epochs in a row bring no strictly lower
@@ -33,11 +34,11 @@ from tqdm import tqdm
 
 from cryomine.data.loader import SubtomoDataset
 from cryomine.errors import InputError
-from cryomine.evaluate.metrics import accuracy_from_confusion, confusion_matrix, mean_iou
 from cryomine.io.atomic import atomic_output
 from cryomine.models import ModelConfig, ModelOutput
 from cryomine.train.batchnorm import recalibrate_batchnorm
 from cryomine.train.config import TrainConfig
+from cryomine.train.metrics import accuracy_from_confusion, confusion_matrix, mean_iou
 from cryomine.train.runtime import Runtime
 
 CHECKPOINT_FORMAT = "cryomine-checkpoint"

@@ -1,4 +1,4 @@
-"""Inputs and outputs of subtomogram averaging.
+"""Inputs of subtomogram averaging.
 
 Inputs (:func:`load_particles`): a cryomine subtomogram dataset (``.h5``: subtomograms, voxel size, tilt range and
 optics from its generating config, ground truth when present), or a RELION particles STAR file plus the
@@ -6,32 +6,26 @@ tomogram (MRC) its coordinates refer to: boxes of ``box`` voxels are cut out aro
 (``rlnCoordinate`` minus ``rlnOrigin*Angst`` when present), padded with the tomogram's mean where they leave it.
 Every particle is normalised to zero mean and unit standard deviation.
 
-Outputs (:func:`write_results`): the map(s), half maps, FSC curves (CSV and one PNG), ``particles.star`` with
-the final poses, classes and half sets, ``summary.json``; and the checkpoint used by ``--resume``.
+Outputs are written by :mod:`cryomine.average.output`, the ``--resume`` checkpoint by
+:mod:`cryomine.average.checkpoint`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cryomine.errors import InputError
-from cryomine.io.atomic import atomic_output
-from cryomine.io.mrc import open_mrc_mmap, write_mrc
-from cryomine.io.star import ORIGIN_COLUMNS, coordinates_xyz_voxels, make_particles, read_particles, write_particles
+from cryomine.geometry.validate import check_voxel_size
+from cryomine.io.mrc import open_mrc_mmap
+from cryomine.io.star import ORIGIN_COLUMNS, coordinates_xyz_voxels, read_particles
 from cryomine.io.subtomo_h5 import read_header, read_rows
-from cryomine.io.validate import check_voxel_size
+from cryomine.simulate.ctf import MicroscopeConfig
 
-if TYPE_CHECKING:
-    from cryomine.average.classify import AverageResult
-
-__all__ = ["ParticleData", "load_particles", "load_dataset", "load_star", "write_results", "save_checkpoint", "load_checkpoint"]
+__all__ = ["ParticleData", "load_particles", "load_dataset", "load_star"]
 
 
 @dataclass(frozen=True)
@@ -87,8 +81,6 @@ def load_dataset(path: str | os.PathLike[str], max_particles: int | None = None)
         if "min_deg" in t and "max_deg" in t:
             tilt = (float(t["min_deg"]), float(t["max_deg"]))
         if isinstance(imaging.get("microscope"), dict):
-            from cryomine.simulate.ctf import MicroscopeConfig
-
             try:
                 microscope = MicroscopeConfig(**imaging["microscope"])
             except (TypeError, InputError):
@@ -120,7 +112,7 @@ def load_star(star: str | os.PathLike[str], tomogram: str | os.PathLike[str], bo
         keep = (df["rlnTomoName"].astype(str) == tomo.stem).to_numpy()
         if not keep.any():
             raise InputError(f"the STAR lists several tomograms and none is named {tomo.stem!r}", star)
-        table = type(table)(particles=df[keep].reset_index(drop=True), optics=table.optics, other_blocks=table.other_blocks, particles_block=table.particles_block)
+        table = replace(table, particles=df[keep].reset_index(drop=True))
         df = table.particles
     with open_mrc_mmap(tomo) as (data, vs):
         coords = coordinates_xyz_voxels(table)
@@ -176,85 +168,4 @@ def load_particles(
 
 
 def _head(data: ParticleData, n: int) -> ParticleData:
-    from dataclasses import replace
-
     return replace(data, particles=data.particles[:n], coords_xyz=data.coords_xyz[:n], names=data.names[:n])
-
-
-# ------------------------------------------------------------------------------------------------- outputs
-
-
-def map_names(n_classes: int) -> list[str]:
-    """Output stems: ``average`` for one class, ``class_01``, ``class_02``, ... for several."""
-    return ["average"] if n_classes == 1 else [f"class_{c + 1:02d}" for c in range(n_classes)]
-
-
-def write_results(out_dir: str | os.PathLike[str], result: AverageResult, data: ParticleData, summary: dict) -> dict[str, Path]:
-    """Write maps, half maps, FSC CSVs + PNG, ``particles.star`` and ``summary.json`` of a finished run."""
-    from cryomine.evaluate.fsc import plot_fsc, write_fsc_csv
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    names = map_names(len(result.maps))
-    for c, stem in enumerate(names):
-        files[stem] = write_mrc(out / f"{stem}.mrc", result.maps[c], data.voxel_size_a)
-        for h in (0, 1):
-            files[f"{stem}_half{h + 1}"] = write_mrc(out / f"{stem}_half{h + 1}.mrc", result.half_maps[c][h], data.voxel_size_a)
-        files[f"{stem}_fsc"] = write_fsc_csv(out / ("fsc.csv" if len(names) == 1 else f"{stem}_fsc.csv"), result.fsc[c])
-    curves = {stem: result.fsc[c] for c, stem in enumerate(names)}
-    files["fsc_png"] = plot_fsc(out / "fsc.png", curves, title="gold-standard FSC between half maps")
-    ali = result.alignment
-    origins = -ali.shifts_zyx[:, ::-1] * data.voxel_size_a  # RELION: centre = coordinate - origin
-    table = make_particles(
-        data.coords_xyz, ali.eulers_zyz, tomo_name=data.tomo_name, class_number=result.classes.astype(np.int64) + 1,
-        extra={
-            "rlnOriginXAngst": origins[:, 0], "rlnOriginYAngst": origins[:, 1], "rlnOriginZAngst": origins[:, 2],
-            "rlnRandomSubset": result.half.astype(np.int64) + 1, "rlnImageName": np.asarray(data.names),
-        },
-    )  # fmt: skip
-    files["star"] = write_particles(out / "particles.star", table)
-    files["summary"] = out / "summary.json"
-    with atomic_output(files["summary"]) as tmp:
-        tmp.write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
-    return files
-
-
-def _jsonable(obj: object) -> object:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj
-
-
-CHECKPOINT = "checkpoint.npz"
-
-
-def save_checkpoint(out_dir: str | os.PathLike[str], state: dict[str, np.ndarray], meta: dict) -> Path:
-    """Write the iteration state (arrays) and its metadata (JSON in the same file), atomically."""
-    path = Path(out_dir) / CHECKPOINT
-    with atomic_output(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(_jsonable(meta))), **state)
-    return path
-
-
-def load_checkpoint(out_dir: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict] | None:
-    """The saved state and metadata, or None when there is no checkpoint."""
-    path = Path(out_dir) / CHECKPOINT
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            state = {k: z[k] for k in z.files if k != "meta"}
-            meta = json.loads(str(z["meta"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"unreadable checkpoint ({exc}); delete it to start over", path) from None
-    return state, meta

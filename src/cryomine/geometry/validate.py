@@ -1,4 +1,4 @@
-"""Checks shared by every reader and writer of volumes."""
+"""Checks shared by every reader, writer and grid function of volumes: shape, dtype, finiteness, voxel size."""
 
 from __future__ import annotations
 
