@@ -16,10 +16,10 @@ import torch
 
 from cryomine.cli import main
 from cryomine.discover import DiscoverConfig, class_score, clustering_scores, kmeans, purity, tsne_2d
-from cryomine.discover.averages import compare_to_truth, place_in_box, unrotate
+from cryomine.discover.averages import compare_to_truth, unrotate
 from cryomine.discover.baseline import RadialFeaturizer, reduce_features
 from cryomine.errors import InputError
-from cryomine.geometry import euler_zyz_to_matrix, random_eulers_zyz, rotate_volume, rotate_volumes
+from cryomine.geometry import euler_zyz_to_matrix, place_in_box, random_eulers_zyz, rotate_volume, rotate_volumes
 from cryomine.io.subtomo_h5 import create_dataset, read_header, read_rows, write_rows
 
 TINY = ["--base-channels", "4", "--fc-units", "16"]

@@ -8,8 +8,9 @@ import pytest
 import torch
 from scipy import ndimage
 
+from cryomine.acquisition.ctf import MicroscopeConfig
 from cryomine.errors import InputError
-from cryomine.geometry import euler_zyz_to_matrix, missing_wedge_mask, rotate_volumes, rotation_angle_deg
+from cryomine.geometry import cut_boxes, euler_zyz_to_matrix, missing_wedge_mask, rotate_volumes, rotation_angle_deg
 from cryomine.io import make_particles, write_particles
 from cryomine.pick import (
     Candidates,
@@ -19,7 +20,6 @@ from cryomine.pick import (
     TemplateMatchConfig,
     build_atlas,
     evaluate_point_sets,
-    extract_boxes,
     match_points,
     match_template,
     pick_dog,
@@ -30,7 +30,6 @@ from cryomine.pick import (
 )
 from cryomine.pick.evaluate import evaluate_pick_files
 from cryomine.pick.tiles import read_window
-from cryomine.simulate.ctf import MicroscopeConfig
 
 
 def _asymmetric_template(m: int = 19, sigma: float = 1.6) -> np.ndarray:
@@ -282,7 +281,7 @@ def test_evaluate_files_empty_star_and_radii(tmp_path):
 def test_extract_boxes_centre_and_fill():
     shape = (9, 12, 10)
     vol = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
-    boxes = extract_boxes(vol, np.array([[4.2, 6, 5], [0, 0, 0]]), 4, fill=-1.0)
+    boxes = cut_boxes(vol, np.array([[4.2, 6, 5], [0, 0, 0]]), 4, fill=-1.0)
     assert boxes.shape == (2, 4, 4, 4)
     assert boxes[0, 2, 2, 2] == vol[4, 6, 5] and boxes[0, 0, 0, 0] == vol[2, 4, 3]
     assert boxes[1, 2, 2, 2] == vol[0, 0, 0] and np.all(boxes[1, :2] == -1.0) and boxes[1, 3, 3, 3] == vol[1, 1, 1]

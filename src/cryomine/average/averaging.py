@@ -19,11 +19,11 @@ import numpy as np
 import scipy.fft as sfft
 import torch
 
+from cryomine.acquisition.ctf import ctf
 from cryomine.errors import InputError
 from cryomine.geometry import random_rotations
 from cryomine.geometry.rotate_torch import rotate_volumes
 from cryomine.geometry.wedge import sampled_direction_mask_zx
-from cryomine.simulate.ctf import ctf
 
 __all__ = [
     "WedgeSums",
@@ -216,7 +216,7 @@ def phase_flip(particles: np.ndarray, voxel_size_a: float, microscope: object, c
     """Correct the CTF phases of ``(N, n, n, n)`` protein-bright particles: multiply the spectrum by the sign of
     the effective transfer ``-CTF(|k|)`` (single-axis tilt series at constant defocus: the 3-D CTF is isotropic).
 
-    ``microscope``: a :class:`cryomine.simulate.ctf.MicroscopeConfig`. Returns a new float32 stack.
+    ``microscope``: a :class:`cryomine.acquisition.ctf.MicroscopeConfig`. Returns a new float32 stack.
     """
     n = particles.shape[-1]
     sign = np.sign(-ctf(frequency_radius(n) / float(voxel_size_a), microscope))  # type: ignore[arg-type]

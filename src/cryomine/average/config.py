@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryomine.errors import InputError
+from cryomine.geometry.tilts import check_tilt_range
 
 
 def _finite(value: Any, name: str) -> float:
@@ -126,12 +127,10 @@ class AverageConfig:
         _int(self.seed, "seed", 0)
         if self.tilt_range_deg is not None:
             try:
-                lo, hi = (_finite(v, "tilt_range_deg") for v in self.tilt_range_deg)
+                lo, hi = self.tilt_range_deg
             except (TypeError, ValueError):
                 raise InputError(f"tilt range must be (min, max) degrees, got {self.tilt_range_deg!r}", "tilt_range_deg") from None
-            if not -90.0 <= lo < hi <= 90.0:
-                raise InputError(f"tilt range must satisfy -90 <= min < max <= 90, got ({lo:g}, {hi:g})", "tilt_range_deg")
-            object.__setattr__(self, "tilt_range_deg", (lo, hi))
+            object.__setattr__(self, "tilt_range_deg", check_tilt_range(lo, hi, "--tilt-min/--tilt-max"))
         for name in ("initial_lowpass_a", "mask_radius_a"):
             value = getattr(self, name)
             if value is not None and not _finite(value, name) > 0:

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cryomine.acquisition.ctf import MicroscopeConfig
 from cryomine.errors import InputError
+from cryomine.geometry.boxes import cut_boxes
 from cryomine.geometry.validate import check_voxel_size
 from cryomine.io.mrc import open_mrc_mmap
 from cryomine.io.star import ORIGIN_COLUMNS, coordinates_xyz_voxels, read_particles
 from cryomine.io.subtomo_h5 import read_header, read_rows
-from cryomine.simulate.ctf import MicroscopeConfig
 
 __all__ = ["ParticleData", "load_particles", "load_dataset", "load_star"]
 
@@ -33,7 +34,7 @@ class ParticleData:
     """Particles to average.
 
     ``particles``: ``(N, n, n, n)`` float32, normalised. ``voxel_size_a``: Å. ``tilt_range_deg``: the input's
-    tilt range or None. ``microscope``: :class:`cryomine.simulate.ctf.MicroscopeConfig` of the input or None.
+    tilt range or None. ``microscope``: :class:`cryomine.acquisition.ctf.MicroscopeConfig` of the input or None.
     ``coords_xyz``: ``(N, 3)`` positions in the source (voxels, x y z). ``names``: ``N`` particle names
     (``index@file``). ``tomo_name``: source name. ``true_eulers_zyz`` / ``true_classes`` / ``class_names``:
     ground truth when the input has it.
@@ -120,7 +121,7 @@ def load_star(star: str | os.PathLike[str], tomogram: str | os.PathLike[str], bo
             coords = coords - df[list(ORIGIN_COLUMNS)].to_numpy(np.float64) / vs
         step = max(1, int(np.prod(data.shape) // 2_000_000))
         fill = float(np.asarray(data.reshape(-1)[::step], dtype=np.float64).mean())
-        vols = np.stack([_cut(data, xyz[::-1], box, fill) for xyz in coords])
+        vols = cut_boxes(data, coords[:, ::-1], box, fill)
     if not np.isfinite(vols).all():
         raise InputError("tomogram contains NaN/inf values inside the particle boxes", tomo)
     names = [f"{i + 1:06d}@{Path(star).name}" for i in range(len(vols))]
@@ -128,21 +129,6 @@ def load_star(star: str | os.PathLike[str], tomogram: str | os.PathLike[str], bo
         particles=_normalise(vols), voxel_size_a=vs, tilt_range_deg=None, microscope=None, coords_xyz=coords,
         names=names, tomo_name=tomo.stem,
     )  # fmt: skip
-
-
-def _cut(data: np.ndarray, centre_zyx: np.ndarray, box: int, fill: float) -> np.ndarray:
-    """The ``box``³ region whose voxel ``box // 2`` is the voxel nearest ``centre_zyx``, padded with ``fill``."""
-    out = np.full((box, box, box), fill, dtype=np.float32)
-    start = np.rint(centre_zyx).astype(int) - box // 2
-    src, dst = [], []
-    for s, n in zip(start, data.shape):
-        lo, hi = max(s, 0), min(s + box, n)
-        if hi <= lo:
-            return out
-        src.append(slice(lo, hi))
-        dst.append(slice(lo - s, hi - s))
-    out[tuple(dst)] = data[tuple(src)]
-    return out
 
 
 def load_particles(

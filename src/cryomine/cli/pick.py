@@ -64,8 +64,8 @@ def pick_cmd(
         return
     if template is None:
         raise InputError("template matching needs --template (bundled structure id or file)", "--template")
+    from cryomine.acquisition.ctf import MicroscopeConfig
     from cryomine.pick.template import match_template_file
-    from cryomine.simulate.ctf import MicroscopeConfig
 
     base = TemplateMatchConfig()
     microscope = None if ctf is False else replace(base.microscope or MicroscopeConfig(), **_given(defocus_um=defocus, voltage_kv=voltage))

@@ -24,6 +24,7 @@ import torch
 from cryomine.errors import InputError
 from cryomine.evaluate.fsc import FSCResult, fsc
 from cryomine.geometry import euler_zyz_to_matrix, rotate_volumes
+from cryomine.geometry.boxes import place_in_box
 from cryomine.io.subtomo_h5 import DatasetHeader, read_rows
 from cryomine.simulate.templates import prepare_template
 
@@ -93,19 +94,6 @@ def array_batches(volumes: np.ndarray, size: int = _BATCH) -> Iterator[tuple[np.
     """``(positions, volumes[positions])`` batches of an in-memory ``(n, d, h, w)`` array."""
     for pos in _batches(volumes.shape[0], size):
         yield pos, volumes[pos]
-
-
-def place_in_box(cube: np.ndarray, shape_zyx: Sequence[int]) -> np.ndarray:
-    """Crop / zero-pad ``cube`` ``(a, b, c)`` into a ``shape_zyx`` box, centre voxel ``n // 2`` onto ``n // 2``."""
-    out = np.zeros(tuple(shape_zyx), np.float32)
-    src, dst = [], []
-    for m, s in zip(cube.shape, shape_zyx):
-        lo = s // 2 - m // 2  # out index of cube index 0
-        a0, a1 = max(0, -lo), min(m, s - lo)
-        src.append(slice(a0, a1))
-        dst.append(slice(a0 + lo, a1 + lo))
-    out[tuple(dst)] = cube[tuple(src)]
-    return out
 
 
 def _template_truth(header: DatasetHeader, class_id: int) -> np.ndarray | None:

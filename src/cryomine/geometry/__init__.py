@@ -10,6 +10,7 @@ use :func:`xyz_to_zyx_matrix` to get the matrix acting on index vectors. See :mo
 
 from __future__ import annotations
 
+from cryomine.geometry.boxes import box_starts, cut_boxes, place_in_box, read_window, window_slices
 from cryomine.geometry.euler import (
     check_rotation_matrices,
     euler_zyz_to_matrix,
@@ -26,9 +27,17 @@ from cryomine.geometry.sampling import (
     rotation_angle_deg,
 )
 from cryomine.geometry.transform import default_center_zyx, rotate_volume
+from cryomine.geometry.validate import check_volume, check_voxel_size
 from cryomine.geometry.wedge import flip_volumes, missing_wedge_mask, tilts_symmetric, wedge_preserving_flips
 
 __all__ = [
+    "box_starts",
+    "cut_boxes",
+    "place_in_box",
+    "read_window",
+    "window_slices",
+    "check_volume",
+    "check_voxel_size",
     "MAX_GRID_ORIENTATIONS",
     "angular_sampling",
     "check_rotation_matrices",

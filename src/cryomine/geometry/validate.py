@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -38,3 +39,27 @@ def check_voxel_size(voxel_size_a: float, source: str | os.PathLike[str] | None 
     if not np.isfinite(value) or value <= 0:
         raise InputError(f"voxel size must be > 0 Å, got {value:g}", source)
     return value
+
+
+def volume_stats(volume: np.ndarray, source: str | os.PathLike[str] | None = None, chunk_voxels: int = 2**24) -> tuple[float, float]:
+    """Mean and standard deviation of a ``(d, h, w)`` volume read in z-slabs (works on memory maps).
+
+    Raises :class:`InputError` naming ``source`` for NaN/inf voxels or a constant volume.
+    """
+    d = volume.shape[0]
+    per = max(1, chunk_voxels // max(1, volume.shape[1] * volume.shape[2]))
+    n, mean, m2 = 0, 0.0, 0.0  # Chan et al. pairwise merge of per-slab mean and sum of squared deviations
+    for z in range(0, d, per):
+        block = np.asarray(volume[z : z + per], dtype=np.float64)
+        if not np.isfinite(block).all():
+            raise InputError(f"volume contains {int((~np.isfinite(block)).sum())} NaN/inf voxels (in z {z}..{z + len(block) - 1})", source)
+        nb, mb = block.size, float(block.mean())
+        m2b = float(np.square(block - mb).sum())
+        delta = mb - mean
+        m2 += m2b + delta * delta * n * nb / (n + nb)
+        mean += delta * nb / (n + nb)
+        n += nb
+    std = math.sqrt(m2 / n)
+    if not std > 1e-12 * max(1.0, abs(mean)):
+        raise InputError("volume is constant (zero variance)", source)
+    return mean, std

@@ -25,11 +25,10 @@ continuous-range idealisation (correct below the Crowther frequency ``1 / (thick
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from cryomine.errors import InputError
+from cryomine.geometry.tilts import check_tilt_range
 
 _EPS_DEG = 1e-6  # boundary tolerance: directions exactly on a tilt-range edge count as sampled
 
@@ -41,11 +40,7 @@ def _check(shape_zyx: tuple[int, int, int], tilt_min_deg: float, tilt_max_deg: f
         raise InputError(f"wedge mask shape must be 3 integers (z, y, x), got {shape_zyx!r}") from None
     if len(shape) != 3 or min(shape) < 1:
         raise InputError(f"wedge mask shape must be 3 positive integers (z, y, x), got {shape_zyx!r}")
-    for name, value in (("tilt_min_deg", tilt_min_deg), ("tilt_max_deg", tilt_max_deg)):
-        if not math.isfinite(float(value)) or abs(float(value)) > 90:
-            raise InputError(f"{name} must be a finite angle in [-90, 90] degrees, got {value!r}")
-    if not tilt_min_deg < tilt_max_deg:
-        raise InputError(f"tilt range must have min < max, got [{tilt_min_deg:g}, {tilt_max_deg:g}] degrees")
+    check_tilt_range(tilt_min_deg, tilt_max_deg)
     return shape  # type: ignore[return-value]
 
 

@@ -15,7 +15,7 @@ from cryomine.pick.atlas import Atlas, build_atlas, make_atlas, save_atlas_png
 from cryomine.pick.config import DogConfig, MatchingConfig, PeakConfig, TemplateMatchConfig
 from cryomine.pick.dog import DogResult, dog_response, pick_dog
 from cryomine.pick.evaluate import PointSet, evaluate_pick_files, evaluate_point_sets, match_points
-from cryomine.pick.extract import ExtractResult, extract_boxes, extract_subtomograms
+from cryomine.pick.extract import ExtractResult, extract_subtomograms
 from cryomine.pick.peaks import Candidates, Picks, find_peaks, local_maxima, read_picks, select_peaks
 from cryomine.pick.template import MatchResult, match_template, spherical_mask, template_weight
 from cryomine.pick.tiles import Tile, plan_tiles
@@ -37,7 +37,6 @@ __all__ = [
     "dog_response",
     "evaluate_pick_files",
     "evaluate_point_sets",
-    "extract_boxes",
     "extract_subtomograms",
     "find_peaks",
     "local_maxima",

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from cryomine.acquisition.ctf import MicroscopeConfig
 from cryomine.errors import InputError
-from cryomine.simulate.ctf import MicroscopeConfig
+from cryomine.geometry.tilts import check_tilt_range
 
 __all__ = ["PeakConfig", "DogConfig", "TemplateMatchConfig", "MatchingConfig", "METHODS"]
 
@@ -146,9 +147,7 @@ class TemplateMatchConfig:
         step = _finite(self.angular_step_deg, "--angular-step")
         if not 0.0 < step <= 180.0:
             raise InputError(f"angular step must be in (0, 180] degrees, got {step:g}", "--angular-step")
-        lo, hi = _finite(self.tilt_min_deg, "--tilt-min"), _finite(self.tilt_max_deg, "--tilt-max")
-        if not -90.0 <= lo < hi <= 90.0:
-            raise InputError(f"tilt range must satisfy -90 <= min < max <= 90 degrees, got [{lo:g}, {hi:g}]", "--tilt-min/--tilt-max")
+        check_tilt_range(self.tilt_min_deg, self.tilt_max_deg, "--tilt-min/--tilt-max")
         if self.microscope is not None and not isinstance(self.microscope, MicroscopeConfig):
             raise InputError("microscope must be a MicroscopeConfig or None", "microscope")
         if self.mask_radius_vox is not None and _positive(self.mask_radius_vox, "--mask-radius") < 1.0:

@@ -17,13 +17,14 @@ import numpy as np
 
 from cryomine import __version__
 from cryomine.errors import InputError
+from cryomine.geometry.boxes import cut_boxes
 from cryomine.io.atomic import atomic_output
 from cryomine.io.star import coordinates_xyz_voxels
 from cryomine.io.subtomo_h5 import create_dataset, write_rows
 from cryomine.pick.peaks import read_picks
 from cryomine.pick.tiles import open_mrc_mmap, volume_stats
 
-__all__ = ["ExtractResult", "extract_boxes", "extract_subtomograms"]
+__all__ = ["ExtractResult", "extract_subtomograms"]
 
 _BATCH = 64
 
@@ -37,21 +38,6 @@ class ExtractResult:
     size: int
     voxel_size_a: float
     class_names: list[str]
-
-
-def extract_boxes(volume: np.ndarray, coords_zyx: np.ndarray, size: int, fill: float = 0.0) -> np.ndarray:
-    """``(n, size, size, size)`` float32 boxes of a ``(d, h, w)`` volume (any array-like, e.g. a memory map)
-    centred (voxel ``size // 2``) on the rounded ``(n, 3)`` positions; voxels outside the volume read ``fill``."""
-    c = size // 2
-    out = np.full((len(coords_zyx), size, size, size), fill, np.float32)
-    for i, p in enumerate(np.rint(np.asarray(coords_zyx, np.float64)).astype(np.int64)):
-        src, dst = [], []
-        for a, n in zip(p - c, volume.shape):
-            lo, hi = max(int(a), 0), min(int(a) + size, n)
-            src.append(slice(lo, max(hi, lo)))
-            dst.append(slice(lo - int(a), max(hi, lo) - int(a)))
-        out[i][tuple(dst)] = volume[tuple(src)]
-    return out
 
 
 def extract_subtomograms(
@@ -84,7 +70,7 @@ def extract_subtomograms(
                            config=config, cryomine_version=__version__, has_ground_truth=False, with_coords=True)  # fmt: skip
             for start in range(0, len(table), _BATCH):
                 sl = slice(start, start + _BATCH)
-                boxes = extract_boxes(vol, coords_zyx[sl], size, fill=mean)
+                boxes = cut_boxes(vol, coords_zyx[sl], size, fill=mean)
                 xyz = coordinates_xyz_voxels(table)[sl].astype(np.float32)
                 write_rows(tmp, start, {"subtomograms": boxes, "coords_xyz": xyz, "class_id": class_id[sl]})
     return ExtractResult(Path(out), len(table), size, voxel_size_a, class_names)

@@ -6,7 +6,7 @@ For every orientation ``A`` of :func:`cryomine.geometry.angular_sampling` (RELIO
 1. rotate the template (trilinear) in its ``(m, m, m)`` box about voxel ``m // 2``;
 2. weight it in Fourier space by the tomogram's transfer: the missing-wedge mask of the tilt range
    (:func:`cryomine.geometry.missing_wedge_mask`, in the tomogram frame, so after the rotation) times
-   ``-CTF * envelope * MTF`` (:func:`cryomine.simulate.ctf.transfer_function`; the minus because tomograms here
+   ``-CTF * envelope * MTF`` (:func:`cryomine.acquisition.ctf.transfer_function`; the minus because tomograms here
    have protein bright, i.e. the reconstruction was sign-flipped after the physical CTF);
 3. normalise it under the mask ``M`` (``N = sum M`` voxels) to zero mean and unit variance, zero outside ``M``;
 4. correlate with the standardised tomogram ``v`` by FFT and divide by the local standard deviation of ``v``
@@ -41,6 +41,7 @@ import torch
 from tqdm import tqdm
 
 from cryomine import __version__
+from cryomine.acquisition.ctf import transfer_function
 from cryomine.errors import InputError
 from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, missing_wedge_mask
 from cryomine.io.atomic import atomic_output
@@ -50,7 +51,6 @@ from cryomine.pick.config import TemplateMatchConfig
 from cryomine.pick.correlate import _Correlator
 from cryomine.pick.peaks import Candidates, Picks, candidate_floor, local_maxima, robust_threshold, select_peaks
 from cryomine.pick.tiles import open_mrc_mmap, plan_tiles, read_window, volume_stats
-from cryomine.simulate.ctf import transfer_function
 from cryomine.simulate.templates import prepare_template
 
 __all__ = ["MatchResult", "match_template", "match_template_file", "template_weight", "spherical_mask", "template_radius_vox"]

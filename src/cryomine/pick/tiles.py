@@ -12,12 +12,13 @@ and the same tomogram processed in many tiles give the same scores, up to float 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from cryomine.errors import InputError
+from cryomine.geometry.boxes import window_slices
+from cryomine.geometry.validate import volume_stats  # re-exported: the tiling readers use it
 from cryomine.io.mrc import open_mrc_mmap  # re-exported: the tiling readers use it
 
 __all__ = ["Tile", "plan_tiles", "read_window", "good_fft_size", "open_mrc_mmap", "volume_stats", "tile_bytes"]
@@ -134,37 +135,8 @@ def read_window(
     """The ``shape_zyx`` window of ``volume`` (``(d, h, w)``, e.g. a memory map) starting at ``start_zyx``,
     standardised as ``(v - mean) / std``, with 0 outside the volume. Returns float32."""
     out = np.zeros(shape_zyx, np.float32)
-    src, dst = [], []
-    for a, n, size in zip(start_zyx, shape_zyx, volume.shape):
-        lo, hi = max(a, 0), min(a + n, size)
-        if hi <= lo:
-            return out
-        src.append(slice(lo, hi))
-        dst.append(slice(lo - a, hi - a))
-    block = np.asarray(volume[tuple(src)], dtype=np.float32)
-    out[tuple(dst)] = (block - np.float32(mean)) / np.float32(std)
+    overlap = window_slices(start_zyx, shape_zyx, volume.shape)
+    if overlap is not None:
+        block = np.asarray(volume[overlap[0]], dtype=np.float32)
+        out[overlap[1]] = (block - np.float32(mean)) / np.float32(std)
     return out
-
-
-def volume_stats(volume: np.ndarray, source: str | os.PathLike[str] | None = None, chunk_voxels: int = 2**24) -> tuple[float, float]:
-    """Mean and standard deviation of a ``(d, h, w)`` volume read in z-slabs (works on memory maps).
-
-    Raises :class:`InputError` naming ``source`` for NaN/inf voxels or a constant volume.
-    """
-    d = volume.shape[0]
-    per = max(1, chunk_voxels // max(1, volume.shape[1] * volume.shape[2]))
-    n, mean, m2 = 0, 0.0, 0.0  # Chan et al. pairwise merge of per-slab mean and sum of squared deviations
-    for z in range(0, d, per):
-        block = np.asarray(volume[z : z + per], dtype=np.float64)
-        if not np.isfinite(block).all():
-            raise InputError(f"tomogram contains {int((~np.isfinite(block)).sum())} NaN/inf voxels (in z {z}..{z + len(block) - 1})", source)
-        nb, mb = block.size, float(block.mean())
-        m2b = float(np.square(block - mb).sum())
-        delta = mb - mean
-        m2 += m2b + delta * delta * n * nb / (n + nb)
-        mean += delta * nb / (n + nb)
-        n += nb
-    std = math.sqrt(m2 / n)
-    if not std > 1e-12 * max(1.0, abs(mean)):
-        raise InputError("tomogram is constant (zero variance): nothing to pick", source)
-    return mean, std

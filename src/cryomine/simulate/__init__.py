@@ -3,7 +3,7 @@
 Imaging model (see :mod:`cryomine.simulate.imaging` for the pipeline, the SNR definition and the contrast
 convention: returned reconstructions have PROTEIN BRIGHT):
 
-- :mod:`cryomine.simulate.ctf`: :class:`MicroscopeConfig`, electron wavelength, CTF, envelope, detector MTF.
+- :mod:`cryomine.acquisition.ctf`: :class:`MicroscopeConfig`, electron wavelength, CTF, envelope, detector MTF.
 - :mod:`cryomine.simulate.tilt`: :class:`TiltSeriesConfig`, :func:`project`, :func:`backproject_wbp`.
 - :mod:`cryomine.simulate.imaging`: :class:`ImagingConfig`, :func:`image_scene`, :func:`image_scenes`.
 - :mod:`cryomine.simulate.fourier`: :func:`fourier_approximation` (fast approximate alternative).
@@ -13,7 +13,7 @@ Volumes are ``(d, h, w)`` = ``(z, y, x)``; the beam is along ``z`` at zero tilt 
 
 from __future__ import annotations
 
-from cryomine.simulate.ctf import (
+from cryomine.acquisition.ctf import (
     MicroscopeConfig,
     ctf,
     ctf_first_zero_a_inv,

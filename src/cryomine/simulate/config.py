@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryomine.acquisition.ctf import MicroscopeConfig
 from cryomine.errors import InputError
-from cryomine.simulate.ctf import MicroscopeConfig
 from cryomine.simulate.imaging import ImagingConfig
 from cryomine.simulate.scene import CrowdingConfig
 from cryomine.simulate.tilt import TiltSeriesConfig

@@ -5,7 +5,7 @@ This is not the physical simulation (:mod:`cryomine.simulate.imaging` is); it im
 
 - signal: ``S = CONTRAST_SIGN * ifft( fft(scene) * W * T(|k|) * apod(k_zx) )`` where ``W`` is the
   missing-wedge mask of the tilt range (:func:`cryomine.geometry.wedge.missing_wedge_mask`), ``T`` the radial
-  ``CTF * envelope * MTF`` (:func:`cryomine.simulate.ctf.transfer_function`; the 3-D CTF of a constant-defocus
+  ``CTF * envelope * MTF`` (:func:`cryomine.acquisition.ctf.transfer_function`; the 3-D CTF of a constant-defocus
   tilt series is radial because each tilt's 2-D frequency equals the 3-D frequency on its central slice) and
   ``apod`` the WBP apodisation taper on ``k_zx = sqrt(k_z^2 + k_x^2)`` (cycles/voxel);
 - noise: white Gaussian noise filtered by ``W * sqrt(k_zx / 0.5) * apod(k_zx)``: inside the sampled region, WBP
@@ -26,10 +26,10 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from cryomine.acquisition.ctf import transfer_function
 from cryomine.errors import InputError
 from cryomine.geometry.validate import check_voxel_size
 from cryomine.geometry.wedge import missing_wedge_mask
-from cryomine.simulate.ctf import transfer_function
 from cryomine.simulate.imaging import (
     CONTRAST_SIGN,
     Crop,

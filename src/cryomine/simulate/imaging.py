@@ -4,7 +4,7 @@ Pipeline (:func:`image_scenes`, :func:`image_scene`), for ``(d, h, w)`` = ``(z, 
 density (e.g. electrostatic potential; positive = protein):
 
 1. Project at every tilt of ``config.tilt`` (y tilt axis; :func:`cryomine.simulate.tilt.project`).
-2. Multiply each projection's 2-D spectrum by ``CTF * envelope * MTF`` (:mod:`cryomine.simulate.ctf`; constant
+2. Multiply each projection's 2-D spectrum by ``CTF * envelope * MTF`` (:mod:`cryomine.acquisition.ctf`; constant
    defocus per tilt). Each projection is reflect-padded by ``config.pad`` pixels first, so that the CTF's point
    spread does not wrap around the image edges, and cropped back after.
 3. Add white Gaussian noise of standard deviation ``sigma`` to the PROJECTIONS (the detector images), equal
@@ -38,9 +38,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cryomine.acquisition.ctf import MicroscopeConfig, transfer_function_2d
 from cryomine.errors import InputError
 from cryomine.geometry.validate import check_voxel_size
-from cryomine.simulate.ctf import MicroscopeConfig, transfer_function_2d
 from cryomine.simulate.tilt import TiltSeriesConfig, backproject_wbp, project
 
 CONTRAST_SIGN = -1.0

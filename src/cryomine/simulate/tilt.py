@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from cryomine.errors import InputError
+from cryomine.geometry.tilts import check_tilt_range
 
 _CHUNK_BYTES = 256 * 2**20  # default working-set target per chunk of y rows
 
@@ -61,18 +62,13 @@ class TiltSeriesConfig:
     step_deg: float = 3.0
 
     def __post_init__(self) -> None:
-        for name in ("min_deg", "max_deg", "step_deg"):
-            value = getattr(self, name)
-            try:
-                ok = math.isfinite(float(value))
-            except (TypeError, ValueError):
-                ok = False
-            if not ok or isinstance(value, bool):
-                raise InputError(f"tilt {name} must be a finite number of degrees, got {value!r}")
-        if abs(self.min_deg) > 90 or abs(self.max_deg) > 90:
-            raise InputError(f"tilt angles must be within +-90 degrees, got [{self.min_deg:g}, {self.max_deg:g}]")
-        if not self.min_deg < self.max_deg:
-            raise InputError(f"tilt range needs min < max, got [{self.min_deg:g}, {self.max_deg:g}] degrees")
+        check_tilt_range(self.min_deg, self.max_deg, "tilt series")
+        try:
+            ok = math.isfinite(float(self.step_deg)) and not isinstance(self.step_deg, bool)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise InputError(f"tilt step must be a finite number of degrees, got {self.step_deg!r}")
         if not self.step_deg > 0:
             raise InputError(f"tilt step must be > 0 degrees, got {self.step_deg:g}")
         if (self.max_deg - self.min_deg) / self.step_deg > 3600:
