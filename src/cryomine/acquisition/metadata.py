@@ -4,7 +4,9 @@
 recorded; every field may be unknown (``None``), and nothing is ever filled in silently:
 
 - ``voxel_size_a``: the tomogram's voxel size (Å);
-- ``tilt_angles_deg``: the tilt angles (degrees, tilt axis y, beam z), in the order the source lists them;
+- ``tilt_angles_deg``: the tilt angles (degrees, tilt axis y; at tilt ``theta`` the beam runs along
+  ``(z, x) = (cos theta, sin theta)`` of the tomogram: the negative of RELION's ``rlnTomoYTilt`` and IMOD's
+  ``.tlt``, converted by the readers), in the order the source lists them;
   ``tilt_range_deg``: ``(min, max)`` of the tilts, derived from the angles when they are known;
 - ``defocus_um``: per-tilt defocus (µm, positive = underfocus) in the order of ``tilt_angles_deg``, or one value
   for the whole tomogram;

@@ -1,0 +1,49 @@
+"""Gather a tomogram's :class:`Acquisition` from every place it may be written, flags first.
+
+Priority (a field is taken from the first place that knows it): the command-line flags, the ``--acquisition``
+files in the order given, the metadata files beside the tomogram (:data:`SIDECAR_SUFFIXES`), the tomogram's
+header (its voxel size; a header voxel size of 0, the MRC "unset", counts as unknown). A header voxel size that
+disagrees with the metadata's by more than 1% is warned about (the metadata wins unless a flag is given).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cryomine.acquisition.metadata import Acquisition, MetadataWarning
+from cryomine.acquisition.readers import find_sidecars, read_acquisition
+
+__all__ = ["resolve_acquisition"]
+
+
+def resolve_acquisition(
+    tomogram: str | os.PathLike[str] | None = None,
+    files: Sequence[str | os.PathLike[str]] = (),
+    *,
+    tomo_name: str | None = None,
+    header_voxel_size_a: float | None = None,
+    sidecars: bool = True,
+    **flags: Any,
+) -> Acquisition:
+    """The merged :class:`Acquisition` (module docstring). ``flags``: :meth:`Acquisition.updated` fields
+    (``voxel_size_a``, ``tilt_min_deg``/``tilt_max_deg``, ``defocus_um``, ``voltage_kv``, ``cs_mm``,
+    ``amplitude_contrast``, ``polarity``), ``None`` = not given. ``tomo_name`` defaults to the tomogram's stem."""
+    name = tomo_name if tomo_name is not None else (Path(tomogram).stem if tomogram is not None else None)
+    acq = Acquisition().updated("flags", **flags)
+    paths = [Path(f) for f in files]
+    if sidecars and tomogram is not None:
+        paths += [p for p in find_sidecars(tomogram) if p not in paths]
+    for p in paths:
+        acq = acq.merged(read_acquisition(p, tomo_name=name if p.suffix.lower() == ".star" else None))
+    header = float(header_voxel_size_a) if header_voxel_size_a is not None and header_voxel_size_a > 0 else None
+    if header is not None:
+        if acq.voxel_size_a is not None and flags.get("voxel_size_a") is None and abs(acq.voxel_size_a / header - 1) > 0.01:
+            warnings.warn(f"{tomogram}: header voxel size {header:g} Å differs from the metadata's {acq.voxel_size_a:g} Å "
+                          f"({acq.describe_sources()}); using the metadata's (override with --voxel-size)",
+                          MetadataWarning, stacklevel=2)
+        acq = acq.merged(Acquisition(voxel_size_a=header, sources=(f"{tomogram} header",)))
+    return acq
