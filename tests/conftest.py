@@ -6,6 +6,11 @@ the shape's voxels, the density the clean (lightly smoothed) shape, ``class_id``
 With ``noise_model`` (the default) the rows also carry the fields fresh-noise augmentation needs (noise-free box =
 the density, unit noise = the white noise drawn, one noise group per 8 rows) and the config a +-60 degree tilt
 series and the SNR, as simulated datasets do.
+
+Poses follow the package convention (:mod:`cryomine.geometry.euler`): the box of row ``i`` is the unrotated shape
+(:func:`reference_density`) rotated by RELION's ``A = euler_zyz_to_matrix(eulers_zyz[i])`` about the centre
+``n // 2`` and shifted by ``shifts_zyx[i]``, i.e. ``rotate_volume(reference, A, shift_zyx=shifts_zyx[i])``, so
+``cryomine.discover.averages.unrotate`` brings it back into the reference frame.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 from scipy.spatial.transform import Rotation
 
+from cryomine.geometry import matrix_to_euler_zyz, zyx_to_xyz_matrix
 from cryomine.io.subtomo_h5 import create_dataset, write_rows
 
 BLOB_SHAPES = ("sphere", "rod", "two_spheres", "disc", "ring")
@@ -46,6 +52,11 @@ def _shape_mask(shape: str, size: int, rotation: np.ndarray, shift_zyx: np.ndarr
     raise ValueError(shape)
 
 
+def reference_density(shape: str, size: int) -> np.ndarray:
+    """The clean unrotated, unshifted ``(size,) * 3`` density of ``shape`` (the rows' ``target_density`` before posing)."""
+    return gaussian_filter(_shape_mask(shape, size, np.eye(3), np.zeros(3)).astype(np.float32), 0.7)
+
+
 def write_blob_dataset(
     path: Path,
     *,
@@ -66,9 +77,12 @@ def write_blob_dataset(
     names = list(BLOB_SHAPES[:n_classes])
     n = n_per_class * n_classes
     class_id = np.arange(n, dtype=np.int32) % n_classes
-    rots = Rotation.random(n, random_state=seed)
+    # Uniform random rotations used as active maps of (z, y, x) offsets; the same rotations acting on (x, y, z)
+    # vectors are RELION's A, whose angles (package convention, not scipy's "ZYZ") are stored.
+    rot_zyx = Rotation.random(n, random_state=seed).as_matrix()
+    eulers = matrix_to_euler_zyz(zyx_to_xyz_matrix(rot_zyx)).astype(np.float32)
     shifts = rng.uniform(-1.0, 1.0, size=(n, 3)).astype(np.float32)
-    masks = np.stack([_shape_mask(names[k], size, rots[i].as_matrix(), shifts[i]) for i, k in enumerate(class_id)])
+    masks = np.stack([_shape_mask(names[k], size, rot_zyx[i], shifts[i]) for i, k in enumerate(class_id)])
     density = np.stack([gaussian_filter(m.astype(np.float32), 0.7) for m in masks]).astype(np.float32)
     unit = rng.standard_normal(density.shape).astype(np.float32)
     noisy = (density + noise * unit).astype(np.float32)
@@ -89,7 +103,7 @@ def write_blob_dataset(
             "target_density": density[:k],
             "target_mask": masks[:k].astype(np.uint8),
             "class_id": class_id[:k],
-            "eulers_zyz": rots[:k].as_euler("ZYZ", degrees=True).astype(np.float32),
+            "eulers_zyz": eulers[:k],
             "shifts_zyx": shifts[:k],
             "neighbour_classes": np.full((k, 1), -1, np.int16),
             "volume_fraction": masks[:k].mean(axis=(1, 2, 3)).astype(np.float32),

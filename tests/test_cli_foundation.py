@@ -52,7 +52,14 @@ def test_structures_list_json(capsys):
     ids = {r["id"] for r in rows}
     assert {"1bxn", "3j9i", "4v4r"} <= ids
     assert {r["source"] for r in rows} == {"pdb", "map"}
-    assert all(r["diameter_a"] > 30 and r["box_size"] >= 8 for r in rows)
+    # the printed metadata is the library's, and that of a fresh computation from the shipped data
+    from cryomine.structures import list_structures
+    from cryomine.structures.library import compute_info
+
+    assert rows == [info.to_dict() for info in list_structures()]
+    by_id = {r["id"]: r for r in rows}
+    for sid in ("1f4a", "3qm1"):  # one map, one atomic model
+        assert by_id[sid] == compute_info(sid).to_dict()
 
 
 def test_structures_show_writes_centred_map(tmp_path):

@@ -14,9 +14,11 @@ import pytest
 import starfile
 
 from cryomine.cli import main
+from cryomine.data.normalise import normalise
 from cryomine.io.mrc import write_mrc
-from cryomine.io.subtomo_h5 import read_rows
+from cryomine.io.subtomo_h5 import read_header, read_rows
 from cryomine.train import resolve_run
+from reference_metrics import segmentation_scores
 
 TINY = ["--base-channels", "4", "--fc-units", "16"]
 
@@ -47,17 +49,50 @@ def test_train_writes_the_run_folder(trained_run: Path) -> None:
     assert resolve_run(trained_run) == trained_run
 
 
-def test_evaluate_json_and_text(trained_run: Path, blob_dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _scores_from_predictions(pred_dir: Path, dataset: Path, rows: np.ndarray) -> dict:
+    """Evaluation metrics of ``rows`` recomputed from ``cryomine predict``'s files (predictions.csv, masks/,
+    recovered/) against the dataset's ground truth, by plain numpy."""
+    table = pd.read_csv(pred_dir / "predictions.csv").set_index("row").loc[rows]
+    truth = read_rows(dataset, ("class_id", "target_mask", "target_density"), rows)
+    names = read_header(dataset).class_names
+    out: dict = {"n_subtomograms": len(rows)}
+    if "class_name" in table.columns:
+        pred = np.array([names.index(n) for n in table["class_name"]])
+        cm = np.zeros((len(names), len(names)), np.int64)
+        np.add.at(cm, (truth["class_id"], pred), 1)
+        out.update(object_accuracy=float(np.mean(pred == truth["class_id"])), confusion_matrix=cm.tolist())
+    masks = np.stack([mrcfile.read(pred_dir / f) for f in table["mask_file"]])
+    out.update(segmentation_scores(masks, truth["target_mask"]))
+    if "recovered_file" in table.columns:
+        rec = np.stack([mrcfile.read(pred_dir / f) for f in table["recovered_file"]]).reshape(len(rows), -1)
+        target = normalise(truth["target_density"]).reshape(len(rows), -1).astype(np.float64)
+        out["recovery_mse"] = float(np.mean((rec - target) ** 2))
+        out["recovery_correlation"] = float(np.mean([np.corrcoef(a, b)[0, 1] for a, b in zip(rec, target)]))
+    return out
+
+
+def test_evaluate_json_and_text(trained_run: Path, blob_dataset: Path, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert main(["evaluate", str(trained_run), str(blob_dataset), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert EVAL_FIELDS <= set(result)
     split = json.loads((trained_run / "split.json").read_text())
     assert result["n_subtomograms"] == len(split["test"]) == 3  # 8 per class: 1 test row each
-    assert np.array(result["confusion_matrix"]).sum() == 3 and 0 <= result["miou"] <= 1
+    # every number is the one recomputed from 'cryomine predict's output files for the test rows
+    assert main(["predict", str(trained_run), str(blob_dataset), "--out", str(tmp_path / "pred")]) == 0
+    want = _scores_from_predictions(tmp_path / "pred", blob_dataset, np.sort(split["test"]))
+    assert result["confusion_matrix"] == want.pop("confusion_matrix")
+    for key, value in want.items():
+        assert result[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
+    capsys.readouterr()
     assert main(["evaluate", str(trained_run), str(blob_dataset), "--split", "all"]) == 0
     text = capsys.readouterr().out
     assert "object accuracy" in text and "mIoU" in text and "24 subtomograms" in text and "confusion matrix" in text
+    # the printed accuracy and mIoU are those of all 24 rows' predictions
+    every = _scores_from_predictions(tmp_path / "pred", blob_dataset, np.arange(24))
+    assert f"object accuracy:   {every['object_accuracy']:.4f}" in text
+    assert f"mIoU:              {every['miou']:.4f} (background {every['iou_background']:.4f}" in text
 
 
 def test_predict_dataset_and_mrc_inputs(trained_run: Path, blob_dataset: Path, tmp_path: Path) -> None:
@@ -97,8 +132,12 @@ def test_segmentation_only_model(blob_dataset: Path, tmp_path: Path, capsys: pyt
     assert main(["evaluate", str(run), str(blob_dataset), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["object_accuracy"] is None and result["confusion_matrix"] is None and result["recovery_mse"] is None
-    assert result["pixel_accuracy"] is not None and result["miou"] is not None
     assert main(["predict", str(run), str(blob_dataset), "--out", str(tmp_path / "p")]) == 0
+    test_rows = np.sort(json.loads((run / "split.json").read_text())["test"])
+    want = _scores_from_predictions(tmp_path / "p", blob_dataset, test_rows)
+    assert set(want) == {"n_subtomograms", "pixel_accuracy", "iou_background", "iou_target", "miou"}
+    for key, value in want.items():
+        assert result[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
     star = starfile.read(tmp_path / "p" / "predictions.star")
     assert "rlnClassNumber" not in star and not (tmp_path / "p" / "recovered").exists()
     assert len(list((tmp_path / "p" / "masks").glob("*.mrc"))) == 24

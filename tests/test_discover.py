@@ -13,14 +13,20 @@ import pandas as pd
 import pytest
 import starfile
 import torch
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+from conftest import reference_density
 from cryomine.cli import main
+from cryomine.data.normalise import normalise
 from cryomine.discover import DiscoverConfig, class_score, clustering_scores, kmeans, purity, tsne_2d
-from cryomine.discover.averages import compare_to_truth, unrotate
-from cryomine.discover.baseline import RadialFeaturizer, reduce_features
+from cryomine.discover.averages import compare_to_truth, fsc_summary, unrotate
+from cryomine.discover.baseline import RadialFeaturizer, baseline_features, reduce_features
+from cryomine.discover.features import extract_outputs
 from cryomine.errors import InputError
-from cryomine.geometry import euler_zyz_to_matrix, place_in_box, random_eulers_zyz, rotate_volume, rotate_volumes
+from cryomine.evaluate.fsc import fsc
+from cryomine.geometry import euler_zyz_to_matrix, place_in_box, random_eulers_zyz, rotate_volume, rotate_volumes, xyz_to_zyx_matrix
 from cryomine.io.subtomo_h5 import create_dataset, read_header, read_rows, write_rows
+from cryomine.train.run import load_run
 
 TINY = ["--base-channels", "4", "--fc-units", "16"]
 
@@ -130,6 +136,22 @@ def held_out_run(blob_dataset_factory: Callable[..., Path], tmp_path_factory: py
     return run, dataset
 
 
+def _unrotate_each(volumes: np.ndarray, eulers: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Reference-frame copies of posed volumes, one :func:`rotate_volume` (scipy) call per row: the inverse of
+    ``p = A r + s`` is the rotation ``A^T`` followed by the shift ``-A^T s`` (independent of ``unrotate``'s torch path)."""
+    out = []
+    for vol, e, s in zip(volumes, eulers, shifts):
+        a = euler_zyz_to_matrix(e)
+        out.append(rotate_volume(vol, a.T, shift_zyx=-xyz_to_zyx_matrix(a.T) @ np.asarray(s, np.float64)))
+    return np.stack(out)
+
+
+def _fsc_approx(got: dict, want: dict) -> None:
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-4), key
+
+
 def test_discover_cli_end_to_end(held_out_run: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run, dataset = held_out_run
     out = tmp_path / "disc"
@@ -144,26 +166,86 @@ def test_discover_cli_end_to_end(held_out_run: tuple[Path, Path], tmp_path: Path
     assert list(table["row"]) == list(range(32)) and set(table["cluster"]) == set(range(k))
     assert {"baseline_cluster", "predicted_class", "true_class", "held_out"} <= set(table.columns)
     assert set(table["predicted_class"]) <= {"sphere", "rod", "two_spheres"}  # the run never saw 'disc'
-    # the summary's numbers are those of the written assignments
+
+    # Independent references. Truth of each class: the mean of its clean target densities brought back into the
+    # reference frame with the stored poses (scipy path); it must be the unrotated shape itself.
+    header = read_header(dataset)
+    names = header.class_names
+    rows = np.arange(32)
+    r = read_rows(dataset, ("subtomograms", "target_density", "eulers_zyz", "shifts_zyx", "class_id"), rows)
+    classes = r["class_id"].astype(np.int64)
+    np.testing.assert_array_equal(table["true_class_id"].to_numpy(), classes)
+    truth = {}
+    for c, name in enumerate(names):
+        sel = classes == c
+        truth[c] = _unrotate_each(r["target_density"][sel], r["eulers_zyz"][sel], r["shifts_zyx"][sel]).mean(0)
+        assert np.corrcoef(truth[c].ravel(), reference_density(name, 16).ravel())[0, 1] > 0.95, name
+    boxes = normalise(r["subtomograms"])  # the network's (and the averages') input
+    boxes_ref = _unrotate_each(boxes, r["eulers_zyz"], r["shifts_zyx"])
+    disc = names.index("disc")
+
+    # The ideal clustering (ground-truth labels) and the expected baseline outcome: in the baseline's feature space
+    # every row lies nearer its own class centroid than any other (the planted partition is a fixed point of
+    # k-means, with a margin: own-centroid distance <= 0.72 x the next), so k-means with k = 4 (10 seeded restarts)
+    # is to return exactly the four classes.
+    feat = reduce_features(baseline_features(dataset, rows), summary["config"]["baseline_components"], 2)
+    centroids = np.stack([feat[classes == c].mean(0) for c in range(len(names))])
+    assert np.array_equal(np.linalg.norm(feat[:, None] - centroids[None], axis=-1).argmin(1), classes)
+    base = summary["baseline"]
+    assert adjusted_rand_score(classes, table["baseline_cluster"]) == pytest.approx(1.0)
+    assert base["purity"] == 1.0 and base["adjusted_rand_index"] == pytest.approx(1.0)
+    h = base["held_out"]["disc"]
+    assert (h["recall"], h["precision"], h["cluster_size"]) == (1.0, 1.0, 8)
+    # ... so its held-out FSC is that of the ideal average of the 8 disc rows, which beats both the same rows not
+    # un-rotated and the (un-rotated) rows of another class against the disc truth
+    ideal = fsc_summary(boxes_ref[classes == disc].mean(0), truth[disc], 10.0)
+    _fsc_approx(h["fsc_subtomogram_mean"], ideal)
+    box_frame = fsc_summary(boxes[classes == disc].mean(0), truth[disc], 10.0)
+    other = fsc_summary(boxes_ref[classes == names.index("sphere")].mean(0), truth[disc], 10.0)
+    for wrong in (box_frame, other):
+        assert ideal["fsc_sum"] > 2 * wrong["fsc_sum"] and ideal["resolution_fsc05_a"] < wrong["resolution_fsc05_a"]
+
+    # DSM-Net: the written clustering is k-means of the run's own features, the predictions its classifier's
+    loaded = load_run(run)
+    outs = extract_outputs(loaded, dataset, rows)
+    assert np.array_equal(kmeans(outs.features, k, seed=2), table["cluster"].to_numpy())
+    assert list(table["predicted_class"]) == [loaded.class_names[p] for p in outs.predicted]
+    recovered_ref = _unrotate_each(outs.recovered, r["eulers_zyz"], r["shifts_zyx"])
+
+    # the summary's numbers are those of the written assignments and maps against the independent truth
     for method, column in (("dsmnet", "cluster"), ("baseline", "baseline_cluster")):
         part = summary[method]
-        assert part["purity"] == pytest.approx(purity(table[column].to_numpy(), table["true_class_id"].to_numpy()))
+        labels = table[column].to_numpy()
+        assert part["purity"] == pytest.approx(purity(labels, classes))
+        assert part["adjusted_rand_index"] == pytest.approx(adjusted_rand_score(classes, labels))
+        assert part["normalized_mutual_info"] == pytest.approx(normalized_mutual_info_score(classes, labels))
         h = part["held_out"]["disc"]
-        in_cluster = table[table[column] == h["cluster"]]
-        assert h["recall"] == pytest.approx((in_cluster["true_class"] == "disc").sum() / 8)
-        assert h["precision"] == pytest.approx((in_cluster["true_class"] == "disc").mean())
-        assert h["fsc_subtomogram_mean"]["fsc_sum"] is not None
-    assert summary["dsmnet"]["held_out"]["disc"]["fsc"]["resolution_fsc05_a"] > 0
+        members = labels == h["cluster"]
+        assert h["recall"] == pytest.approx((classes[members] == disc).sum() / 8)
+        assert h["precision"] == pytest.approx((classes[members] == disc).mean())
+        _fsc_approx(h["fsc_subtomogram_mean"], fsc_summary(boxes_ref[members].mean(0), truth[disc], 10.0))
     star = starfile.read(out / "assignments.star")
     assert len(star) == 32 and np.array_equal(star["rlnClassNumber"].to_numpy(), table["cluster"].to_numpy() + 1)
     assert (out / "tsne.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    held_cluster = summary["dsmnet"]["held_out"]["disc"]["cluster"]
     for c in range(k):
+        members = table["cluster"].to_numpy() == c
         with mrcfile.open(out / f"cluster_{c}.mrc") as m:
             assert m.data.shape == (16, 16, 16) and float(m.voxel_size.x) == pytest.approx(10.0)
-            assert np.isfinite(m.data).all() and float(np.abs(m.data).max()) > 0
+            cluster_map = m.data.astype(np.float32)
+        # the map is the mean recovered density of the cluster's rows, in the reference frame
+        np.testing.assert_allclose(cluster_map, recovered_ref[members].mean(0), atol=1e-4 * np.abs(cluster_map).max())
         assert (out / f"cluster_{c}.png").stat().st_size > 1000
         entry = summary["dsmnet"]["clusters"][c]
-        assert entry["size"] == int((table["cluster"] == c).sum()) and "fsc" in entry
+        majority = int(np.bincount(classes[members], minlength=len(names)).argmax())
+        assert entry["size"] == int(members.sum()) and entry["majority_class_id"] == majority
+        _fsc_approx(entry["fsc"], fsc_summary(cluster_map, truth[majority], 10.0))
+        _fsc_approx(entry["fsc_subtomogram_mean"], fsc_summary(boxes_ref[members].mean(0), truth[majority], 10.0))
+        curve = pd.read_csv(out / f"cluster_{c}_fsc.csv")
+        np.testing.assert_allclose(curve["fsc"].to_numpy(), fsc(cluster_map, truth[majority], voxel_size_a=10.0).fsc,
+                                   atol=1e-4)
+        if c == held_cluster:
+            _fsc_approx(summary["dsmnet"]["held_out"]["disc"]["fsc"], fsc_summary(cluster_map, truth[disc], 10.0))
     assert summary["truth_source"]["disc"] == "target_density" and summary["frame"].startswith("reference frame")
 
 

@@ -15,6 +15,8 @@ from cryomine.cli import main
 from cryomine.io import make_particles, read_mrc, read_particles, write_mrc, write_particles
 from cryomine.io.star import coordinates_xyz_voxels
 from cryomine.io.subtomo_h5 import read_header, read_rows
+from cryomine.structures import list_structures
+from reference_metrics import max_matching, pick_scores, star_xyz
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +35,18 @@ def _json(capsys: pytest.CaptureFixture[str]) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+def _reference_scores(picks_star: Path, truth_star: Path, cls: str | None = None) -> dict[str, float]:
+    """Pick scores recomputed from the STAR files (hit: within half the true class's radius, 10 Å voxels); with
+    ``cls``, picks of that class (all picks of a single-class picker) against true particles of that class."""
+    names = starfile.read(truth_star)["rlnClassName"].astype(str).to_numpy()
+    diameter = {info.id: info.diameter_a for info in list_structures()}
+    limit = np.array([0.5 * diameter[n] / 2 / 10.0 for n in names])
+    picks, truth = star_xyz(picks_star), star_xyz(truth_star)
+    if cls is not None:
+        truth, limit = truth[names == cls], limit[names == cls]
+    return pick_scores(max_matching(picks, truth, limit), len(picks), len(truth))
+
+
 def test_dog_pick_and_evaluate(tomo, tmp_path, capsys):
     mrc, truth = tomo
     out = tmp_path / "dog.star"
@@ -45,6 +59,8 @@ def test_dog_pick_and_evaluate(tomo, tmp_path, capsys):
     assert main(["evaluate-picks", str(out), str(truth), "--json"]) == 0
     rep = _json(capsys)
     assert rep["n_true"] == 10 and rep["localisation"]["recall"] >= 0.8
+    want = _reference_scores(out, truth)
+    assert {k: rep["localisation"][k] for k in want} == pytest.approx(want, abs=1e-12)
     assert rep["localisation_and_class"] is None and set(rep["per_class"]) == {"1s3x", "3gl1"}
 
 
@@ -72,6 +88,8 @@ def test_template_pick_writes_scores_angles_and_finds_its_class(tomo, tmp_path, 
     assert main(["evaluate-picks", str(out), str(truth), "--json"]) == 0
     rep = _json(capsys)
     assert rep["per_class"]["3gl1"]["localisation_and_class"]["recall"] >= 0.8
+    want = _reference_scores(out, truth, "3gl1")  # every pick is labelled 3gl1
+    assert {k: rep["per_class"]["3gl1"]["localisation_and_class"][k] for k in want} == pytest.approx(want, abs=1e-12)
 
 
 def test_extract_builds_a_dataset_row_per_pick(tomo, tmp_path):
