@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from cryomine.acquisition import Acquisition
 from cryomine.average import (
     AlignConfig,
     AverageConfig,
@@ -70,7 +71,7 @@ def copies(truth: np.ndarray, count: int, seed: int, noise: float = 0.0, max_shi
 
 def data_of(parts: np.ndarray) -> ParticleData:
     n = len(parts)
-    return ParticleData(parts, 10.0, TILT, None, np.zeros((n, 3)), [f"{i}" for i in range(n)], "test")
+    return ParticleData(parts, 10.0, Acquisition(tilt_range_deg=TILT), np.zeros((n, 3)), [f"{i}" for i in range(n)], "test")
 
 
 def fsc_to_truth(volume: np.ndarray, truth: np.ndarray) -> np.ndarray:

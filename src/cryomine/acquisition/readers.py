@@ -44,6 +44,7 @@ import starfile
 
 from cryomine.acquisition.metadata import Acquisition
 from cryomine.errors import InputError
+from cryomine.io.tomo_particles import same_tomo_name
 
 __all__ = ["SIDECAR_SUFFIXES", "find_sidecars", "read_acquisition"]
 
@@ -198,7 +199,7 @@ def _relion_tomograms(path: Path, tomo_name: str | None) -> Acquisition:
             raise InputError(f"lists {len(glob)} tomograms ({', '.join(names[:4])}, ...): say which with --tomo-name", path)
         row = glob.iloc[0]
     else:
-        hit = [i for i, n in enumerate(names) if _same_tomo(n, tomo_name)]
+        hit = [i for i, n in enumerate(names) if same_tomo_name(n, tomo_name)]
         if not hit:
             raise InputError(f"no tomogram named {tomo_name!r} (has {', '.join(names[:6])})", path)
         row = glob.iloc[hit[0]]
@@ -218,11 +219,6 @@ def _relion_tomograms(path: Path, tomo_name: str | None) -> Acquisition:
         voltage_kv=get("rlnVoltage"), cs_mm=get("rlnSphericalAberration"), amplitude_contrast=get("rlnAmplitudeContrast"),
         polarity="dark", sources=(f"{path}:{row['rlnTomoName']}",),
     )  # fmt: skip
-
-
-def _same_tomo(a: str, b: str) -> bool:
-    strip = lambda s: s.removesuffix(".tomostar").removesuffix(".mrc")  # noqa: E731
-    return strip(str(a)) == strip(str(b))
 
 
 def _relion_tilt_angles(tilts: pd.DataFrame) -> tuple[float, ...] | None:

@@ -12,7 +12,6 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from cryomine.acquisition.metadata import Acquisition, MetadataWarning
 from cryomine.acquisition.readers import find_sidecars, read_acquisition
@@ -27,13 +26,14 @@ def resolve_acquisition(
     tomo_name: str | None = None,
     header_voxel_size_a: float | None = None,
     sidecars: bool = True,
-    **flags: Any,
+    overrides: Acquisition | None = None,
 ) -> Acquisition:
-    """The merged :class:`Acquisition` (module docstring). ``flags``: :meth:`Acquisition.updated` fields
-    (``voxel_size_a``, ``tilt_min_deg``/``tilt_max_deg``, ``defocus_um``, ``voltage_kv``, ``cs_mm``,
-    ``amplitude_contrast``, ``polarity``), ``None`` = not given. ``tomo_name`` defaults to the tomogram's stem."""
+    """The merged :class:`Acquisition` (module docstring). ``overrides``: what the flags say (e.g.
+    ``Acquisition().updated("flags", tilt_min_deg=-54, tilt_max_deg=62)``). ``tomo_name`` defaults to the
+    tomogram's stem."""
     name = tomo_name if tomo_name is not None else (Path(tomogram).stem if tomogram is not None else None)
-    acq = Acquisition().updated("flags", **flags)
+    acq = overrides if overrides is not None else Acquisition()
+    given_voxel = acq.voxel_size_a is not None
     paths = [Path(f) for f in files]
     if sidecars and tomogram is not None:
         paths += [p for p in find_sidecars(tomogram) if p not in paths]
@@ -41,7 +41,7 @@ def resolve_acquisition(
         acq = acq.merged(read_acquisition(p, tomo_name=name if p.suffix.lower() == ".star" else None))
     header = float(header_voxel_size_a) if header_voxel_size_a is not None and header_voxel_size_a > 0 else None
     if header is not None:
-        if acq.voxel_size_a is not None and flags.get("voxel_size_a") is None and abs(acq.voxel_size_a / header - 1) > 0.01:
+        if acq.voxel_size_a is not None and not given_voxel and abs(acq.voxel_size_a / header - 1) > 0.01:
             warnings.warn(f"{tomogram}: header voxel size {header:g} Å differs from the metadata's {acq.voxel_size_a:g} Å "
                           f"({acq.describe_sources()}); using the metadata's (override with --voxel-size)",
                           MetadataWarning, stacklevel=2)

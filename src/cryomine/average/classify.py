@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,8 @@ class AverageResult:
     half: np.ndarray
     history: list[dict]
     mask: np.ndarray
+    tilt_range_deg: tuple[float, float] = (-60.0, 60.0)
+    phase_flipped: bool = False
 
 
 def assign_classes(scores: np.ndarray) -> np.ndarray:
@@ -169,7 +171,7 @@ def run_average(
         raise InputError(f"particles must be cubes (N, n, n, n), got shape {parts.shape}")
     if len(parts) < 2 * k:
         raise InputError(f"need at least 2 particles per class ({2 * k}), got {len(parts)}")
-    tilt = config.resolved_tilt_range(data.tilt_range_deg)
+    tilt = config.resolved_tilt_range(data.acquisition)
     if references is not None:
         references = [np.asarray(r, np.float32) for r in references]
         if len(references) != k:
@@ -181,8 +183,9 @@ def run_average(
         mask = soft_sphere_mask(n, config.resolved_mask_radius_vox(n, vs), config.mask_edge_vox)
     elif mask.shape != (n, n, n):
         raise InputError(f"mask has shape {mask.shape}, the particles are {n}³", "--mask")
-    if config.phase_flip and data.microscope is not None:
-        parts = phase_flip(parts, vs, data.microscope)
+    microscope = data.acquisition.microscope("average (CTF phase flip)") if config.phase_flip else None
+    if microscope is not None:
+        parts = phase_flip(parts, vs, microscope)
     free = references is None
     n_joint = min(config.initial_iterations, config.iterations - 1) if free else 0
     nyq = 0.5 - 1.0 / n
@@ -287,7 +290,8 @@ def run_average(
                      "resolution_a": res, "fsc_curves": curves}  # fmt: skip
             save_checkpoint(out_dir, state, {**meta, "history": history, "iterations_done": it + 1})
     bar.close()
-    return _finish(sums, k, vs, mask, config, mats, shifts, scores, classes, half, history)
+    result = _finish(sums, k, vs, mask, config, mats, shifts, scores, classes, half, history)
+    return replace(result, tilt_range_deg=tilt, phase_flipped=microscope is not None)
 
 
 def _finish(sums, k, vs, mask, config, mats, shifts, scores, classes, half, history) -> AverageResult:
@@ -314,8 +318,9 @@ def result_summary(result: AverageResult, config: AverageConfig, data: ParticleD
         "particles": len(result.classes),
         "box": data.box,
         "voxel_size_a": data.voxel_size_a,
-        "tilt_range_deg": list(config.resolved_tilt_range(data.tilt_range_deg)),
-        "phase_flipped": bool(config.phase_flip and data.microscope is not None),
+        "tilt_range_deg": list(result.tilt_range_deg),
+        "phase_flipped": result.phase_flipped,
+        "acquisition": data.acquisition.to_dict(),
         "classes": [
             {"class": c + 1, "particles": int((result.classes == c).sum()), "resolution_fsc0143_a": result.fsc[c].resolution_0143_a,
              "resolution_fsc05_a": result.fsc[c].resolution_05_a, "fsc_sum": result.fsc[c].fsc_sum}

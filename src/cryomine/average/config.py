@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryomine.acquisition import Acquisition
 from cryomine.errors import InputError
 from cryomine.geometry.tilts import check_tilt_range
 
@@ -142,11 +143,12 @@ class AverageConfig:
         if not isinstance(self.align, AlignConfig):
             raise InputError("align must be an AlignConfig", "align")
 
-    def resolved_tilt_range(self, from_input: tuple[float, float] | None) -> tuple[float, float]:
-        """The tilt range to use: this config's, else the input's, else ``(-60, 60)``."""
+    def resolved_tilt_range(self, acquisition: Acquisition) -> tuple[float, float]:
+        """The tilt range to use: this config's (the flags), else the input's metadata, else ``(-60, 60)`` with a
+        :class:`~cryomine.acquisition.MetadataWarning` saying so."""
         if self.tilt_range_deg is not None:
             return self.tilt_range_deg
-        return from_input if from_input is not None else (-60.0, 60.0)
+        return acquisition.resolved_tilt_range("average")
 
     def resolved_initial_lowpass_a(self, voxel_size_a: float) -> float:
         """Initial low-pass (Å): this config's or ``6 * voxel`` (never finer than Nyquist)."""

@@ -1,10 +1,14 @@
 """Inputs of subtomogram averaging.
 
-Inputs (:func:`load_particles`): a cryomine subtomogram dataset (``.h5``: subtomograms, voxel size, tilt range and
-optics from its generating config, ground truth when present), or a RELION particles STAR file plus the
-tomogram (MRC) its coordinates refer to: boxes of ``box`` voxels are cut out around each particle centre
-(``rlnCoordinate`` minus ``rlnOrigin*Angst`` when present), padded with the tomogram's mean where they leave it.
-Every particle is normalised to zero mean and unit standard deviation.
+Inputs (:func:`load_particles`): a cryomine subtomogram dataset (``.h5``: boxes, voxel size, positions and the
+acquisition metadata it stores, ground truth when present), or a RELION particles STAR file plus the tomogram
+its coordinates refer to: ``box``³ boxes are cut out around each particle centre (``rlnCoordinate`` minus
+``rlnOrigin*Angst``) with :func:`cryomine.geometry.cut_boxes`, padded with the tomogram's mean, exactly as
+``cryomine extract`` does (so both routes give the same particles). The acquisition (tilt range, optics,
+polarity) of a STAR input comes from :func:`cryomine.acquisition.resolve_acquisition` (the flags, the
+``--acquisition`` files, the files beside the tomogram, its header). Protein-dark inputs are inverted, so maps
+come out protein bright. Every particle is normalised to zero mean and unit standard deviation
+(:func:`cryomine.data.normalise`).
 
 Outputs are written by :mod:`cryomine.average.output`, the ``--resume`` checkpoint by
 :mod:`cryomine.average.checkpoint`.
@@ -13,18 +17,21 @@ Outputs are written by :mod:`cryomine.average.output`, the ``--resume`` checkpoi
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from cryomine.acquisition.ctf import MicroscopeConfig
+from cryomine.acquisition import Acquisition, resolve_acquisition
+from cryomine.data import dataset_acquisition, normalise
 from cryomine.errors import InputError
 from cryomine.geometry.boxes import cut_boxes
-from cryomine.geometry.validate import check_voxel_size
+from cryomine.geometry.validate import check_voxel_size, volume_stats
 from cryomine.io.mrc import open_mrc_mmap
-from cryomine.io.star import ORIGIN_COLUMNS, coordinates_xyz_voxels, read_particles
+from cryomine.io.star import read_particles
 from cryomine.io.subtomo_h5 import read_header, read_rows
+from cryomine.io.tomo_particles import particle_centres_xyz, select_tomogram
 
 __all__ = ["ParticleData", "load_particles", "load_dataset", "load_star"]
 
@@ -33,17 +40,16 @@ __all__ = ["ParticleData", "load_particles", "load_dataset", "load_star"]
 class ParticleData:
     """Particles to average.
 
-    ``particles``: ``(N, n, n, n)`` float32, normalised. ``voxel_size_a``: Å. ``tilt_range_deg``: the input's
-    tilt range or None. ``microscope``: :class:`cryomine.acquisition.ctf.MicroscopeConfig` of the input or None.
-    ``coords_xyz``: ``(N, 3)`` positions in the source (voxels, x y z). ``names``: ``N`` particle names
-    (``index@file``). ``tomo_name``: source name. ``true_eulers_zyz`` / ``true_classes`` / ``class_names``:
-    ground truth when the input has it.
+    ``particles``: ``(N, n, n, n)`` float32, normalised, protein bright. ``voxel_size_a``: Å. ``acquisition``:
+    what the input says of how it was recorded (:class:`~cryomine.acquisition.Acquisition`; unknown fields are
+    warned about where averaging needs them). ``coords_xyz``: ``(N, 3)`` positions in the tomogram (voxels,
+    x y z). ``names``: ``N`` particle names (``index@file``). ``tomo_name``: the tomogram's name.
+    ``true_eulers_zyz`` / ``true_classes`` / ``class_names``: ground truth when the input has it.
     """
 
     particles: np.ndarray
     voxel_size_a: float
-    tilt_range_deg: tuple[float, float] | None
-    microscope: object | None
+    acquisition: Acquisition
     coords_xyz: np.ndarray
     names: list[str]
     tomo_name: str
@@ -56,11 +62,8 @@ class ParticleData:
         return int(self.particles.shape[-1])
 
 
-def _normalise(stack: np.ndarray) -> np.ndarray:
-    flat = stack.reshape(stack.shape[0], -1)
-    mean = flat.mean(1, keepdims=True)
-    std = flat.std(1, keepdims=True)
-    return ((flat - mean) / np.where(std > 0, std, 1.0)).reshape(stack.shape).astype(np.float32)
+def _bright(vols: np.ndarray, acquisition: Acquisition) -> np.ndarray:
+    return -vols if acquisition.polarity == "dark" else vols
 
 
 def load_dataset(path: str | os.PathLike[str], max_particles: int | None = None) -> ParticleData:
@@ -70,70 +73,58 @@ def load_dataset(path: str | os.PathLike[str], max_particles: int | None = None)
     if header.n_written < 1:
         raise InputError("dataset has no subtomograms written", p)
     n = header.n_written if max_particles is None else min(header.n_written, int(max_particles))
-    fields = ("subtomograms", "class_id") + (("eulers_zyz",) if header.has_ground_truth else ())
+    fields = ("subtomograms", "class_id") + (("eulers_zyz",) if header.has_ground_truth else ()) \
+        + (("coords_xyz",) if header.has_coords else ())
     rows = read_rows(p, fields, slice(0, n))
     vols = np.asarray(rows["subtomograms"], dtype=np.float32)
     if not np.isfinite(vols).all():
         raise InputError("subtomograms contain NaN/inf values", p)
-    imaging = header.config.get("imaging") if isinstance(header.config, dict) else None
-    tilt, microscope = None, None
-    if isinstance(imaging, dict):
-        t = imaging.get("tilt") or {}
-        if "min_deg" in t and "max_deg" in t:
-            tilt = (float(t["min_deg"]), float(t["max_deg"]))
-        if isinstance(imaging.get("microscope"), dict):
-            try:
-                microscope = MicroscopeConfig(**imaging["microscope"])
-            except (TypeError, InputError):
-                microscope = None
+    acq = dataset_acquisition(header)
     classes = np.asarray(rows["class_id"], dtype=np.int64)
-    c = header.size // 2
+    coords = np.asarray(rows["coords_xyz"], np.float64) if "coords_xyz" in rows else np.full((n, 3), float(header.size // 2))
+    cfg = header.config if isinstance(header.config, dict) else {}
+    tomo = cfg.get("tomo_name") or (Path(str(cfg["tomogram"])).stem if cfg.get("tomogram") else p.stem)
     return ParticleData(
-        particles=_normalise(vols),
+        particles=normalise(_bright(vols, acq)),
         voxel_size_a=check_voxel_size(header.voxel_size_a, p),
-        tilt_range_deg=tilt,
-        microscope=microscope,
-        coords_xyz=np.full((n, 3), float(c)),
+        acquisition=acq,
+        coords_xyz=coords,
         names=[f"{i + 1:06d}@{p.name}" for i in range(n)],
-        tomo_name=p.stem,
+        tomo_name=str(tomo),
         true_eulers_zyz=np.asarray(rows["eulers_zyz"], np.float64) if "eulers_zyz" in rows else None,
         true_classes=classes if (classes >= 0).any() else None,
         class_names=list(header.class_names),
     )
 
 
-def load_star(star: str | os.PathLike[str], tomogram: str | os.PathLike[str], box: int) -> ParticleData:
-    """Cut ``box``³ subtomograms out of ``tomogram`` (MRC) at the particles of ``star`` (RELION STAR)."""
+def load_star(star: str | os.PathLike[str], tomogram: str | os.PathLike[str], box: int,
+              overrides: Acquisition | None = None, files: Sequence[str | os.PathLike[str]] = (),
+              tomo_name: str | None = None) -> ParticleData:
+    """Cut ``box``³ subtomograms out of ``tomogram`` (MRC) at the particles of ``star`` (RELION STAR) that belong
+    to it (``tomo_name``, default the tomogram's stem); ``overrides`` (the flags) and ``files`` feed
+    :func:`~cryomine.acquisition.resolve_acquisition`."""
     if isinstance(box, bool) or not isinstance(box, int) or not 8 <= box <= 512:
         raise InputError(f"box must be an integer in [8, 512] voxels, got {box!r}", "--box")
-    table = read_particles(star)
     tomo = Path(tomogram)
-    df = table.particles
-    if "rlnTomoName" in df.columns and df["rlnTomoName"].astype(str).nunique() > 1:
-        keep = (df["rlnTomoName"].astype(str) == tomo.stem).to_numpy()
-        if not keep.any():
-            raise InputError(f"the STAR lists several tomograms and none is named {tomo.stem!r}", star)
-        table = replace(table, particles=df[keep].reset_index(drop=True))
-        df = table.particles
-    with open_mrc_mmap(tomo) as (data, vs):
-        coords = coordinates_xyz_voxels(table)
-        if set(ORIGIN_COLUMNS) <= set(df.columns):
-            coords = coords - df[list(ORIGIN_COLUMNS)].to_numpy(np.float64) / vs
-        step = max(1, int(np.prod(data.shape) // 2_000_000))
-        fill = float(np.asarray(data.reshape(-1)[::step], dtype=np.float64).mean())
+    name = tomo_name or tomo.stem
+    table = select_tomogram(read_particles(star), name, star)
+    with open_mrc_mmap(tomo) as (data, header_vs):
+        acq = resolve_acquisition(tomo, files, tomo_name=name, header_voxel_size_a=header_vs, overrides=overrides)
+        acq.require("voxel_size_a", step="average")
+        coords = particle_centres_xyz(table, acq.voxel_size_a)
+        fill, _ = volume_stats(data, tomo)
         vols = cut_boxes(data, coords[:, ::-1], box, fill)
-    if not np.isfinite(vols).all():
-        raise InputError("tomogram contains NaN/inf values inside the particle boxes", tomo)
     names = [f"{i + 1:06d}@{Path(star).name}" for i in range(len(vols))]
     return ParticleData(
-        particles=_normalise(vols), voxel_size_a=vs, tilt_range_deg=None, microscope=None, coords_xyz=coords,
-        names=names, tomo_name=tomo.stem,
+        particles=normalise(_bright(vols, acq)), voxel_size_a=acq.voxel_size_a, acquisition=acq, coords_xyz=coords,
+        names=names, tomo_name=name,
     )  # fmt: skip
 
 
 def load_particles(
     source: str | os.PathLike[str], tomogram: str | os.PathLike[str] | None = None, box: int | None = None,
-    max_particles: int | None = None,
+    max_particles: int | None = None, overrides: Acquisition | None = None,
+    files: Sequence[str | os.PathLike[str]] = (), tomo_name: str | None = None,
 ) -> ParticleData:
     """A dataset (``.h5``/``.hdf5``) or a STAR file with its tomogram (``box`` needed) -> :class:`ParticleData`."""
     p = Path(source)
@@ -142,14 +133,17 @@ def load_particles(
             raise InputError("a STAR input needs the tomogram its coordinates refer to (--tomogram)", p)
         if box is None:
             raise InputError("a STAR input needs the box size in voxels (--box)", p)
-        data = load_star(p, tomogram, box)
+        data = load_star(p, tomogram, box, overrides, files, tomo_name)
         if max_particles is not None:
             data = _head(data, int(max_particles))
         return data
     if p.suffix.lower() in (".h5", ".hdf5"):
         if tomogram is not None:
             raise InputError("--tomogram is only for STAR inputs", p)
-        return load_dataset(p, max_particles)
+        data = load_dataset(p, max_particles)
+        if overrides is not None and overrides != Acquisition():
+            data = replace(data, acquisition=overrides.merged(data.acquisition))
+        return data
     raise InputError("input must be a cryomine dataset (.h5) or a RELION particles STAR file (.star)", p)
 
 

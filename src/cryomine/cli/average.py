@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from cryomine.cli.app import app
+from cryomine.cli.options import acq_option, acquisition_files_option, overrides, paths, tomo_name_option
 
 
 @app.command("average")
@@ -30,8 +31,16 @@ def average_cmd(
     angular_step: float | None = typer.Option(None, "--angular-step", help="Global rotational search step (degrees, default 15)."),
     local_step: float | None = typer.Option(None, "--local-step", help="Finest local refinement step (degrees, default 1)."),
     max_shift: float | None = typer.Option(None, "--max-shift", help="Largest shift searched (voxels, default 4)."),
-    tilt_min: float | None = typer.Option(None, "--tilt-min", help="Lowest tilt of the missing wedge (degrees; default: the dataset's, else -60)."),
-    tilt_max: float | None = typer.Option(None, "--tilt-max", help="Highest tilt (degrees; default: the dataset's, else 60)."),
+    tilt_min: float | None = acq_option("tilt_min_deg"),
+    tilt_max: float | None = acq_option("tilt_max_deg"),
+    voxel_size: float | None = acq_option("voxel_size_a"),
+    defocus: float | None = acq_option("defocus_um"),
+    voltage: float | None = acq_option("voltage_kv"),
+    cs: float | None = acq_option("cs_mm"),
+    amplitude_contrast: float | None = acq_option("amplitude_contrast"),
+    polarity: str | None = acq_option("polarity"),
+    acquisition: list[Path] | None = acquisition_files_option(),
+    tomo_name: str | None = tomo_name_option(),
     lowpass: float | None = typer.Option(None, "--lowpass", help="Low-pass (Å) of the starting reference (default 6 voxels)."),
     initial_iterations: int | None = typer.Option(None, "--initial-iterations", help="Reference-free: rounds with one common reference before gold-standard (default 3)."),
     phase_flip: bool | None = typer.Option(None, "--phase-flip/--no-phase-flip", help="Correct CTF phases when the input knows its optics (default on)."),
@@ -52,7 +61,9 @@ def average_cmd(
     )  # fmt: skip
     if max_particles is not None and max_particles < 1:
         raise InputError(f"--max-particles must be >= 1, got {max_particles}", "--max-particles")
-    data = load_particles(source, tomogram, box, max_particles)
+    flags = overrides(voxel_size_a=voxel_size, tilt_min_deg=tilt_min, tilt_max_deg=tilt_max, defocus_um=defocus,
+                      voltage_kv=voltage, cs_mm=cs, amplitude_contrast=amplitude_contrast, polarity=polarity)
+    data = load_particles(source, tomogram, box, max_particles, flags, paths(acquisition), tomo_name)
     refs = None
     if reference:
         refs = []

@@ -3,6 +3,7 @@ torch Dataset over the HDF5 subtomogram file (see :mod:`cryomine.data.loader`) a
 training augmentation (:mod:`cryomine.data.augment`)."""
 
 from cryomine.data.augment import AugmentConfig, NoisePool, add_calibrated_noise, augment_boxes
+from cryomine.data.info import dataset_acquisition, dataset_info
 from cryomine.data.loader import (
     CACHE_LIMIT_BYTES,
     SPLIT_NAMES,
@@ -22,6 +23,8 @@ __all__ = [
     "SubtomoDataset",
     "add_calibrated_noise",
     "augment_boxes",
+    "dataset_acquisition",
+    "dataset_info",
     "normalise",
     "open_dataset",
     "stratified_split",

@@ -1,4 +1,4 @@
-"""Summary of a subtomogram dataset (what ``cryomine dataset info`` prints)."""
+"""Summary of a subtomogram dataset (what ``cryomine dataset info`` prints) and its acquisition metadata."""
 
 from __future__ import annotations
 
@@ -7,7 +7,32 @@ from typing import Any
 
 import numpy as np
 
-from cryomine.io.subtomo_h5 import read_header, read_rows
+from cryomine.acquisition import Acquisition
+from cryomine.errors import InputError
+from cryomine.io.subtomo_h5 import DatasetHeader, read_header, read_rows
+from cryomine.simulate.tilt import TiltSeriesConfig
+
+
+def dataset_acquisition(header: DatasetHeader) -> Acquisition:
+    """How a dataset's boxes were recorded: the ``acquisition`` its config stores (``cryomine extract``), else the
+    simulator's imaging config (protein bright), else nothing known. A simulated dataset whose imaging varied per
+    batch has no single tilt range or defocus (each row records its own): those stay unknown here."""
+    cfg = header.config if isinstance(header.config, dict) else {}
+    if isinstance(cfg.get("acquisition"), dict):
+        try:
+            return Acquisition.from_dict(cfg["acquisition"])
+        except InputError as exc:
+            raise InputError(f"dataset's acquisition metadata is invalid ({exc})") from None
+    imaging = cfg.get("imaging")
+    if not isinstance(imaging, dict):
+        return Acquisition(voxel_size_a=header.voxel_size_a, sources=("dataset header",))
+    varied = isinstance(cfg.get("variation"), dict) and any(v is not None for v in cfg["variation"].values())
+    tilt, mic = imaging.get("tilt") or {}, imaging.get("microscope") or {}
+    angles = None if varied or not tilt else tuple(TiltSeriesConfig(**tilt).angles_deg)
+    defocus = None if varied or "defocus_um" not in mic else (mic["defocus_um"],)
+    return Acquisition(voxel_size_a=header.voxel_size_a, tilt_angles_deg=angles, defocus_um=defocus,
+                       voltage_kv=mic.get("voltage_kv"), cs_mm=mic.get("cs_mm"), amplitude_contrast=mic.get("amplitude_contrast"),
+                       polarity="bright", sources=("dataset simulation config",))
 
 
 def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -28,6 +53,7 @@ def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         "complete": n == header.n_planned,
         "shape": [n, header.size, header.size, header.size],
         "voxel_size_a": header.voxel_size_a,
+        "acquisition": dataset_acquisition(header).to_dict(),
         "class_names": header.class_names,
         "counts_per_class": {name: int(c) for name, c in zip(header.class_names, counts)},
         "has_ground_truth": header.has_ground_truth,

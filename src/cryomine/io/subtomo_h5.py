@@ -68,6 +68,7 @@ class DatasetHeader:
     config: dict
     cryomine_version: str
     has_noise_model: bool = False
+    has_coords: bool = False
 
 
 def create_dataset(
@@ -170,6 +171,7 @@ def read_header(path: str | os.PathLike[str]) -> DatasetHeader:
                 config=json.loads(f.attrs["config"]),
                 cryomine_version=str(f.attrs["cryomine_version"]),
                 has_noise_model=all(name in f for name in NOISE_FIELDS),
+                has_coords="coords_xyz" in f,
             )
     except InputError:
         raise

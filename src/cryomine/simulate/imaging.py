@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from cryomine.acquisition.ctf import MicroscopeConfig, transfer_function_2d
+from cryomine.acquisition.metadata import Acquisition
 from cryomine.errors import InputError
 from cryomine.geometry.validate import check_voxel_size
 from cryomine.simulate.tilt import TiltSeriesConfig, backproject_wbp, project
@@ -72,6 +73,14 @@ class ImagingConfig:
             raise InputError(f"pad must be an integer >= 0 pixels, got {self.pad!r}")
         if not 0.0 < float(self.apodisation_start) <= 1.0:
             raise InputError(f"apodisation_start must be in (0, 1], got {self.apodisation_start!r}")
+
+    def acquisition(self, voxel_size_a: float, source: str = "simulation") -> Acquisition:
+        """The :class:`Acquisition` of data imaged with this config at ``voxel_size_a`` (reconstructions are
+        protein bright; one defocus for every tilt)."""
+        m = self.microscope
+        return Acquisition(voxel_size_a=voxel_size_a, tilt_angles_deg=tuple(self.tilt.angles_deg), defocus_um=(m.defocus_um,),
+                           voltage_kv=m.voltage_kv, cs_mm=m.cs_mm, amplitude_contrast=m.amplitude_contrast, polarity="bright",
+                           sources=(source,))
 
 
 @dataclass(frozen=True)

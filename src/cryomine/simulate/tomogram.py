@@ -140,6 +140,7 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
         "volume_fraction": placed.volume_fraction,
         "snr_measured": float(result.measured_snr),
         "class_names": names,
+        "acquisition": config.imaging.acquisition(config.voxel_size_a, f"cryomine simulate tomogram {out.name}").to_dict(),
     }
     write_particles(stem.with_suffix(".star"), table)
     with atomic_output(stem.with_suffix(".json")) as tmp:

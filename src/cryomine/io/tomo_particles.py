@@ -1,0 +1,71 @@
+"""Particles of one tomogram: which rows of a STAR file belong to a tomogram, and where their centres are.
+
+Every step that cuts boxes out of a tomogram at STAR positions (``extract``, ``average`` from STAR + tomogram)
+uses these two functions, so the same STAR and tomogram give the same particles whichever route a user takes.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import replace
+
+import numpy as np
+
+from cryomine.errors import InputError
+from cryomine.io.star import ORIGIN_COLUMNS, ParticleTable, coordinates_xyz_voxels
+
+__all__ = ["particle_centres_xyz", "same_tomo_name", "select_tomogram", "tomo_names"]
+
+_SUFFIXES = (".tomostar", ".mrc", ".rec", ".map", ".em")
+
+
+def same_tomo_name(a: object, b: object) -> bool:
+    """Whether two tomogram names are the same, ignoring a ``.tomostar`` / volume-file suffix (WarpTools names
+    tomograms ``TS_01.tomostar``, files are ``TS_01.mrc``)."""
+    def strip(s: object) -> str:
+        text = str(s)
+        for suffix in _SUFFIXES:
+            text = text.removesuffix(suffix)
+        return text
+
+    return strip(a) == strip(b)
+
+
+def tomo_names(table: ParticleTable) -> np.ndarray | None:
+    """``(n,)`` tomogram name per particle (``rlnTomoName``), or None when the table has none."""
+    df = table.particles
+    return df["rlnTomoName"].astype(str).to_numpy() if "rlnTomoName" in df.columns else None
+
+
+def select_tomogram(table: ParticleTable, tomo_name: str, source: str | os.PathLike[str] | None = None) -> ParticleTable:
+    """The particles of tomogram ``tomo_name``.
+
+    A table without ``rlnTomoName`` is taken whole. With names, the rows named ``tomo_name`` are kept; a table
+    that names only one other tomogram is taken whole with a warning (a renamed file); several tomograms of
+    which none is ``tomo_name`` is an :class:`InputError` naming them.
+    """
+    names = tomo_names(table)
+    if names is None:
+        return table
+    keep = np.array([same_tomo_name(n, tomo_name) for n in names], bool)
+    if keep.all():
+        return table
+    if keep.any():
+        return replace(table, particles=table.particles[keep].reset_index(drop=True))
+    listed = sorted(set(names))
+    if len(listed) == 1:
+        warnings.warn(f"{source}: the particles name tomogram {listed[0]!r}, not {tomo_name!r}; using all of them",
+                      UserWarning, stacklevel=2)
+        return table
+    raise InputError(f"lists tomograms {', '.join(listed[:6])} and none is {tomo_name!r} (use --tomo-name)", source)
+
+
+def particle_centres_xyz(table: ParticleTable, voxel_size_a: float) -> np.ndarray:
+    """``(n, 3)`` float64 particle centres (x y z voxels): ``rlnCoordinate`` minus ``rlnOrigin*Angst / voxel``
+    (RELION's convention: the particle is at the coordinate minus its origin shift)."""
+    coords = coordinates_xyz_voxels(table)
+    df = table.particles
+    if set(ORIGIN_COLUMNS) <= set(df.columns):
+        coords = coords - df[list(ORIGIN_COLUMNS)].to_numpy(np.float64) / float(voxel_size_a)
+    return coords
