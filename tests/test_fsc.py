@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from cryomine.cli.main import main
 from cryomine.errors import InputError
-from cryomine.evaluate.fsc import fsc, fsc_files, resolution_at, write_fsc_csv
+from cryomine.evaluate.fsc import ABOVE, BELOW, CROSSED, crossing, fsc, fsc_files, resolution_at, write_fsc_csv
 from cryomine.io.mrc import Volume, write_mrc
 
 
@@ -114,3 +118,35 @@ def test_csv_round_trip(tmp_path):
     table = np.genfromtxt(path, delimiter=",", names=True)
     assert np.allclose(table["fsc"], r.fsc, atol=1e-6)
     assert np.allclose(table["frequency_a_inv"], r.frequency_a_inv, atol=1e-6)
+
+
+def test_no_crossing_is_said_in_words_never_a_number_beyond_the_box(tmp_path, capsys):
+    """A map against its negative (FSC -1 everywhere) has no resolution; against itself (FSC 1) it is better than
+    Nyquist. 38 voxels of 11 Å = a 418 Å box: interpolating between DC and shell 1 gave 975 Å here (1671 Å in
+    the issue); no printed resolution may exceed the box."""
+    vol = _smooth_volume((38, 38, 38), seed=6)
+    anti = fsc(vol, -vol, voxel_size_a=11.0)
+    assert np.allclose(anti.fsc[1:], -1.0, atol=1e-9)
+    assert anti.crossing(0.143) == anti.crossing(0.5) == BELOW
+    assert math.isinf(anti.resolution_0143_a) and math.isinf(anti.resolution_05_a)
+    assert anti.describe(0.143) == "none (FSC below 0.143 at all frequencies)"
+    assert anti.to_dict()["resolution_fsc0143_a"] is None and anti.to_dict()["crossing_fsc0143"] == "below"
+    same = fsc(vol, vol, voxel_size_a=11.0)
+    assert same.crossing(0.143) == ABOVE and same.resolution_0143_a == pytest.approx(22.0)
+    assert same.describe(0.143).startswith("better than 22.00 Å (FSC stays above 0.143 to Nyquist")
+    # a crossing between shells 1 and 2 stays within the box
+    curve = np.array([1.0, 0.3, 0.1, 0.0])
+    freq = np.arange(4) / (38 * 11.0)
+    assert fsc(vol, vol).crossing(0.143) == ABOVE and resolution_at(freq, curve, 0.143, 11.0) <= 418.0
+    assert crossing(curve, 0.143) == CROSSED and crossing(curve, 0.5) == BELOW
+    write_mrc(tmp_path / "a.mrc", vol, 11.0)
+    write_mrc(tmp_path / "neg.mrc", -vol, 11.0)
+    for other, words in (("neg.mrc", "none (FSC below 0.143 at all frequencies)"), ("a.mrc", "better than 22.00 Å (FSC stays above 0.143")):
+        capsys.readouterr()
+        assert main(["fsc", str(tmp_path / "a.mrc"), str(tmp_path / other)]) == 0
+        out = capsys.readouterr().out
+        assert words in out, out
+        assert all(float(v) <= 418.0 for v in re.findall(r"([0-9.]+) Å", out)), out
+    assert main(["fsc", str(tmp_path / "a.mrc"), str(tmp_path / "neg.mrc"), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["resolution_fsc0143_a"] is None and rep["crossing_fsc05"] == "below"

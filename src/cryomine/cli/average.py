@@ -80,7 +80,7 @@ def average_cmd(
     for c, curve in enumerate(result.fsc):
         label = "average" if len(result.fsc) == 1 else f"class {c + 1}"
         n_c = int((result.classes == c).sum())
-        typer.echo(f"{label}: {n_c} particles, resolution {curve.resolution_0143_a:.1f} Å (FSC 0.143), {curve.resolution_05_a:.1f} Å (FSC 0.5)")
+        typer.echo(f"{label}: {n_c} particles, resolution at FSC 0.143: {curve.describe(0.143, 1)}; at FSC 0.5: {curve.describe(0.5, 1)}")
     typer.echo(f"wrote {out}: {', '.join(sorted(p.name for p in files.values()))}")
 
 
@@ -108,6 +108,6 @@ def fsc_cmd(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
-    typer.echo(f"resolution at FSC 0.5:   {result.resolution_05_a:.2f} Å")
-    typer.echo(f"resolution at FSC 0.143: {result.resolution_0143_a:.2f} Å")
+    typer.echo(f"resolution at FSC 0.5:   {result.describe(0.5)}")
+    typer.echo(f"resolution at FSC 0.143: {result.describe(0.143)}")
     typer.echo(f"FSC sum: {result.fsc_sum:.3f} ({len(result.fsc) - 1} shells)")

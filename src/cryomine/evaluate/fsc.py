@@ -8,9 +8,15 @@ edge; shells run from 0 (DC) to Nyquist (``n_max // 2``). Shell ``j`` is at freq
 stored), so the sums equal full-spectrum sums.
 
 Resolution at a threshold (0.5, or 0.143 for gold-standard half maps): the first crossing of the curve below
-the threshold after DC, linearly interpolated between the two shells around it; ``1 / frequency`` in Å. A curve
-that never drops below the threshold gives the Nyquist resolution ``2 * voxel size``. An optional real-space
-mask multiplies both maps before the transform.
+the threshold after DC, linearly interpolated between the two shells around it; ``1 / frequency`` in Å. Two
+curves have no crossing, and :func:`crossing` says which (:meth:`FSCResult.describe` words it):
+
+- ``ABOVE`` (the curve never drops below the threshold): the resolution is reported as Nyquist, ``2 * voxel
+  size``, a bound (the maps agree at least that far);
+- ``BELOW`` (already below it in shell 1, e.g. anti-correlated maps): no resolution, reported as ``inf``
+  (interpolating between DC and shell 1 would give a number beyond the box size, which means nothing).
+
+An optional real-space mask multiplies both maps before the transform.
 """
 
 from __future__ import annotations
@@ -30,7 +36,11 @@ from cryomine.io.mrc import Volume, read_mrc
 from cryomine.viz import fsc_figure, save_png
 
 __all__ = [
+    "ABOVE",
+    "BELOW",
+    "CROSSED",
     "FSCResult",
+    "crossing",
     "fsc",
     "fsc_files",
     "shell_index",
@@ -41,6 +51,9 @@ __all__ = [
 
 MapLike = np.ndarray | Volume
 
+#: :func:`crossing` outcomes: the curve crosses the threshold; stays at or above it to Nyquist; is below it from shell 1.
+CROSSED, ABOVE, BELOW = "crossed", "above", "below"
+
 
 @dataclass(frozen=True)
 class FSCResult:
@@ -49,7 +62,9 @@ class FSCResult:
     ``frequency_a_inv``: ``(s,)`` shell frequencies (1/Å), shell 0 is DC. ``fsc``: ``(s,)`` correlation per shell
     (shell 0 included; NaN for a shell where a map has no power). ``n_components``: ``(s,)`` Fourier components
     per shell (full spectrum). ``resolution_05_a`` / ``resolution_0143_a``: resolution (Å) at FSC 0.5 / 0.143.
-    ``fsc_sum``: sum of the FSC over the shells 1..Nyquist. ``voxel_size_a``: voxel size (Å).
+    ``fsc_sum``: sum of the FSC over the shells 1..Nyquist. ``voxel_size_a``: voxel size (Å). A curve that never
+    crosses a threshold gives ``2 * voxel_size_a`` (above it to Nyquist) or ``inf`` (below it from the start);
+    :meth:`crossing` tells them apart and :meth:`describe` words the result.
     """
 
     frequency_a_inv: np.ndarray
@@ -61,15 +76,35 @@ class FSCResult:
     voxel_size_a: float
 
     def resolution(self, threshold: float) -> float:
-        """Resolution (Å) where the curve first drops below ``threshold`` (Nyquist if it never does)."""
+        """Resolution (Å) where the curve first drops below ``threshold`` (see :func:`resolution_at`)."""
         return resolution_at(self.frequency_a_inv, self.fsc, threshold, self.voxel_size_a)
 
+    def crossing(self, threshold: float) -> str:
+        """``CROSSED``, ``ABOVE`` (to Nyquist) or ``BELOW`` (from shell 1): see :func:`crossing`."""
+        return crossing(self.fsc, threshold)
+
+    def describe(self, threshold: float, digits: int = 2) -> str:
+        """The resolution at ``threshold`` in words: ``"12.34 Å"``, ``"better than 8.00 Å (FSC stays above 0.143
+        to Nyquist, 2 x voxel)"`` or ``"none (FSC below 0.143 at all frequencies)"``."""
+        state = self.crossing(threshold)
+        if state == BELOW:
+            return f"none (FSC below {threshold:g} at all frequencies)"
+        if state == ABOVE:
+            return f"better than {2.0 * self.voxel_size_a:.{digits}f} Å (FSC stays above {threshold:g} to Nyquist, 2 x voxel)"
+        return f"{self.resolution(threshold):.{digits}f} Å"
+
     def to_dict(self) -> dict:
-        """JSON-able summary and curve."""
+        """JSON-able summary and curve (a resolution with no crossing is ``null`` with its ``crossing`` state)."""
+
+        def finite(v: float) -> float | None:
+            return float(v) if math.isfinite(v) else None
+
         return {
             "voxel_size_a": self.voxel_size_a,
-            "resolution_fsc05_a": self.resolution_05_a,
-            "resolution_fsc0143_a": self.resolution_0143_a,
+            "resolution_fsc05_a": finite(self.resolution_05_a),
+            "resolution_fsc0143_a": finite(self.resolution_0143_a),
+            "crossing_fsc05": self.crossing(0.5),
+            "crossing_fsc0143": self.crossing(0.143),
             "fsc_sum": self.fsc_sum,
             "frequency_a_inv": [float(f) for f in self.frequency_a_inv],
             "fsc": [None if not math.isfinite(v) else float(v) for v in self.fsc],
@@ -103,19 +138,36 @@ def hermitian_weights(shape_zyx: Sequence[int]) -> np.ndarray:
     return weights
 
 
+def _curve(curve: np.ndarray) -> np.ndarray:
+    c = np.nan_to_num(np.asarray(curve, dtype=np.float64), nan=0.0).copy()
+    c[0] = 1.0
+    return c
+
+
+def crossing(curve: np.ndarray, threshold: float) -> str:
+    """``BELOW`` if shell 1 is already below ``threshold``, ``ABOVE`` if no shell after DC is, else ``CROSSED``
+    (NaN shells count as 0)."""
+    below = np.nonzero(_curve(curve)[1:] < threshold)[0]
+    if below.size == 0:
+        return ABOVE
+    return BELOW if int(below[0]) == 0 else CROSSED
+
+
 def resolution_at(frequency_a_inv: np.ndarray, curve: np.ndarray, threshold: float, voxel_size_a: float) -> float:
     """Resolution (Å) at the first crossing of ``curve`` below ``threshold`` after shell 0 (interpolated).
 
-    Shell 0 (DC) counts as FSC 1. NaN shells count as 0. No crossing: the Nyquist resolution ``2 * voxel``.
+    Shell 0 (DC) counts as FSC 1. NaN shells count as 0. No crossing (:func:`crossing`): ``2 * voxel`` (Nyquist,
+    a bound) when the curve stays at or above the threshold, ``inf`` (no resolution) when shell 1 is below it.
+    The result is never larger than the box (shell 1).
     """
     f = np.asarray(frequency_a_inv, dtype=np.float64)
-    c = np.nan_to_num(np.asarray(curve, dtype=np.float64), nan=0.0)
-    c = c.copy()
-    c[0] = 1.0
-    below = np.nonzero(c[1:] < threshold)[0]
-    if below.size == 0:
+    c = _curve(curve)
+    state = crossing(curve, threshold)
+    if state == ABOVE:
         return 2.0 * float(voxel_size_a)
-    j = int(below[0]) + 1  # first shell below the threshold; shell j - 1 is at or above it
+    if state == BELOW:
+        return math.inf
+    j = int(np.nonzero(c[1:] < threshold)[0][0]) + 1  # first shell below the threshold; shell j - 1 (>= 1) is at or above it
     c0, c1 = c[j - 1], c[j]
     t = (c0 - threshold) / (c0 - c1) if c0 != c1 else 0.0
     freq = f[j - 1] + t * (f[j] - f[j - 1])
@@ -220,7 +272,10 @@ def plot_fsc(
 ) -> Path:
     """Plot one or more FSC curves (a dict label -> result) with the 0.5 and 0.143 lines into a PNG."""
     items = curves if isinstance(curves, dict) else {"FSC": curves}
-    labelled = {f"{label} ({r.resolution_0143_a:.1f} Å at 0.143)": r for label, r in items.items()}
+    labelled = {}
+    for label, r in items.items():
+        short = {ABOVE: f"better than {2 * r.voxel_size_a:.1f} Å", BELOW: "none"}.get(r.crossing(0.143), f"{r.resolution_0143_a:.1f} Å")
+        labelled[f"{label} ({short} at 0.143)"] = r
     fig = fsc_figure({k: (r.frequency_a_inv, r.fsc) for k, r in labelled.items()}, title,
                      {k: r.resolution_0143_a for k, r in labelled.items()})
     return save_png(fig, path)

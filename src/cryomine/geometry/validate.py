@@ -63,3 +63,22 @@ def volume_stats(volume: np.ndarray, source: str | os.PathLike[str] | None = Non
     if not std > 1e-12 * max(1.0, abs(mean)):
         raise InputError("volume is constant (zero variance)", source)
     return mean, std
+
+
+def resolve_voxel_size(
+    header_a: float, override_a: float | None, source: str | os.PathLike[str] | None = None, option: str | None = None
+) -> float:
+    """The voxel size (Å) to use for a file whose header says ``header_a``.
+
+    ``override_a`` (validated, named ``option`` in its error) wins when given: it corrects a missing or wrong
+    header. Otherwise the header's value is used when it is finite and > 0. A header of 0 (the MRC default when
+    nobody set it) or nonsense is never replaced by a guess: :class:`InputError` naming ``source`` and, when
+    given, the ``option`` that sets it.
+    """
+    if override_a is not None:
+        return check_voxel_size(override_a, option)
+    value = float(header_a)
+    if np.isfinite(value) and value > 0:
+        return value
+    fix = f"give the voxel size with {option} (Å)" if option else "set it in the file's header"
+    raise InputError(f"header voxel size is {value:g} Å (unset): {fix}", source)

@@ -17,7 +17,7 @@ import mrcfile
 import numpy as np
 
 from cryomine.errors import InputError
-from cryomine.geometry.validate import check_volume, check_voxel_size
+from cryomine.geometry.validate import check_volume, check_voxel_size, resolve_voxel_size
 from cryomine.io.atomic import atomic_output
 
 
@@ -51,7 +51,9 @@ def read_mrc(path: str | os.PathLike[str], *, allow_stack: bool = False) -> Volu
 
     Raises :class:`InputError` naming the file for a missing, truncated or corrupt file, a non-3-D array
     (unless ``allow_stack``: then a 2-D image is returned as a ``(1, h, w)`` stack), or NaN/inf voxels.
-    The voxel size is the header's x spacing; a zero spacing in the header is reported as 1 Å.
+    The voxel size is the header's x spacing; a zero spacing in the header (unset) is reported as 1 Å here, for
+    readers that do not need it (masks, images). Readers whose results depend on the voxel size use
+    :func:`open_mrc_volume`, which refuses an unset header unless the caller supplies the voxel size.
     """
     p = Path(path)
     with _open_checked(p, mrcfile.open) as mrc:
@@ -78,10 +80,15 @@ def write_mrc(
     with atomic_output(p) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(np.ascontiguousarray(arr, dtype=np.float32))
-            mrc.voxel_size = vs
-            mrc.header.origin.z, mrc.header.origin.y, mrc.header.origin.x = (float(v) for v in origin_zyx_a)
+            set_geometry(mrc, vs, origin_zyx_a)
             mrc.update_header_stats()
     return p
+
+
+def set_geometry(mrc: Any, voxel_size_a: float, origin_zyx_a: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
+    """Set the voxel size (Å) and origin (Å, given in (z, y, x) order) of an open, writable mrcfile object."""
+    mrc.voxel_size = check_voxel_size(voxel_size_a)
+    mrc.header.origin.z, mrc.header.origin.y, mrc.header.origin.x = (float(v) for v in origin_zyx_a)
 
 
 def write_volume(path: str | os.PathLike[str], volume: Volume) -> Path:
@@ -90,24 +97,39 @@ def write_volume(path: str | os.PathLike[str], volume: Volume) -> Path:
 
 
 @contextlib.contextmanager
-def open_mrc_mmap(path: str | os.PathLike[str]) -> Iterator[tuple[np.ndarray, float]]:
-    """Memory-map a 3-D MRC read-only: yields ``(data (d, h, w), voxel_size_a)`` without loading it.
+def open_mrc_volume(
+    path: str | os.PathLike[str], voxel_size_a: float | None = None, *, option: str | None = None
+) -> Iterator[Volume]:
+    """Memory-map a 3-D MRC read-only: yields a :class:`Volume` whose ``data`` is the ``(d, h, w)`` memory map.
 
-    Raises :class:`InputError` naming the file when it is missing, unreadable or not 3-D. A zero voxel size in
-    the header is reported as 1 Å (as :func:`cryomine.io.read_mrc` does).
+    The voxel size is ``voxel_size_a`` when given (it overrides the header), else the header's x spacing; an
+    unset (0) header is an :class:`InputError` naming the file and ``option`` (the flag that sets the voxel size,
+    e.g. ``"--voxel-size"``), never a guess. The origin is the header's (Å). Raises :class:`InputError` naming
+    the file when it is missing, unreadable or not a real 3-D volume.
     """
     p = Path(path)
     mrc = _open_checked(p, mrcfile.mmap)
     try:
         data = mrc.data
         if data is None or data.ndim != 3 or 0 in data.shape:
-            raise InputError(f"tomogram must be a 3-D volume, got shape {None if data is None else data.shape}", p)
+            raise InputError(f"must be a 3-D volume, got shape {None if data is None else data.shape}", p)
         if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
-            raise InputError(f"tomogram has non-real dtype {data.dtype}", p)
-        vs = float(mrc.voxel_size.x)
-        yield data, (vs if vs > 0 else 1.0)
+            raise InputError(f"volume has non-real dtype {data.dtype}", p)
+        vs = resolve_voxel_size(float(mrc.voxel_size.x), voxel_size_a, p, option)
+        origin = mrc.header.origin
+        yield Volume(data=data, voxel_size_a=vs, origin_zyx_a=(float(origin.z), float(origin.y), float(origin.x)))
     finally:
         mrc.close()
+
+
+@contextlib.contextmanager
+def open_mrc_mmap(
+    path: str | os.PathLike[str], voxel_size_a: float | None = None, *, option: str | None = None
+) -> Iterator[tuple[np.ndarray, float]]:
+    """:func:`open_mrc_volume` yielding ``(data (d, h, w), voxel_size_a)``; the same checks (an unset voxel size
+    in the header is an error unless ``voxel_size_a`` is given)."""
+    with open_mrc_volume(path, voxel_size_a, option=option) as vol:
+        yield vol.data, vol.voxel_size_a
 
 
 def _short(exc: BaseException) -> str:

@@ -23,11 +23,10 @@ import torch
 from cryomine.errors import InputError
 from cryomine.geometry import euler_zyz_to_matrix, rotate_volumes
 from cryomine.io.atomic import atomic_output
-from cryomine.io.mrc import write_mrc
+from cryomine.io.mrc import open_mrc_volume, write_mrc
 from cryomine.io.star import coordinates_xyz_voxels, eulers_zyz
 from cryomine.pick.evaluate import load_point_set
 from cryomine.pick.peaks import read_picks
-from cryomine.pick.tiles import open_mrc_mmap
 from cryomine.simulate.scene import overlap_slices
 from cryomine.simulate.templates import prepare_template
 
@@ -152,8 +151,9 @@ def make_atlas(
     structures: Mapping[str, str] | None = None,
 ) -> tuple[Atlas, list[Path]]:
     """Build the atlas of ``picks`` on ``tomogram``'s grid; write ``out`` (density MRC), ``<stem>_labels.mrc`` and
-    ``<stem>.png``. Classes come from ``predictions`` (``cryomine predict`` output on the extracted picks) or the
-    picks' ``rlnClassName``; with no classes, a single ``structures`` entry keyed ``"*"`` is used for all picks."""
+    ``<stem>.png`` (the MRCs with the tomogram's voxel size and origin). Classes come from ``predictions``
+    (``cryomine predict`` output on the extracted picks) or the picks' ``rlnClassName``; with no classes, a single
+    ``structures`` entry keyed ``"*"`` is used for all picks."""
     table = read_picks(picks)
     points = load_point_set(picks, predictions)
     names = points.class_names
@@ -163,14 +163,14 @@ def make_atlas(
             raise InputError("picks have no class names: give --classes predictions.star, or --structure ID for all picks", picks)
         names = np.full(len(table), "*", dtype=object)
     eul = eulers_zyz(table) if "rlnAngleRot" in table.particles else None
-    with open_mrc_mmap(tomogram) as (vol, voxel_size_a):
-        shape = tuple(int(s) for s in vol.shape)
+    with open_mrc_volume(tomogram) as tomo:
+        shape, voxel_size_a, origin = tuple(int(s) for s in tomo.data.shape), tomo.voxel_size_a, tomo.origin_zyx_a
     coords = coordinates_xyz_voxels(table)[:, ::-1]
     atlas = build_atlas(shape, voxel_size_a, coords, names, eul, mapping)  # type: ignore[arg-type]
     out = Path(out)
     stem = out.with_suffix("")
     label_path, png_path = Path(f"{stem}_labels.mrc"), stem.with_suffix(".png")
-    write_mrc(out, atlas.density, voxel_size_a)
-    write_mrc(label_path, atlas.labels.astype(np.float32), voxel_size_a)
+    write_mrc(out, atlas.density, voxel_size_a, origin)
+    write_mrc(label_path, atlas.labels.astype(np.float32), voxel_size_a, origin)
     save_atlas_png(atlas, png_path, title=f"{Path(picks).name}: {sum(atlas.counts.values())} particles")
     return atlas, [out, label_path, png_path]

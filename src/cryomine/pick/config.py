@@ -36,6 +36,12 @@ def _positive(value: object, name: str) -> float:
     return v
 
 
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"must be true or false, got {value!r}", name)
+    return value
+
+
 def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(f"must be an integer >= 1, got {value!r}", name)
@@ -52,14 +58,17 @@ class PeakConfig:
     - ``threshold``: keep peaks with ``score >= threshold``; ``None`` = automatic unless ``top_n`` is given.
     - ``auto_sigma``: the automatic threshold (used when neither ``threshold`` nor ``top_n`` is given) is
       ``median + auto_sigma * 1.4826 * MAD`` of the score map (a robust "n sigma above background").
-    - ``border_vox``: drop peaks closer than this to the tomogram's faces.
+    - ``border_vox``: no peak closer than this (voxels) to any face of the tomogram (a peak at index ``i`` on an
+      axis of ``n`` voxels is kept when ``border_vox <= i < n - border_vox``); ``None`` = half the particle
+      radius, rounded up (:meth:`border_for`): reconstruction artefacts and truncated particles at the faces
+      otherwise give false picks. 0 keeps peaks on the faces.
     """
 
     min_distance_vox: float | None = None
     top_n: int | None = None
     threshold: float | None = None
     auto_sigma: float = 6.0
-    border_vox: int = 0
+    border_vox: int | None = None
 
     def __post_init__(self) -> None:
         if self.min_distance_vox is not None:
@@ -69,8 +78,14 @@ class PeakConfig:
         if self.threshold is not None:
             _finite(self.threshold, "--threshold")
         _positive(self.auto_sigma, "auto_sigma")
-        if isinstance(self.border_vox, bool) or not isinstance(self.border_vox, int) or self.border_vox < 0:
-            raise InputError(f"must be an integer >= 0, got {self.border_vox!r}", "--border")
+        if self.border_vox is not None and (isinstance(self.border_vox, bool) or not isinstance(self.border_vox, int) or self.border_vox < 0):
+            raise InputError(f"must be an integer >= 0 voxels, got {self.border_vox!r}", "--border-vox")
+
+    def border_for(self, radius_vox: float) -> int:
+        """The face exclusion (voxels): ``border_vox``, or ``ceil(radius_vox / 2)`` when it is ``None``."""
+        if self.border_vox is not None:
+            return int(self.border_vox)
+        return math.ceil(float(radius_vox) / 2.0 - 1e-9)
 
 
 @dataclass(frozen=True)
@@ -79,12 +94,14 @@ class DogConfig:
 
     The band is centred on ``sigma = radius / sqrt(3)`` (where the scale-normalised Laplacian of a solid ball
     of that radius peaks): ``DoG = G(sigma / sqrt(ratio)) - G(sigma * sqrt(ratio))`` with ``ratio`` = 1.6
-    (the classic DoG-to-LoG ratio). ``peaks.min_distance_vox`` defaults to the radius.
+    (the classic DoG-to-LoG ratio). ``peaks.min_distance_vox`` defaults to the radius. ``invert``: negate the
+    tomogram first (for protein-dark tomograms: DoG finds bright blobs).
     """
 
     radius_vox: float
     ratio: float = 1.6
     peaks: PeakConfig = field(default_factory=lambda: PeakConfig(auto_sigma=5.0))
+    invert: bool = False
 
     def __post_init__(self) -> None:
         r = _positive(self.radius_vox, "--radius")
@@ -93,6 +110,7 @@ class DogConfig:
         ratio = _finite(self.ratio, "ratio")
         if not 1.0 < ratio <= 10.0:
             raise InputError(f"must be in (1, 10], got {ratio:g}", "ratio")
+        _flag(self.invert, "--invert")
         if not isinstance(self.peaks, PeakConfig):
             raise InputError("peaks must be a PeakConfig", "peaks")
 
@@ -127,6 +145,13 @@ class TemplateMatchConfig:
     - ``threads``: CPU worker threads, each scanning its share of the orientations with single-threaded
       transforms; ``None`` = torch's thread count.
     - ``peaks``: peak extraction; ``min_distance_vox`` defaults to the template's radius.
+    - ``invert``: negate the tomogram (cryomine's convention is protein bright; most reconstructions are protein
+      dark). Scores of an inverted protein-dark copy equal those of the protein-bright original.
+    - ``invert_template``: negate an MRC template (most templates cut from tomograms or averages are protein
+      dark). Bundled structures and atomic models are always protein bright.
+    - ``recenter_template``: re-centre an MRC template on its centre of mass, clip its negative density and
+      crop it to a rotation-safe box (what bundled structures get). Default: an MRC template keeps its own
+      box and centre (voxel ``m // 2``), so a mask made for it (``--mask``) applies unchanged.
     """
 
     angular_step_deg: float = 15.0
@@ -142,8 +167,13 @@ class TemplateMatchConfig:
     device: str = "auto"
     threads: int | None = None
     peaks: PeakConfig = field(default_factory=lambda: PeakConfig(auto_sigma=10.0))
+    invert: bool = False
+    invert_template: bool = False
+    recenter_template: bool = False
 
     def __post_init__(self) -> None:
+        for flag, name in ((self.invert, "--invert"), (self.invert_template, "--invert-template"), (self.recenter_template, "--recenter-template")):
+            _flag(flag, name)
         step = _finite(self.angular_step_deg, "--angular-step")
         if not 0.0 < step <= 180.0:
             raise InputError(f"angular step must be in (0, 180] degrees, got {step:g}", "--angular-step")

@@ -4,7 +4,8 @@
 :class:`~cryomine.pick.config.DogConfig`) is a band-pass that responds most to bright blobs of that radius. The
 response is standardised (``(r - median) / (1.4826 MAD)``) so scores read as robust standard deviations above
 background, and peaks are extracted with :func:`cryomine.pick.peaks.find_peaks` (exclusion radius defaulting to
-the particle radius). The tomogram is expected protein-bright (as cryomine's simulator writes it).
+the particle radius, face exclusion by default half of it). The tomogram is expected protein-bright (as
+cryomine's simulator writes it); ``DogConfig.invert`` negates a protein-dark one first.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from cryomine import __version__
 from cryomine.errors import InputError
 from cryomine.geometry.validate import check_volume
 from cryomine.io.atomic import atomic_output
-from cryomine.io.mrc import read_mrc, write_mrc
+from cryomine.io.mrc import Volume, open_mrc_volume, write_mrc
 from cryomine.io.star import write_particles
 from cryomine.pick.config import DogConfig
+from cryomine.pick.contrast import tomogram_contrast, warn_if_dark
 from cryomine.pick.peaks import MAD_TO_SIGMA, Picks, find_peaks, robust_threshold
 
 __all__ = ["DogResult", "dog_response", "pick_dog", "pick_dog_file"]
@@ -56,8 +58,10 @@ def dog_response(volume: np.ndarray, config: DogConfig) -> np.ndarray:
 
 
 def pick_dog(volume: np.ndarray, config: DogConfig, class_name: str | None = None) -> DogResult:
-    """Pick bright blobs of ``config.radius_vox`` in a ``(d, h, w)`` tomogram; scores are the standardised DoG."""
-    scores = dog_response(volume, config)
+    """Pick bright blobs of ``config.radius_vox`` in a ``(d, h, w)`` tomogram (negated first with
+    ``config.invert``); scores are the standardised DoG."""
+    vol = check_volume(volume, name="tomogram")
+    scores = dog_response(-vol if config.invert else vol, config)
     peaks = config.peaks
     threshold = peaks.threshold
     if threshold is None and peaks.top_n is None:
@@ -67,22 +71,28 @@ def pick_dog(volume: np.ndarray, config: DogConfig, class_name: str | None = Non
     return DogResult(scores, picks, threshold)
 
 
-
 def pick_dog_file(
-    tomogram: str | os.PathLike[str], out: str | os.PathLike[str], config: DogConfig, class_name: str | None = None
+    tomogram: str | os.PathLike[str], out: str | os.PathLike[str], config: DogConfig, class_name: str | None = None,
+    *, voxel_size_a: float | None = None,
 ) -> tuple[DogResult, list[Path]]:
     """DoG-pick a tomogram MRC; write ``out`` (RELION STAR with ``rlnAutopickFigureOfMerit`` = score,
-    ``rlnTomoName``), ``<stem>_scores.mrc`` (the standardised DoG response) and ``<stem>.json`` (parameters)."""
+    ``rlnTomoName``), ``<stem>_scores.mrc`` (the standardised DoG response, with the tomogram's voxel size and
+    origin) and ``<stem>.json`` (parameters). ``voxel_size_a`` overrides the header's voxel size (Å); an unset
+    (0) header without it is an :class:`InputError`. A tomogram that looks protein-dark (after ``config.invert``)
+    gives a :class:`~cryomine.pick.contrast.ContrastWarning`."""
     t0 = time.perf_counter()
-    vol = read_mrc(tomogram)
+    with open_mrc_volume(tomogram, voxel_size_a, option="--voxel-size") as mapped:
+        vol = Volume(check_volume(np.array(mapped.data, dtype=np.float32), tomogram), mapped.voxel_size_a, mapped.origin_zyx_a)
+    warn_if_dark(tomogram_contrast(vol.data, config.invert), tomogram, "--invert", config.invert)
     result = pick_dog(vol.data, config, class_name)
     out = Path(out)
     stem = out.with_suffix("")
     paths = [out, Path(f"{stem}_scores.mrc"), stem.with_suffix(".json")]
     write_particles(out, result.picks.to_table(Path(tomogram).stem))
-    write_mrc(paths[1], result.scores, vol.voxel_size_a)
+    write_mrc(paths[1], result.scores, vol.voxel_size_a, vol.origin_zyx_a)
     summary = {
-        "method": "dog", "tomogram": str(tomogram), "voxel_size_a": vol.voxel_size_a, "radius_vox": config.radius_vox,
+        "method": "dog", "tomogram": str(tomogram), "voxel_size_a": vol.voxel_size_a, "origin_zyx_a": list(vol.origin_zyx_a),
+        "radius_vox": config.radius_vox, "border_vox": config.peaks.border_for(config.radius_vox),
         "sigmas_vox": list(config.sigmas_vox), "threshold": result.threshold, "n_picks": len(result.picks),
         "seconds": round(time.perf_counter() - t0, 2), "config": asdict(config), "cryomine_version": __version__,
     }  # fmt: skip

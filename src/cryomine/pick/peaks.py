@@ -145,7 +145,9 @@ def candidate_floor(threshold: float | None) -> float:
 
 
 def find_peaks(scores: np.ndarray, config: PeakConfig, default_distance_vox: float) -> Candidates:
-    """Peaks of a whole in-memory ``(d, h, w)`` score map with :class:`PeakConfig` (distance default given)."""
+    """Peaks of a whole in-memory ``(d, h, w)`` score map with :class:`PeakConfig`; ``default_distance_vox`` (the
+    particle radius) is the exclusion radius when ``config.min_distance_vox`` is None and sets the default face
+    exclusion (:meth:`PeakConfig.border_for`)."""
     arr = np.asarray(scores, dtype=np.float32)
     threshold = config.threshold
     if threshold is None and config.top_n is None:
@@ -153,7 +155,7 @@ def find_peaks(scores: np.ndarray, config: PeakConfig, default_distance_vox: flo
     floor = candidate_floor(threshold)
     cands = local_maxima(arr, floor=floor)
     dist = config.min_distance_vox if config.min_distance_vox is not None else default_distance_vox
-    return select_peaks(cands, dist, config.top_n, threshold, arr.shape, config.border_vox)
+    return select_peaks(cands, dist, config.top_n, threshold, arr.shape, config.border_for(default_distance_vox))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ spectra needs no conjugate. On CUDA every step is torch; on CPU the tile-size tr
 (faster than torch's CPU FFT here) and the orientations are shared among ``threads`` worker threads. The
 tomogram is standardised, zero-padded at its faces (no wrap-around) and processed in overlapping tiles
 (:mod:`cryomine.pick.tiles`) when it does not fit ``memory_gb``; it is read through memory maps, so it never
-needs to fit in memory as a whole.
+needs to fit in memory as a whole. With ``config.invert`` the standardised tomogram is negated (for protein-dark
+reconstructions): the scores of an inverted protein-dark copy are those of the protein-bright original.
 """
 
 from __future__ import annotations
@@ -45,13 +46,14 @@ from cryomine.acquisition.ctf import transfer_function
 from cryomine.errors import InputError
 from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, missing_wedge_mask
 from cryomine.io.atomic import atomic_output
-from cryomine.io.mrc import read_mrc
+from cryomine.io.mrc import open_mrc_volume, set_geometry
 from cryomine.io.star import write_particles
 from cryomine.pick.config import TemplateMatchConfig
+from cryomine.pick.contrast import template_contrast, tomogram_contrast, warn_if_dark
 from cryomine.pick.correlate import _Correlator
 from cryomine.pick.peaks import Candidates, Picks, candidate_floor, local_maxima, robust_threshold, select_peaks
-from cryomine.pick.tiles import open_mrc_mmap, plan_tiles, read_window, volume_stats
-from cryomine.simulate.templates import prepare_template
+from cryomine.pick.template_input import load_match_template
+from cryomine.pick.tiles import plan_tiles, read_window, volume_stats
 
 __all__ = ["MatchResult", "match_template", "match_template_file", "template_weight", "spherical_mask", "template_radius_vox"]
 
@@ -158,8 +160,9 @@ def match_template(
         config: see :class:`~cryomine.pick.config.TemplateMatchConfig`.
         mask: optional ``(m, m, m)`` custom mask (binarised at 0.5, rotated with the template); default a ball of
             ``config.mask_radius_vox`` or of the template's radius.
-        radius_vox: the particle radius (voxels) for the default exclusion radius and mask; default from the
-            template's extent (:func:`template_radius_vox`).
+        radius_vox: the particle radius (voxels) for the default exclusion radius, mask and face exclusion
+            (:meth:`~cryomine.pick.config.PeakConfig.border_for`); default from the template's extent
+            (:func:`template_radius_vox`).
         class_name: stored with the picks (``rlnClassName``).
         scores_out, angles_out: optional preallocated ``(d, h, w)`` outputs (e.g. memory maps of the result MRCs).
         progress: show a progress bar.
@@ -185,6 +188,8 @@ def match_template(
     mats = euler_zyz_to_matrix(angles)
     device = _device(config.device)
     mean, std = volume_stats(volume)
+    if config.invert:
+        std = -std  # read_window computes (v - mean) / std: the standardised tomogram, negated
     tiles = plan_tiles(shape, m, config.tile_vox, int(config.memory_gb * 2**30), config.angle_batch, pad_edges=config.pad_edges)
     corr = _Correlator(t, mk, custom is None, template_weight(m, voxel_size_a, config), mats, config.angle_batch, device)
     scores = scores_out if scores_out is not None else np.zeros(shape, np.float32)
@@ -204,7 +209,8 @@ def match_template(
     if threshold is None and peaks_cfg.top_n is None:
         threshold = robust_threshold(np.concatenate(samples), peaks_cfg.auto_sigma)
     dist = peaks_cfg.min_distance_vox if peaks_cfg.min_distance_vox is not None else radius
-    found = select_peaks(Candidates.concat(parts), dist, peaks_cfg.top_n, threshold, shape, peaks_cfg.border_vox)  # type: ignore[arg-type]
+    border = peaks_cfg.border_for(radius)
+    found = select_peaks(Candidates.concat(parts), dist, peaks_cfg.top_n, threshold, shape, border)  # type: ignore[arg-type]
     idx = np.asarray([index[tuple(c)] for c in found.coords_zyx], np.int64)
     picks = Picks(found.coords_zyx.astype(np.float64), found.scores, angles[idx] if len(idx) else np.zeros((0, 3)), class_name)
     return MatchResult(scores, index, angles, picks, threshold, len(tiles))
@@ -236,48 +242,53 @@ def match_template_file(
     config: TemplateMatchConfig = TemplateMatchConfig(),
     *,
     mask: str | os.PathLike[str] | None = None,
+    voxel_size_a: float | None = None,
     progress: bool = False,
 ) -> tuple[MatchResult, list[Path]]:
     """Template-match a tomogram MRC and write the results beside the picks STAR ``out``.
 
-    ``template`` is a bundled structure id or a PDB/mmCIF/MRC file, prepared at the tomogram's voxel size
-    (:func:`cryomine.simulate.templates.prepare_template`). ``mask`` is an optional MRC of the prepared
-    template's box size. Writes ``out`` (RELION STAR: ``rlnCoordinateX/Y/Z``, ``rlnAngleRot/Tilt/Psi``,
-    ``rlnAutopickFigureOfMerit`` = score, ``rlnClassName`` = template name, ``rlnTomoName``),
-    ``<stem>_scores.mrc`` (maximum score per voxel), ``<stem>_angles.mrc`` (best orientation index per voxel,
-    stored as float32, exact up to 2^24 orientations), ``<stem>_angles.csv`` (index, rot, tilt, psi) and
-    ``<stem>.json`` (parameters and summary). Score and angle maps are written through memory maps (the
-    returned result's ``scores`` and ``angle_index`` are memory maps of the written files).
+    ``template`` is a bundled structure id or a PDB/mmCIF/MRC file and ``mask`` an optional MRC in the
+    template's box, loaded at the tomogram's voxel size by :func:`~cryomine.pick.template_input.load_match_template`
+    (an MRC template keeps its own box and centre unless ``config.recenter_template``). ``voxel_size_a``
+    overrides the tomogram header's voxel size (Å); an unset (0) header without it is an :class:`InputError`.
+    A tomogram or MRC template that looks protein-dark after ``config.invert`` / ``config.invert_template``
+    gives a :class:`~cryomine.pick.contrast.ContrastWarning`. Writes ``out`` (RELION STAR: ``rlnCoordinateX/Y/Z``,
+    ``rlnAngleRot/Tilt/Psi``, ``rlnAutopickFigureOfMerit`` = score, ``rlnClassName`` = template name,
+    ``rlnTomoName``), ``<stem>_scores.mrc`` (maximum score per voxel), ``<stem>_angles.mrc`` (best orientation
+    index per voxel, stored as float32, exact up to 2^24 orientations), both with the tomogram's voxel size and
+    origin, ``<stem>_angles.csv`` (index, rot, tilt, psi) and ``<stem>.json`` (parameters and summary). Score
+    and angle maps are written through memory maps (the returned result's ``scores`` and ``angle_index`` are
+    memory maps of the written files).
     """
     t0 = time.perf_counter()
     out = Path(out)
     stem = out.with_suffix("")
     paths = [out, Path(f"{stem}_scores.mrc"), Path(f"{stem}_angles.mrc"), Path(f"{stem}_angles.csv"), stem.with_suffix(".json")]
-    name = Path(str(template)).name.split(".")[0]
-    with open_mrc_mmap(tomogram) as (vol, voxel_size_a):
-        tmpl = prepare_template(str(template), voxel_size_a)
-        mask_arr = None
-        if mask is not None:
-            mask_arr = read_mrc(mask).data
-            if mask_arr.shape != tmpl.density.shape:
-                raise InputError(f"mask is {'x'.join(map(str, mask_arr.shape))} voxels; it must match the template box "
-                                 f"{'x'.join(map(str, tmpl.density.shape))} at {voxel_size_a:g} Å/voxel", mask)  # fmt: skip
+    with open_mrc_volume(tomogram, voxel_size_a, option="--voxel-size") as tomo:
+        vol, vs = tomo.data, tomo.voxel_size_a
+        tmpl = load_match_template(template, vs, config, mask)
+        if tmpl.kind != "structure":
+            warn_if_dark(template_contrast(tmpl.density, tmpl.mask), template, "--invert-template", config.invert_template)
+        warn_if_dark(tomogram_contrast(vol, config.invert), tomogram, "--invert", config.invert)
         shape = tuple(int(s) for s in vol.shape)
         with atomic_output(paths[1]) as tmp_s, atomic_output(paths[2]) as tmp_a:
             with mrcfile.new_mmap(tmp_s, shape, mrc_mode=2, overwrite=True) as ms, mrcfile.new_mmap(tmp_a, shape, mrc_mode=2, overwrite=True) as ma:
-                result = match_template(vol, tmpl.density, voxel_size_a, config, mask=mask_arr, radius_vox=tmpl.radius_vox,
-                                        class_name=name, scores_out=ms.data, angles_out=ma.data, progress=progress)  # fmt: skip
+                result = match_template(vol, tmpl.density, vs, config, mask=tmpl.mask, radius_vox=tmpl.radius_vox,
+                                        class_name=tmpl.name, scores_out=ms.data, angles_out=ma.data, progress=progress)  # fmt: skip
                 for mrc in (ms, ma):
-                    mrc.voxel_size = voxel_size_a
+                    set_geometry(mrc, vs, tomo.origin_zyx_a)
                     mrc.update_header_stats()
     write_particles(out, result.picks.to_table(Path(tomogram).stem))
     with atomic_output(paths[3]) as tmp:
         idx = np.arange(len(result.angles_zyz))
         np.savetxt(tmp, np.column_stack([idx, result.angles_zyz]), fmt=["%d", "%.6g", "%.6g", "%.6g"], delimiter=",",
                    header="index,rlnAngleRot,rlnAngleTilt,rlnAnglePsi", comments="")  # fmt: skip
+    radius = tmpl.radius_vox if tmpl.radius_vox is not None else template_radius_vox(tmpl.density)
     summary = {
-        "method": "template", "tomogram": str(tomogram), "template": str(template), "voxel_size_a": voxel_size_a,
-        "template_box_vox": int(tmpl.density.shape[0]), "radius_vox": tmpl.radius_vox, "n_orientations": len(result.angles_zyz),
+        "method": "template", "tomogram": str(tomogram), "template": str(template), "voxel_size_a": vs,
+        "origin_zyx_a": list(tomo.origin_zyx_a), "template_kind": tmpl.kind, "template_box_vox": int(tmpl.density.shape[0]),
+        "template_voxel_size_a": tmpl.source_voxel_size_a, "template_rescaled_to_a": tmpl.voxel_size_a if tmpl.rescaled else None,
+        "radius_vox": radius, "border_vox": config.peaks.border_for(radius), "n_orientations": len(result.angles_zyz),
         "n_tiles": result.n_tiles, "threshold": result.threshold, "n_picks": len(result.picks),
         "seconds": round(time.perf_counter() - t0, 2), "config": asdict(config), "cryomine_version": __version__,
     }  # fmt: skip

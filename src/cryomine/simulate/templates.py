@@ -44,7 +44,16 @@ def prepare_template(name: str, voxel_size_a: float, mask_threshold: float = 0.1
     if not 0.0 < mask_threshold < 1.0:
         raise InputError(f"mask threshold must be in (0, 1), got {mask_threshold:g}", "mask_threshold")
     volume = load_structure(name, voxel_size_a=voxel_size_a)
-    data = np.clip(np.asarray(volume.data, dtype=np.float32), 0.0, None)
+    return template_from_density(name, volume.data, float(volume.voxel_size_a), mask_threshold)
+
+
+def template_from_density(name: str, density: np.ndarray, voxel_size_a: float, mask_threshold: float = 0.1) -> Template:
+    """A :class:`Template` from a ``(d, h, w)`` density at ``voxel_size_a`` (zero solvent level, protein positive):
+    negative density clipped, scaled to mean 1 inside the mask, centre of mass moved to voxel ``m // 2`` of a
+    rotation-safe ``(m, m, m)`` cube (linear interpolation, sub-voxel exact)."""
+    if not 0.0 < mask_threshold < 1.0:
+        raise InputError(f"mask threshold must be in (0, 1), got {mask_threshold:g}", "mask_threshold")
+    data = np.clip(np.asarray(density, dtype=np.float32), 0.0, None)
     peak = float(data.max())
     if peak <= 0:
         raise InputError("structure map has no positive density", name)
@@ -56,8 +65,7 @@ def prepare_template(name: str, voxel_size_a: float, mask_threshold: float = 0.1
     radius = float(np.sqrt(((coords - com) ** 2).sum(axis=1)).max()) + 1.0
     m = 2 * int(np.ceil(radius)) + 3
     c = m // 2
-    # shift so the COM lands on voxel c of an (m, m, m) cube (linear interpolation, sub-voxel exact)
     offset = com - c
     cube = ndimage.affine_transform(data, np.eye(3), offset=offset, output_shape=(m, m, m), order=1, cval=0.0)
     cube = np.clip(cube, 0.0, None).astype(np.float32)
-    return Template(name=name, density=cube, mask_level=level, radius_vox=radius, voxel_size_a=float(volume.voxel_size_a))
+    return Template(name=name, density=cube, mask_level=level, radius_vox=radius, voxel_size_a=float(voxel_size_a))
