@@ -10,15 +10,18 @@ from cryomine.io.em import (
     zxz_to_relion_zyz,
 )
 from cryomine.io.mrc import Volume, read_mrc, write_mrc, write_volume
+from cryomine.io.optics import OpticsGroup
 from cryomine.io.particle_lists import SHREC2019_LAYOUT, ShrecLayout, read_coordinates_csv, read_shrec_particles
 from cryomine.io.star import (
     ParticleTable,
     coordinates_xyz_voxels,
     eulers_zyz,
     make_particles,
+    particles_pixel_size_a,
     read_optimisation_set,
     read_particles,
     read_tomograms,
+    with_optics,
     write_particles,
 )
 from cryomine.io.validate import check_volume, check_voxel_size
@@ -26,6 +29,7 @@ from cryomine.io.validate import check_volume, check_voxel_size
 __all__ = [
     "MOTL_COLUMNS",
     "SHREC2019_LAYOUT",
+    "OpticsGroup",
     "ParticleTable",
     "ShrecLayout",
     "Volume",
@@ -36,6 +40,7 @@ __all__ = [
     "eulers_zyz",
     "make_particles",
     "motl_to_particles",
+    "particles_pixel_size_a",
     "read_coordinates_csv",
     "read_em",
     "read_motl",
@@ -45,6 +50,7 @@ __all__ = [
     "read_shrec_particles",
     "read_tomograms",
     "relion_zyz_to_zxz",
+    "with_optics",
     "write_mrc",
     "write_particles",
     "write_volume",

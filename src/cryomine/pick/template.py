@@ -270,7 +270,7 @@ def match_template_file(
                 for mrc in (ms, ma):
                     mrc.voxel_size = voxel_size_a
                     mrc.update_header_stats()
-    write_particles(out, result.picks.to_table(Path(tomogram).stem))
+    write_particles(out, result.picks.to_table(Path(tomogram).stem), pixel_size_a=voxel_size_a)
     with atomic_output(paths[3]) as tmp:
         idx = np.arange(len(result.angles_zyz))
         np.savetxt(tmp, np.column_stack([idx, result.angles_zyz]), fmt=["%d", "%.6g", "%.6g", "%.6g"], delimiter=",",
