@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import typer
 
-from cryomine.cli import average, demo, discover, evaluate, pick, report, simulate, structures, train  # noqa: F401  (registers subcommands)
+from cryomine.cli import average, convert, demo, discover, evaluate, pick, report, simulate, structures, train  # noqa: F401  (registers subcommands)
 from cryomine.cli.app import app
 from cryomine.errors import InputError
 

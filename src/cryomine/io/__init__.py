@@ -1,17 +1,34 @@
 """File formats: MRC volumes, TOM/PyTom .em volumes and motive lists, RELION STAR, SHREC and CSV particle lists."""
 
 from cryomine.io.atomic import atomic_output
+from cryomine.io.convert import (
+    FORMATS,
+    ConvertConfig,
+    ConvertResult,
+    convert_particle_list,
+    detect_format,
+    read_particle_list,
+)
 from cryomine.io.em import (
     MOTL_COLUMNS,
+    em_voxel_size_a,
     motl_to_particles,
+    motl_tomo_names,
     read_em,
     read_motl,
     relion_zyz_to_zxz,
+    write_em,
+    write_motl,
     zxz_to_relion_zyz,
 )
 from cryomine.io.mrc import Volume, read_mrc, write_mrc, write_volume
 from cryomine.io.optics import OpticsGroup
-from cryomine.io.particle_lists import SHREC2019_LAYOUT, ShrecLayout, read_coordinates_csv, read_shrec_particles
+from cryomine.io.particle_lists import (
+    SHREC2019_LAYOUT,
+    ShrecLayout,
+    read_coordinates_csv,
+    read_shrec_particles,
+)
 from cryomine.io.star import (
     ParticleTable,
     coordinates_xyz_voxels,
@@ -27,8 +44,11 @@ from cryomine.io.star import (
 from cryomine.io.validate import check_volume, check_voxel_size
 
 __all__ = [
+    "FORMATS",
     "MOTL_COLUMNS",
     "SHREC2019_LAYOUT",
+    "ConvertConfig",
+    "ConvertResult",
     "OpticsGroup",
     "ParticleTable",
     "ShrecLayout",
@@ -36,21 +56,28 @@ __all__ = [
     "atomic_output",
     "check_volume",
     "check_voxel_size",
+    "convert_particle_list",
     "coordinates_xyz_voxels",
+    "detect_format",
+    "em_voxel_size_a",
     "eulers_zyz",
     "make_particles",
     "motl_to_particles",
+    "motl_tomo_names",
     "particles_pixel_size_a",
     "read_coordinates_csv",
     "read_em",
     "read_motl",
     "read_mrc",
     "read_optimisation_set",
+    "read_particle_list",
     "read_particles",
     "read_shrec_particles",
     "read_tomograms",
     "relion_zyz_to_zxz",
     "with_optics",
+    "write_em",
+    "write_motl",
     "write_mrc",
     "write_particles",
     "write_volume",
