@@ -42,11 +42,13 @@ from cryomine.io.star import (
     write_particles,
 )
 from cryomine.io.validate import check_volume, check_voxel_size
+from cryomine.io.volume import VOLUME_SUFFIXES, read_volume, volume_kind
 
 __all__ = [
     "FORMATS",
     "MOTL_COLUMNS",
     "SHREC2019_LAYOUT",
+    "VOLUME_SUFFIXES",
     "ConvertConfig",
     "ConvertResult",
     "OpticsGroup",
@@ -74,7 +76,9 @@ __all__ = [
     "read_particles",
     "read_shrec_particles",
     "read_tomograms",
+    "read_volume",
     "relion_zyz_to_zxz",
+    "volume_kind",
     "with_optics",
     "write_em",
     "write_motl",

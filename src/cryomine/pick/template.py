@@ -44,7 +44,7 @@ from cryomine import __version__
 from cryomine.errors import InputError
 from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, missing_wedge_mask
 from cryomine.io.atomic import atomic_output
-from cryomine.io.mrc import read_mrc
+from cryomine.io.volume import read_volume
 from cryomine.io.star import write_particles
 from cryomine.pick.config import TemplateMatchConfig
 from cryomine.pick.correlate import _Correlator
@@ -237,6 +237,7 @@ def match_template_file(
     *,
     mask: str | os.PathLike[str] | None = None,
     progress: bool = False,
+    template_voxel_size_a: float | None = None,
 ) -> tuple[MatchResult, list[Path]]:
     """Template-match a tomogram MRC and write the results beside the picks STAR ``out``.
 
@@ -255,10 +256,10 @@ def match_template_file(
     paths = [out, Path(f"{stem}_scores.mrc"), Path(f"{stem}_angles.mrc"), Path(f"{stem}_angles.csv"), stem.with_suffix(".json")]
     name = Path(str(template)).name.split(".")[0]
     with open_mrc_mmap(tomogram) as (vol, voxel_size_a):
-        tmpl = prepare_template(str(template), voxel_size_a)
+        tmpl = prepare_template(str(template), voxel_size_a, map_voxel_size_a=template_voxel_size_a, map_voxel_size_name="--template-voxel-size")
         mask_arr = None
         if mask is not None:
-            mask_arr = read_mrc(mask).data
+            mask_arr = read_volume(mask, voxel_size_a).data  # MRC or .em; by contract at the tomogram's voxel size
             if mask_arr.shape != tmpl.density.shape:
                 raise InputError(f"mask is {'x'.join(map(str, mask_arr.shape))} voxels; it must match the template box "
                                  f"{'x'.join(map(str, tmpl.density.shape))} at {voxel_size_a:g} Å/voxel", mask)  # fmt: skip
