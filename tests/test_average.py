@@ -199,7 +199,7 @@ def test_star_and_tomogram_input_cuts_boxes_at_the_coordinates(tmp_path):
     for c in centres_zyx:
         tomo[c[0] - 8 : c[0] + 8, c[1] - 8 : c[1] + 8, c[2] - 8 : c[2] + 8] += truth
     write_mrc(tmp_path / "tomo.mrc", tomo, 12.0)
-    write_particles(tmp_path / "p.star", make_particles(centres_zyx[:, ::-1].astype(float), np.zeros((3, 3))))
+    write_particles(tmp_path / "p.star", make_particles(centres_zyx[:, ::-1].astype(float), np.zeros((3, 3))), pixel_size_a=12.0)
     data = load_particles(tmp_path / "p.star", tmp_path / "tomo.mrc", box=16)
     assert data.particles.shape == (3, 16, 16, 16) and data.voxel_size_a == pytest.approx(12.0)
     assert np.allclose(data.coords_xyz, centres_zyx[:, ::-1])

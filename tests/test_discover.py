@@ -224,7 +224,9 @@ def test_discover_cli_end_to_end(held_out_run: tuple[Path, Path], tmp_path: Path
         assert h["recall"] == pytest.approx((classes[members] == disc).sum() / 8)
         assert h["precision"] == pytest.approx((classes[members] == disc).mean())
         _fsc_approx(h["fsc_subtomogram_mean"], fsc_summary(boxes_ref[members].mean(0), truth[disc], 10.0))
-    star = starfile.read(out / "assignments.star")
+    blocks = starfile.read(out / "assignments.star", always_dict=True)
+    star = blocks["particles"]
+    assert blocks["optics"]["rlnImagePixelSize"].tolist() == [10.0]  # the dataset's voxel size
     assert len(star) == 32 and np.array_equal(star["rlnClassNumber"].to_numpy(), table["cluster"].to_numpy() + 1)
     assert (out / "tsne.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     held_cluster = summary["dsmnet"]["held_out"]["disc"]["cluster"]

@@ -14,11 +14,13 @@ from cryomine.geometry import euler_zyz_to_matrix
 from cryomine.io.em import (
     EM_HEADER_BYTES,
     MOTL_COLUMNS,
+    em_voxel_size_a,
     motl_to_particles,
     read_em,
     read_em_array,
     read_motl,
     relion_zyz_to_zxz,
+    write_em,
     zxz_to_relion_zyz,
 )
 
@@ -74,6 +76,22 @@ def test_hand_written_em_round_trip_keeps_axis_order(tmp_path, dtype, big_endian
     raw = read_em_array(path)
     assert raw.dtype == np.dtype(dtype) and raw.dtype.isnative
     np.testing.assert_array_equal(raw, data)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64])
+def test_write_em_round_trip_and_header_voxel_size(tmp_path, dtype):
+    data = coded_volume((3, 4, 7), dtype)
+    path = write_em(tmp_path / "v.em", data, voxel_size_a=8.704)
+    assert path.stat().st_size == EM_HEADER_BYTES + data.nbytes
+    np.testing.assert_array_equal(read_em_array(path), data)
+    assert read_em_array(path).dtype == np.dtype(dtype)
+    assert em_voxel_size_a(path) == pytest.approx(8.704)  # header parameter 7, 1/1000 A units
+    assert read_em(path).voxel_size_a == pytest.approx(8.704)  # the header's when not given
+    assert em_voxel_size_a(write_em(tmp_path / "n.em", data)) is None
+    same = write_em_bytes(tmp_path / "hand.em", data)  # the hand-written layout, byte for byte
+    assert (tmp_path / "n.em").read_bytes() == same.read_bytes()
+    with pytest.raises(InputError, match="3-D"):
+        write_em(tmp_path / "bad.em", np.zeros((2, 3)))
 
 
 def test_truncated_em_names_file(tmp_path):
@@ -158,11 +176,15 @@ def test_real_motls_load_with_their_particle_counts(name, count):
     assert (motl["theta"].between(0, 180)).all()  # TOM theta is the x-rotation in [0, 180]
     assert (motl[["x", "y", "z"]].max() - motl[["x", "y", "z"]].min() > 30).all()  # positions spread in voxels
     assert motl[["shift_x", "shift_y", "shift_z"]].abs().max().max() < 5  # sub-voxel refinement shifts
-    particles = motl_to_particles(motl, voxel_size_a=21.76)
+    particles = motl_to_particles(motl)
     assert len(particles) == count
-    coords = particles[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]]
-    np.testing.assert_array_equal(coords, motl[["x", "y", "z"]])
-    np.testing.assert_allclose(particles["rlnOriginXAngst"], -21.76 * motl["shift_x"])
+    coords = particles[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy()
+    tom = motl[["x", "y", "z"]].to_numpy() + motl[["shift_x", "shift_y", "shift_z"]].to_numpy()
+    np.testing.assert_array_equal(coords, tom - 1)  # 1-based TOM centre -> 0-based voxels
+    assert not any(c.startswith("rlnOrigin") for c in particles.columns)  # the shifts are in the coordinates
+    np.testing.assert_array_equal(motl_to_particles(motl, binning=4)[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]],
+                                  (tom - 1) / 4)  # fmt: skip
+    assert set(particles["rlnTomoName"]) == {str(int(t)) for t in motl["tomo_id"]}
     mats = euler_zyz_to_matrix(particles[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy())
     ref = Rotation.from_euler("zxz", motl[["phi", "theta", "psi"]].to_numpy(), degrees=True).as_matrix()
     np.testing.assert_allclose(mats, ref, atol=1e-9)

@@ -7,20 +7,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import starfile
 from scipy.spatial.transform import Rotation
 
 from cryomine.errors import InputError
 from cryomine.geometry import euler_zyz_to_matrix
 from cryomine.io.em import zxz_to_relion_zyz
+from cryomine.io.optics import OpticsGroup
 from cryomine.io.particle_lists import SHREC2019_LAYOUT, ShrecLayout, read_coordinates_csv, read_shrec_particles
 from cryomine.io.star import (
     ParticleTable,
     coordinates_xyz_voxels,
     eulers_zyz,
     make_particles,
+    particles_pixel_size_a,
     read_optimisation_set,
     read_particles,
     read_tomograms,
+    with_optics,
     write_particles,
 )
 
@@ -50,8 +54,10 @@ def random_table(n: int = 17, seed: int = 3) -> ParticleTable:
             "rlnOriginZAngst": rng.normal(size=n),
         },
     )
-    optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["og1"], "rlnTomoTiltSeriesPixelSize": [1.35]})
-    return ParticleTable(table.particles, optics=optics, other_blocks={"general": {"rlnTomoSubTomosAre2DStacks": 1}})
+    optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["og1"], "rlnTomoTiltSeriesPixelSize": [1.35],
+                           "rlnImagePixelSize": [5.4]})  # fmt: skip
+    particles = table.particles.assign(rlnOpticsGroup=1)
+    return ParticleTable(particles, optics=optics, other_blocks={"general": {"rlnTomoSubTomosAre2DStacks": 1}})
 
 
 def no_strays(folder: Path, expected: set[str]) -> None:
@@ -100,6 +106,67 @@ def test_make_particles_shapes_and_defaults():
         make_particles([[1, 2, 3], [4, 5, 6]], tomo_name=["a", "b", "c"])
     with pytest.raises(InputError, match="class_number must be integers"):
         make_particles([[1, 2, 3]], class_number=1.5)
+
+
+# ------------------------------------------------------------------------------------------------ optics
+
+
+def test_optics_round_trip_keeps_coordinates_angles_and_pixel_size(tmp_path):
+    rng = np.random.default_rng(11)
+    xyz, zyz = rng.uniform(0, 300, size=(23, 3)), rng.uniform(-180, 180, size=(23, 3))
+    table = make_particles(xyz, zyz, tomo_name="TS_01", pixel_size_a=8.704)
+    assert list(table.particles["rlnOpticsGroup"]) == [1] * 23
+    back = read_particles(write_particles(tmp_path / "p.star", table))
+    np.testing.assert_allclose(coordinates_xyz_voxels(back), xyz, rtol=1e-9)
+    np.testing.assert_allclose(eulers_zyz(back), zyz, rtol=1e-9, atol=1e-7)
+    assert particles_pixel_size_a(back) == 8.704
+    assert list(back.optics.columns) == ["rlnOpticsGroup", "rlnOpticsGroupName", "rlnImagePixelSize"]
+    # the same through write_particles' own pixel size argument, with every optics value known
+    og = OpticsGroup(pixel_size_a=8.704, tilt_series_pixel_size_a=2.176, voltage_kv=300, cs_mm=2.7, amplitude_contrast=0.07)
+    full = read_particles(write_particles(tmp_path / "q.star", make_particles(xyz, zyz), optics=og))
+    row = full.optics.iloc[0]
+    assert (row["rlnImagePixelSize"], row["rlnTomoTiltSeriesPixelSize"]) == (8.704, 2.176)
+    assert (row["rlnVoltage"], row["rlnSphericalAberration"], row["rlnAmplitudeContrast"]) == (300, 2.7, 0.07)
+    np.testing.assert_allclose(coordinates_xyz_voxels(full), xyz, rtol=1e-9)
+
+
+def test_written_file_parses_with_starfile_into_optics_and_particles(tmp_path):
+    xyz = np.array([[1.5, 2.0, 3.25], [10.0, 20.0, 30.0]])
+    path = write_particles(tmp_path / "p.star", make_particles(xyz, tomo_name="TS_7"), pixel_size_a=13.5)
+    blocks = starfile.read(path, always_dict=True)
+    assert list(blocks) == ["optics", "particles"]
+    optics, parts = blocks["optics"], blocks["particles"]
+    assert isinstance(optics, pd.DataFrame) and isinstance(parts, pd.DataFrame)  # loops, not key-value pairs
+    assert optics["rlnOpticsGroup"].tolist() == [1] and optics["rlnOpticsGroupName"].tolist() == ["opticsGroup1"]
+    assert optics["rlnImagePixelSize"].tolist() == [13.5]
+    assert parts["rlnOpticsGroup"].tolist() == [1, 1] and parts["rlnTomoName"].tolist() == ["TS_7", "TS_7"]
+    np.testing.assert_array_equal(parts[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy(), xyz)
+
+
+def test_optics_given_and_stored_must_agree(tmp_path):
+    table = read_particles(need(WARP / f"{STEM}.star"))  # 4 groups at 12 A, particles name their group
+    assert with_optics(table, 12.0).optics.equals(table.optics)  # agreeing value: unchanged
+    with pytest.raises(InputError, match="bad.star.*rlnImagePixelSize.*10 was given"):
+        write_particles(tmp_path / "bad.star", table, pixel_size_a=10.0)
+    with pytest.raises(InputError, match="rlnAmplitudeContrast"):  # stored 0.07
+        with_optics(table, optics=OpticsGroup(12.0, amplitude_contrast=0.1))
+    filled = with_optics(random_table(), optics=OpticsGroup(5.4, voltage_kv=200.0)).optics  # a missing column is added
+    assert filled["rlnVoltage"].tolist() == [200.0] and filled["rlnTomoTiltSeriesPixelSize"].tolist() == [1.35]
+    no_groups = ParticleTable(table.particles.drop(columns="rlnOpticsGroup"), optics=table.optics)
+    with pytest.raises(InputError, match="lack rlnOpticsGroup.*4 groups"):
+        write_particles(tmp_path / "bad.star", no_groups)
+    wrong = ParticleTable(table.particles.assign(rlnOpticsGroup=9), optics=table.optics)
+    with pytest.raises(InputError, match="missing from data_optics"):
+        write_particles(tmp_path / "bad.star", wrong)
+    with pytest.raises(InputError, match="pixel size unknown"):
+        write_particles(tmp_path / "bad.star", make_particles([[1.0, 2, 3]]))
+    with pytest.raises(InputError, match="disagrees"):
+        make_particles([[1.0, 2, 3]], pixel_size_a=5.0, optics=OpticsGroup(6.0))
+    for bad in ({"pixel_size_a": 0}, {"pixel_size_a": 1, "voltage_kv": -3}, {"pixel_size_a": 1, "amplitude_contrast": 1.5},
+                {"pixel_size_a": float("nan")}, {"pixel_size_a": 1, "name": "two words"}):  # fmt: skip
+        with pytest.raises(InputError):
+            OpticsGroup(**bad)
+    assert not (tmp_path / "bad.star").exists() and not list(tmp_path.iterdir())
 
 
 # ------------------------------------------------------------------------------------------------ real data
@@ -282,8 +349,9 @@ def test_more_bad_inputs(tmp_path):
 
 def test_zero_particles_round_trip(tmp_path):
     empty = make_particles(np.zeros((0, 3)))
-    back = read_particles(write_particles(tmp_path / "none.star", empty))
+    back = read_particles(write_particles(tmp_path / "none.star", empty, pixel_size_a=7.5))
     assert len(back) == 0 and set(back.particles.columns) >= {"rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"}
+    assert particles_pixel_size_a(back) == 7.5
 
 
 def test_key_value_blocks_and_relion30_single_block(tmp_path):
@@ -301,7 +369,11 @@ def test_key_value_blocks_and_relion30_single_block(tmp_path):
         "1 2 3 0.5\n4 5 6 -0.5\n"
     )
     t30 = read_particles(r30)
-    assert t30.particles_block == "" and list(t30.particles["rlnOriginX"]) == [0.5, -0.5]
-    back = read_particles(write_particles(tmp_path / "r30_copy.star", t30))
-    assert back.particles_block == ""
-    pd.testing.assert_frame_equal(back.particles, t30.particles, check_dtype=False)
+    assert t30.particles_block == "" and list(t30.particles["rlnOriginX"]) == [0.5, -0.5] and t30.optics is None
+    with pytest.raises(InputError, match="r30_copy.star.*pixel size unknown"):
+        write_particles(tmp_path / "r30_copy.star", t30)  # no optics, no pixel size: refused, nothing written
+    assert not (tmp_path / "r30_copy.star").exists()
+    back = read_particles(write_particles(tmp_path / "r30_copy.star", t30, pixel_size_a=3.2))
+    assert back.particles_block == "particles"  # written as RELION 3.1+ with data_optics
+    assert list(back.optics["rlnImagePixelSize"]) == [3.2] and list(back.particles["rlnOpticsGroup"]) == [1, 1]
+    pd.testing.assert_frame_equal(back.particles.drop(columns="rlnOpticsGroup"), t30.particles, check_dtype=False)

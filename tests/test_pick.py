@@ -259,9 +259,10 @@ def test_matching_is_one_to_one_and_maximal():
 
 def test_evaluate_files_empty_star_and_radii(tmp_path):
     truth = tmp_path / "truth.star"
-    write_particles(truth, make_particles(np.array([[10.0, 20, 30], [40, 50, 60]]), extra={"rlnClassName": np.array(["1bxn", "3j9i"], object)}))
+    names = {"rlnClassName": np.array(["1bxn", "3j9i"], object)}
+    write_particles(truth, make_particles(np.array([[10.0, 20, 30], [40, 50, 60]]), extra=names), pixel_size_a=10.0)
     empty = tmp_path / "empty.star"
-    write_particles(empty, make_particles(np.zeros((0, 3))))
+    write_particles(empty, make_particles(np.zeros((0, 3))), pixel_size_a=10.0)
     with pytest.raises(InputError, match="no particles"):
         read_picks(empty)
     with pytest.raises(InputError, match="no particles"):

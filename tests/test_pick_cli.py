@@ -130,7 +130,7 @@ def test_atlas_and_predictions_join(tomo, tmp_path, capsys):
 
 
 def _empty_star(path: Path) -> Path:
-    write_particles(path, make_particles(np.zeros((0, 3))))
+    write_particles(path, make_particles(np.zeros((0, 3))), pixel_size_a=10.0)
     return path
 
 
@@ -152,7 +152,7 @@ def test_bad_input_one_line_exit_2(tomo, tmp_path, capsys, case, needle):
     small = tmp_path / "small.mrc"
     write_mrc(small, np.random.default_rng(0).standard_normal((16, 20, 18)).astype(np.float32), 10.0)
     no_class = tmp_path / "noclass.star"
-    write_particles(no_class, make_particles(np.array([[10.0, 10, 10]])))
+    write_particles(no_class, make_particles(np.array([[10.0, 10, 10]])), pixel_size_a=10.0)
     out = tmp_path / "out" / "x.star"
     args = {
         "empty_star_evaluate": ["evaluate-picks", str(empty), str(truth)],

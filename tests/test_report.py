@@ -50,12 +50,12 @@ def make_demo_folder(root: Path) -> Path:
         tomo[int(z) - 1:int(z) + 2, int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3] += 4.0
     write_mrc(root / "tomogram.mrc", tomo, 10.0)
     write_particles(root / "tomogram.star", make_particles(truth_xyz, class_number=[1, 2, 3],
-                                                          extra={"rlnClassName": np.array(CLASSES, dtype=object)}))
+                                                          extra={"rlnClassName": np.array(CLASSES, dtype=object)}), pixel_size_a=10.0)
     _write_json(root / "tomogram.json", {"particles_placed": 3, "snr_measured": 0.0612, "volume_fraction": 0.01,
                                          "config": {"shape_zyx": list(shape), "voxel_size_a": 10.0, "seed": 0,
                                                     "imaging": {"snr": 0.06}}})
     picks_xyz = np.array([[11.0, 12.0, 13.0], [30.0, 21.0, 10.0], [50.0, 5.0, 20.0]])
-    write_particles(root / "picks.star", make_particles(picks_xyz, extra={"rlnClassName": np.array(CLASSES, dtype=object)}))
+    write_particles(root / "picks.star", make_particles(picks_xyz, extra={"rlnClassName": np.array(CLASSES, dtype=object)}), pixel_size_a=10.0)
     loc = {"tp": 2, "fp": 1, "fn": 1, "precision": 0.6667, "recall": 0.6667, "f1": 0.6667}
     _write_json(root / "picks_evaluation.json", {
         "n_picks": 3, "n_true": 3, "hit_fraction": 0.5, "radius_vox": {n: 4.0 for n in CLASSES},

@@ -47,7 +47,7 @@ def write_results(out_dir: str | os.PathLike[str], result: AverageResult, data: 
             "rlnRandomSubset": result.half.astype(np.int64) + 1, "rlnImageName": np.asarray(data.names),
         },
     )  # fmt: skip
-    files["star"] = write_particles(out / "particles.star", table)
+    files["star"] = write_particles(out / "particles.star", table, pixel_size_a=data.voxel_size_a)
     files["summary"] = out / "summary.json"
     with atomic_output(files["summary"]) as tmp:
         tmp.write_text(json.dumps(jsonable(summary), indent=2) + "\n")

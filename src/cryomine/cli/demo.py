@@ -31,7 +31,7 @@ import typer
 from cryomine import __version__
 from cryomine.cli.app import app, run_cli
 from cryomine.errors import InputError
-from cryomine.io import make_particles, read_particles, write_mrc, write_particles
+from cryomine.io import make_particles, particles_pixel_size_a, read_particles, write_mrc, write_particles
 from cryomine.io.atomic import atomic_output
 from cryomine.structures import list_structures, load_structure
 from cryomine.viz import save_slice_montage
@@ -108,7 +108,7 @@ def _label_picks(picks: Path, truth: Path, out: Path, voxel_size_a: float) -> No
     labels[pi] = names[ti]
     table = p.particles.copy()
     table["rlnClassName"] = labels
-    write_particles(out, type(p)(particles=table, optics=p.optics, other_blocks=p.other_blocks))
+    write_particles(out, type(p)(particles=table, optics=p.optics, other_blocks=p.other_blocks), pixel_size_a=voxel_size_a)
 
 
 def _class_subset(picks: Path, predictions_csv: Path, out: Path) -> str:
@@ -122,7 +122,8 @@ def _class_subset(picks: Path, predictions_csv: Path, out: Path) -> str:
     rows = np.sort(pred["row"].astype(int).to_numpy()[names == best])
     table = read_particles(picks)
     xyz = table.particles[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy()[rows]
-    write_particles(out, make_particles(xyz, tomo_name="tomogram", extra={"rlnClassName": np.array([best] * len(xyz), dtype=object)}))
+    write_particles(out, make_particles(xyz, tomo_name="tomogram", extra={"rlnClassName": np.array([best] * len(xyz), dtype=object)}),
+                    pixel_size_a=particles_pixel_size_a(table))  # fmt: skip
     return best
 
 

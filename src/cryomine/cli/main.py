@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import cryomine.cli.average
+import cryomine.cli.convert
 import cryomine.cli.demo
 import cryomine.cli.discover
 import cryomine.cli.evaluate

@@ -45,7 +45,8 @@ def pick_cmd(
     tomogram: Path = typer.Argument(..., help="Tomogram (MRC; protein bright, or give --invert)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output picks (RELION STAR); scores/angles/JSON are written beside it."),
     method: str | None = typer.Option(None, "--method", help="dog or template (default: template when --template is given, else dog)."),
-    template: str | None = typer.Option(None, "--template", help="Bundled structure id or PDB/mmCIF/MRC file (template matching; for DoG it sets the radius)."),
+    template: str | None = typer.Option(None, "--template", help="Bundled structure id or PDB/mmCIF/MRC/.em file (template matching; for DoG it sets the radius)."),
+    template_voxel_size: float | None = typer.Option(None, "--template-voxel-size", help="Voxel size (Å) of a --template map file; required for .em files whose header lacks it, overrides an MRC header."),
     angular_step: float | None = typer.Option(None, "--angular-step", help="Angular sampling step (degrees)."),
     radius: float | None = typer.Option(None, "--radius", help="Particle radius (Å) for DoG (default: the --template structure's radius)."),
     min_distance: float | None = typer.Option(None, "--min-distance", help="Exclusion radius between picks (Å; default the particle radius)."),
@@ -61,7 +62,7 @@ def pick_cmd(
     defocus: float | None = typer.Option(None, "--defocus", help="Defocus (µm, positive = underfocus) for CTF weighting."),
     voltage: float | None = typer.Option(None, "--voltage", help="Acceleration voltage (kV) for CTF weighting."),
     ctf: bool | None = typer.Option(None, "--ctf/--no-ctf", help="Weight the template by the CTF (default on)."),
-    mask: Path | None = typer.Option(None, "--mask", help="Mask MRC in the template's own box (default: a sphere)."),
+    mask: Path | None = typer.Option(None, "--mask", help="Mask (MRC or .em) in the template's own box (default: a sphere)."),
     pad_edges: bool | None = typer.Option(None, "--pad-edges/--no-pad-edges", help="Zero-pad the faces (exact, default) or correlate circularly (faster; one tile)."),
     tile_size: int | None = typer.Option(None, "--tile-size", help="Tile core edge (voxels; default: automatic from --memory-gb)."),
     memory_gb: float | None = typer.Option(None, "--memory-gb", help="Working memory per tile (GB)."),
@@ -99,7 +100,8 @@ def pick_cmd(
             microscope=microscope,
             peaks=replace(base.peaks, **peak_kw),
         )  # fmt: skip
-        result, paths = match_template_file(tomogram, template, out, config, mask=mask, voxel_size_a=voxel_size_a, progress=True)
+        result, paths = match_template_file(tomogram, template, out, config, mask=mask, voxel_size_a=voxel_size_a, progress=True,
+                                            template_voxel_size_a=template_voxel_size)
     typer.echo(f"picked {len(result.picks)} particles ({len(result.angles_zyz)} orientations, {result.n_tiles} tile(s)): "
                f"{', '.join(map(str, paths))}")  # fmt: skip
 

@@ -243,7 +243,7 @@ def discover(
     if classes is not None:
         extra["cmTrueClass"] = np.asarray(table["true_class"], dtype=str)
     write_particles(out / "assignments.star", make_particles(_coords_xyz(dataset, rows, header.size),
-                                                             class_number=labels + 1, extra=extra))
+                                                             class_number=labels + 1, extra=extra), pixel_size_a=vs)
 
     summary = _summary(loaded, dataset, rows.size, k, cfg, names, classes, held_out, labels, b_labels, clusters,
                        b_clusters, means, raw_means, truths, vs, density_source, truth.poses is not None)

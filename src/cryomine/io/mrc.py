@@ -46,14 +46,17 @@ def _open_checked(p: Path, opener: Callable[..., Any]) -> Any:
         raise InputError(f"not a readable MRC file ({_short(exc)})", p) from None
 
 
-def read_mrc(path: str | os.PathLike[str], *, allow_stack: bool = False) -> Volume:
+def read_mrc(path: str | os.PathLike[str], *, allow_stack: bool = False, voxel_size_a: float | None = None,
+             option: str | None = None, strict: bool = False) -> Volume:
     """Read an MRC file into a :class:`Volume`.
 
     Raises :class:`InputError` naming the file for a missing, truncated or corrupt file, a non-3-D array
     (unless ``allow_stack``: then a 2-D image is returned as a ``(1, h, w)`` stack), or NaN/inf voxels.
     The voxel size is the header's x spacing; a zero spacing in the header (unset) is reported as 1 Å here, for
-    readers that do not need it (masks, images). Readers whose results depend on the voxel size use
-    :func:`open_mrc_volume`, which refuses an unset header unless the caller supplies the voxel size.
+    readers that do not need it (masks, images). With ``strict`` or a ``voxel_size_a`` (Å, overriding the
+    header; ``option`` names where it came from) the voxel size is resolved by
+    :func:`~cryomine.geometry.validate.resolve_voxel_size`: an unset header is an :class:`InputError` unless the
+    caller supplies the value (:func:`open_mrc_volume` does the same for memory maps).
     """
     p = Path(path)
     with _open_checked(p, mrcfile.open) as mrc:
@@ -64,6 +67,8 @@ def read_mrc(path: str | os.PathLike[str], *, allow_stack: bool = False) -> Volu
     if allow_stack and data.ndim == 2:
         data = data[None]
     data = check_volume(data, p)
+    if strict or voxel_size_a is not None:
+        vs = resolve_voxel_size(vs, voxel_size_a, p, option)
     return Volume(data=data, voxel_size_a=vs if vs > 0 else 1.0, origin_zyx_a=origin_zyx)
 
 

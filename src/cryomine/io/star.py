@@ -4,11 +4,18 @@ Columns (RELION names, kept as they are in a :class:`ParticleTable`):
 
 - ``rlnCoordinateX/Y/Z``: position in voxels (RELION 3/4: pixels of the tilt series / tomogram the picker used;
   WarpTools 2-D-stack exports write them at the export pixel size ``rlnImagePixelSize``; see
-  :func:`coordinates_xyz_voxels`),
+  :func:`coordinates_xyz_voxels`). cryomine reads and writes them as **0-based** voxel indices of the
+  tomogram (voxel ``(0, 0, 0)`` is the first voxel, as a numpy index; ``data[z, y, x]`` holds the particle at
+  ``(x, y, z)``), at ``rlnImagePixelSize`` Å per voxel. TOM/PyTom motive lists are 1-based and are converted
+  (:func:`cryomine.io.em.motl_to_particles`),
 - ``rlnCenteredCoordinateX/Y/ZAngst`` (RELION 5): position in Å relative to the tomogram centre,
 - ``rlnAngleRot/Tilt/Psi``: RELION ZYZ Euler angles in degrees (see :mod:`cryomine.geometry.euler`),
 - ``rlnOriginX/Y/ZAngst``: shifts in Å (RELION subtracts them from the coordinate), ``rlnTomoName``,
   ``rlnClassNumber``; anything else is kept untouched, as are the other data blocks of the file.
+
+Files without ``data_optics`` (RELION 3.0, other tools) are read as they are. Every file written by
+:func:`write_particles` has one (:mod:`cryomine.io.optics`): ``rlnOpticsGroup``, ``rlnOpticsGroupName``,
+``rlnImagePixelSize`` and whatever else is known, with ``rlnOpticsGroup`` in the particles block.
 """
 
 from __future__ import annotations
@@ -25,6 +32,12 @@ from numpy.typing import ArrayLike
 
 from cryomine.errors import InputError
 from cryomine.io.atomic import atomic_output
+from cryomine.io.optics import (
+    PIXEL_SIZE,
+    OpticsGroup,
+    assign_optics_groups,
+    merge_optics,
+)
 
 __all__ = [
     "ANGLE_COLUMNS",
@@ -35,9 +48,11 @@ __all__ = [
     "coordinates_xyz_voxels",
     "eulers_zyz",
     "make_particles",
+    "particles_pixel_size_a",
     "read_optimisation_set",
     "read_particles",
     "read_tomograms",
+    "with_optics",
     "write_particles",
 ]
 
@@ -134,19 +149,65 @@ def read_particles(path: str | os.PathLike[str]) -> ParticleTable:
     return ParticleTable(particles=particles, optics=optics, other_blocks=others, particles_block=name)
 
 
-def write_particles(path: str | os.PathLike[str], table: ParticleTable) -> Path:
-    """Write ``table`` as a STAR file atomically: its other blocks, then ``optics``, then the particles."""
+def write_particles(
+    path: str | os.PathLike[str],
+    table: ParticleTable,
+    pixel_size_a: float | None = None,
+    *,
+    optics: OpticsGroup | None = None,
+) -> Path:
+    """Write ``table`` as a RELION 3.1+/5 particles STAR file atomically: other blocks, ``optics``, particles.
+
+    The file always has a ``data_optics`` block (see :func:`with_optics`): ``pixel_size_a`` (Å per voxel of the
+    coordinates) or ``optics`` is needed unless ``table.optics`` already has ``rlnImagePixelSize``; given values
+    must agree with those in ``table.optics``. A RELION 3.0 table (particles block ``""``) is written as
+    ``data_particles``. Raises :class:`InputError` naming ``path``; nothing is written then.
+    """
     if not isinstance(table, ParticleTable):
         raise InputError(f"expected a ParticleTable, got {type(table).__name__}", path)
     _check_particles(table.particles, path)
+    table = with_optics(table, pixel_size_a, optics=optics, source=path)
     blocks: dict[str, pd.DataFrame | dict] = dict(table.other_blocks)
-    if table.optics is not None:
-        blocks["optics"] = table.optics
+    blocks["optics"] = table.optics  # type: ignore[assignment]
     blocks[table.particles_block] = table.particles
     p = Path(path)
     with atomic_output(p) as tmp:
         starfile.write(blocks, tmp, float_format=_FLOAT_FORMAT)
     return p
+
+
+def with_optics(
+    table: ParticleTable,
+    pixel_size_a: float | None = None,
+    *,
+    optics: OpticsGroup | None = None,
+    source: str | os.PathLike[str] | None = None,
+) -> ParticleTable:
+    """``table`` with a complete optics table and ``rlnOpticsGroup`` on every particle (what gets written).
+
+    ``pixel_size_a`` is short for ``optics=OpticsGroup(pixel_size_a)``; giving both, they must agree. The
+    given group's values fill columns missing from ``table.optics`` and must agree with those present
+    (:func:`cryomine.io.optics.merge_optics`). The particles block is named ``particles``. Raises
+    :class:`InputError` (naming ``source``) when the pixel size stays unknown or the tables disagree.
+    """
+    if pixel_size_a is not None:
+        if optics is None:
+            optics = OpticsGroup(pixel_size_a=pixel_size_a)
+        elif not np.isclose(float(pixel_size_a), optics.pixel_size_a, rtol=1e-6, atol=0.0):
+            raise InputError(f"pixel_size_a={pixel_size_a:g} disagrees with optics.pixel_size_a={optics.pixel_size_a:g}")
+    opt = merge_optics(table.optics, optics, source)
+    particles = assign_optics_groups(table.particles, opt, source)
+    return ParticleTable(particles=particles, optics=opt, other_blocks=table.other_blocks, particles_block="particles")
+
+
+def particles_pixel_size_a(table: ParticleTable) -> float | None:
+    """The ``rlnImagePixelSize`` (Å) shared by every optics group of ``table``, or None when absent/different."""
+    if table.optics is None or PIXEL_SIZE not in table.optics.columns or len(table.optics) == 0:
+        return None
+    values = pd.to_numeric(table.optics[PIXEL_SIZE], errors="coerce").to_numpy(dtype=np.float64)
+    if not (np.isfinite(values).all() and (values > 0).all() and np.allclose(values, values[0], rtol=1e-9)):
+        return None
+    return float(values[0])
 
 
 def read_tomograms(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -249,13 +310,18 @@ def make_particles(
     tomo_name: str | Sequence[str] | None = None,
     class_number: int | ArrayLike | None = None,
     extra: Mapping[str, ArrayLike] | None = None,
+    *,
+    pixel_size_a: float | None = None,
+    optics: OpticsGroup | None = None,
 ) -> ParticleTable:
     """Build a :class:`ParticleTable` from arrays.
 
-    ``coords_xyz``: ``(n, 3)`` voxel coordinates ``(x, y, z)`` -> ``rlnCoordinateX/Y/Z``; ``eulers_zyz``:
-    ``(n, 3)`` RELION ``(rot, tilt, psi)`` degrees (omitted when None); ``tomo_name``: one name or n names
-    (``rlnTomoName``); ``class_number``: one int or n ints (``rlnClassNumber``); ``extra``: more columns by
-    RELION name, each n values.
+    ``coords_xyz``: ``(n, 3)`` 0-based voxel coordinates ``(x, y, z)`` -> ``rlnCoordinateX/Y/Z``;
+    ``eulers_zyz``: ``(n, 3)`` RELION ``(rot, tilt, psi)`` degrees (omitted when None); ``tomo_name``: one name
+    or n names (``rlnTomoName``); ``class_number``: one int or n ints (``rlnClassNumber``); ``extra``: more
+    columns by RELION name, each n values. ``pixel_size_a`` (Å per voxel of the coordinates) or ``optics``
+    adds the optics table and ``rlnOpticsGroup`` (:func:`with_optics`); without them the table has no optics
+    and :func:`write_particles` needs the pixel size.
     """
     xyz = _array_n3(coords_xyz, "coords_xyz")
     n = len(xyz)
@@ -274,7 +340,10 @@ def make_particles(
         cols["rlnClassNumber"] = _per_particle(classes, n, "class_number")
     for key, values in (extra or {}).items():
         cols[str(key)] = _per_particle(np.atleast_1d(np.asarray(values)), n, f"extra column {key}")
-    return ParticleTable(particles=pd.DataFrame(cols))
+    table = ParticleTable(particles=pd.DataFrame(cols))
+    if pixel_size_a is None and optics is None:
+        return table
+    return with_optics(table, pixel_size_a, optics=optics)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

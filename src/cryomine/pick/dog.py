@@ -88,7 +88,7 @@ def pick_dog_file(
     out = Path(out)
     stem = out.with_suffix("")
     paths = [out, Path(f"{stem}_scores.mrc"), stem.with_suffix(".json")]
-    write_particles(out, result.picks.to_table(Path(tomogram).stem))
+    write_particles(out, result.picks.to_table(Path(tomogram).stem), pixel_size_a=vol.voxel_size_a)
     write_mrc(paths[1], result.scores, vol.voxel_size_a, vol.origin_zyx_a)
     summary = {
         "method": "dog", "tomogram": str(tomogram), "voxel_size_a": vol.voxel_size_a, "origin_zyx_a": list(vol.origin_zyx_a),

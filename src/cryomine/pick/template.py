@@ -244,6 +244,7 @@ def match_template_file(
     mask: str | os.PathLike[str] | None = None,
     voxel_size_a: float | None = None,
     progress: bool = False,
+    template_voxel_size_a: float | None = None,
 ) -> tuple[MatchResult, list[Path]]:
     """Template-match a tomogram MRC and write the results beside the picks STAR ``out``.
 
@@ -266,7 +267,7 @@ def match_template_file(
     paths = [out, Path(f"{stem}_scores.mrc"), Path(f"{stem}_angles.mrc"), Path(f"{stem}_angles.csv"), stem.with_suffix(".json")]
     with open_mrc_volume(tomogram, voxel_size_a, option="--voxel-size") as tomo:
         vol, vs = tomo.data, tomo.voxel_size_a
-        tmpl = load_match_template(template, vs, config, mask)
+        tmpl = load_match_template(template, vs, config, mask, template_voxel_size_a)
         if tmpl.kind != "structure":
             warn_if_dark(template_contrast(tmpl.density, tmpl.mask), template, "--invert-template", config.invert_template)
         warn_if_dark(tomogram_contrast(vol, config.invert), tomogram, "--invert", config.invert)
@@ -278,7 +279,7 @@ def match_template_file(
                 for mrc in (ms, ma):
                     set_geometry(mrc, vs, tomo.origin_zyx_a)
                     mrc.update_header_stats()
-    write_particles(out, result.picks.to_table(Path(tomogram).stem))
+    write_particles(out, result.picks.to_table(Path(tomogram).stem), pixel_size_a=voxel_size_a)
     with atomic_output(paths[3]) as tmp:
         idx = np.arange(len(result.angles_zyz))
         np.savetxt(tmp, np.column_stack([idx, result.angles_zyz]), fmt=["%d", "%.6g", "%.6g", "%.6g"], delimiter=",",

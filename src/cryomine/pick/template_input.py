@@ -29,7 +29,8 @@ import numpy as np
 
 from cryomine.errors import InputError
 from cryomine.geometry.validate import check_volume
-from cryomine.io.mrc import Volume, open_mrc_volume, read_mrc
+from cryomine.io.mrc import Volume
+from cryomine.io.volume import read_volume
 from cryomine.pick.config import TemplateMatchConfig
 from cryomine.simulate.templates import prepare_template, template_from_density
 from cryomine.structures import structure_ids
@@ -126,14 +127,14 @@ def fourier_rescale(data: np.ndarray, from_voxel_a: float, to_voxel_a: float, pa
     return out, float(from_voxel_a) * padded / new
 
 
-def _read_map(path: Path) -> Volume:
-    with open_mrc_volume(path) as vol:
-        data = check_volume(np.array(vol.data, dtype=np.float32), path, name="template")
-        return Volume(data, vol.voxel_size_a, vol.origin_zyx_a)
+def _read_map(path: Path, voxel_size_a: float | None) -> Volume:
+    """The template map (MRC or .em) with its voxel size: ``voxel_size_a`` (--template-voxel-size) or the header's."""
+    vol = read_volume(path, voxel_size_a, option="--template-voxel-size")
+    return Volume(check_volume(vol.data, path, name="template"), vol.voxel_size_a, vol.origin_zyx_a)
 
 
 def _read_mask(path: str | os.PathLike[str], shape: tuple[int, ...]) -> np.ndarray:
-    mask = read_mrc(path).data
+    mask = read_volume(path, 1.0).data  # only its shape and values matter (it lives in the template's box)
     if mask.shape != shape:
         raise InputError(f"mask is {'x'.join(map(str, mask.shape))} voxels; it must match the template's own box "
                          f"{'x'.join(map(str, shape))}", path)  # fmt: skip
@@ -178,6 +179,7 @@ def load_match_template(
     voxel_size_a: float,
     config: TemplateMatchConfig = TemplateMatchConfig(),
     mask: str | os.PathLike[str] | None = None,
+    template_voxel_size_a: float | None = None,
 ) -> MatchTemplate:
     """The template ``template`` (bundled id, PDB/mmCIF or MRC file) at the tomogram's ``voxel_size_a`` (Å), with
     ``config.invert_template`` / ``config.recenter_template`` and the user's ``mask`` (an MRC of the template's
@@ -191,7 +193,7 @@ def load_match_template(
         return MatchTemplate(Path(str(template)).name.split(".")[0], tmpl.density, mask_arr, tmpl.radius_vox,
                              tmpl.voxel_size_a, tmpl.voxel_size_a, "structure")  # fmt: skip
     path = Path(template)
-    vol = _read_map(path)
+    vol = _read_map(path, template_voxel_size_a)
     if config.invert_template:
         vol = Volume(-vol.data, vol.voxel_size_a, vol.origin_zyx_a)
     if config.recenter_template:

@@ -39,11 +39,24 @@ class Template:
         return int((self.density > self.mask_level).sum())
 
 
-def prepare_template(name: str, voxel_size_a: float, mask_threshold: float = 0.1) -> Template:
-    """Load structure ``name`` (bundled id or file) at ``voxel_size_a`` and turn it into a :class:`Template`."""
+def prepare_template(
+    name: str,
+    voxel_size_a: float,
+    mask_threshold: float = 0.1,
+    *,
+    map_voxel_size_a: float | None = None,
+    map_voxel_size_name: str = "map_voxel_size_a",
+) -> Template:
+    """Load structure ``name`` (bundled id or file) at ``voxel_size_a`` and turn it into a :class:`Template`.
+
+    ``map_voxel_size_a`` (Å): the voxel size of a map file (MRC or ``.em``), overriding its header; needed for
+    ``.em`` maps without one (see :func:`cryomine.structures.load_structure`; ``map_voxel_size_name`` is what
+    the error calls it).
+    """
     if not 0.0 < mask_threshold < 1.0:
         raise InputError(f"mask threshold must be in (0, 1), got {mask_threshold:g}", "mask_threshold")
-    volume = load_structure(name, voxel_size_a=voxel_size_a)
+    volume = load_structure(name, voxel_size_a=voxel_size_a, map_voxel_size_a=map_voxel_size_a,
+                            map_voxel_size_name=map_voxel_size_name)  # fmt: skip
     return template_from_density(name, volume.data, float(volume.voxel_size_a), mask_threshold)
 
 

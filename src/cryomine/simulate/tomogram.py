@@ -21,7 +21,7 @@ from tqdm import tqdm
 from cryomine import __version__
 from cryomine.errors import InputError
 from cryomine.geometry import euler_zyz_to_matrix, random_eulers_zyz, rotate_volumes
-from cryomine.io import make_particles, write_mrc, write_particles
+from cryomine.io import OpticsGroup, make_particles, write_mrc, write_particles
 from cryomine.io.atomic import atomic_output
 from cryomine.simulate.imaging import ImagingConfig, image_scene
 from cryomine.simulate.scene import overlap_slices
@@ -110,11 +110,19 @@ def pack_tomogram(config: TomogramConfig, progress: bool = True) -> tuple[np.nda
     return density, placed
 
 
+def _optics(config: TomogramConfig) -> OpticsGroup:
+    """The STAR optics group: the tilt series is simulated at the tomogram's voxel size (binning 1)."""
+    mic = config.imaging.microscope
+    return OpticsGroup(pixel_size_a=config.voxel_size_a, tilt_series_pixel_size_a=config.voxel_size_a,
+                       voltage_kv=mic.voltage_kv, cs_mm=mic.cs_mm, amplitude_contrast=mic.amplitude_contrast)  # fmt: skip
+
+
 def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool = True) -> dict:
     """Write ``out`` (MRC, voxel size in the header), ``<stem>.star`` (true particles) and ``<stem>.json``.
 
-    The STAR has ``rlnCoordinateX/Y/Z`` (voxels), ``rlnAngleRot/Tilt/Psi``, ``rlnClassNumber`` (1-based),
-    ``rlnClassName`` and ``rlnTomoName``. Returns a summary (also in the JSON: config, particles placed,
+    The STAR has ``rlnCoordinateX/Y/Z`` (0-based voxels), ``rlnAngleRot/Tilt/Psi``, ``rlnClassNumber``
+    (1-based), ``rlnClassName``, ``rlnTomoName`` and an optics block (pixel sizes, voltage, Cs, amplitude
+    contrast of the simulation). Returns a summary (also in the JSON: config, particles placed,
     measured SNR, volume fraction).
     """
     out = Path(out)
@@ -131,6 +139,7 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
         tomo_name=stem.name,
         class_number=placed.class_ids + 1,
         extra={"rlnClassName": np.array([names[k] for k in placed.class_ids], dtype=object)},
+        optics=_optics(config),
     )
     summary = {
         "cryomine_version": __version__,

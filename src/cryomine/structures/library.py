@@ -37,6 +37,7 @@ from cryomine.errors import InputError
 from cryomine.geometry.validate import check_voxel_size
 from cryomine.io.atomic import atomic_output
 from cryomine.io.mrc import Volume, read_mrc
+from cryomine.io.volume import read_volume
 from cryomine.structures.density import (
     SIGMA_PER_RESOLUTION,
     atoms_from_file,
@@ -58,7 +59,7 @@ MAP_THRESHOLD = 0.1
 #: Voxel size (Å) of the shipped maps and of the box sizes in :class:`StructureInfo`.
 LIBRARY_VOXEL_SIZE_A = 10.0
 ATOM_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif")
-MAP_SUFFIXES = (".mrc", ".map", ".rec")
+MAP_SUFFIXES = (".mrc", ".map", ".rec", ".em")
 _INDEX_NAME = "index.json"
 
 
@@ -219,12 +220,20 @@ def _file_kind(path: Path) -> str | None:
 
 
 def load_structure(
-    id_or_path: str | os.PathLike[str], voxel_size_a: float = 10.0, resolution_a: float | None = None
+    id_or_path: str | os.PathLike[str],
+    voxel_size_a: float = 10.0,
+    resolution_a: float | None = None,
+    *,
+    map_voxel_size_a: float | None = None,
+    map_voxel_size_name: str = "map_voxel_size_a",
 ) -> Volume:
     """Load a structure as a density map (see the module docstring for the conventions).
 
-    ``id_or_path`` is a shipped id (case-insensitive) or a path to a PDB/mmCIF (optionally ``.gz``) or MRC file.
-    ``resolution_a`` defaults to ``2 * voxel_size_a``. Results are cached in-process; each call returns a fresh
+    ``id_or_path`` is a shipped id (case-insensitive) or a path to a PDB/mmCIF (optionally ``.gz``), MRC or
+    TOM/PyTom ``.em`` map. ``map_voxel_size_a`` (Å) is the voxel size of a map file, overriding its header; an
+    ``.em`` map whose header holds none needs it (an :class:`InputError` naming ``map_voxel_size_name``
+    otherwise, see :func:`cryomine.io.read_volume`). ``resolution_a`` defaults to ``2 * voxel_size_a``.
+    Results are cached in-process; each call returns a fresh
     copy of the array, so callers may modify it. Raises :class:`InputError` for unknown ids, missing or bad
     files and bad parameters.
     """
@@ -243,12 +252,19 @@ def load_structure(
                 _known_id(str(id_or_path))  # raises "unknown structure id"
             raise InputError("file not found" if not p.exists() else "not a file", p)
         st = p.resolve().stat()
-        vol = _load_cached(("file", str(p.resolve()), st.st_mtime_ns, st.st_size), vs, res)
+        key = ("file", str(p.resolve()), st.st_mtime_ns, st.st_size)
+        vol = _load_cached(key, vs, res, map_voxel_size_a, map_voxel_size_name)
     return Volume(data=vol.data.copy(), voxel_size_a=vol.voxel_size_a, origin_zyx_a=vol.origin_zyx_a)
 
 
 @functools.lru_cache(maxsize=64)
-def _load_cached(key: tuple[str, str, int, int], voxel_size_a: float, resolution_a: float) -> Volume:
+def _load_cached(
+    key: tuple[str, str, int, int],
+    voxel_size_a: float,
+    resolution_a: float,
+    map_voxel_size_a: float | None = None,
+    map_voxel_size_name: str = "map_voxel_size_a",
+) -> Volume:
     kind, name, _, _ = key
     if kind == "id":
         if _source(name) == "pdb":
@@ -261,7 +277,8 @@ def _load_cached(key: tuple[str, str, int, int], voxel_size_a: float, resolution
         if file_kind == "atoms":
             vol = density_from_model(atoms_from_file(path), voxel_size_a, resolution_a)
         elif file_kind == "map":
-            vol = _map_volume(read_mrc(path), voxel_size_a, resolution_a, source=path)
+            own = read_volume(path, map_voxel_size_a, option=map_voxel_size_name)
+            vol = _map_volume(own, voxel_size_a, resolution_a, source=path)
         else:
             raise InputError(
                 f"unsupported structure file type (expected {', '.join(ATOM_SUFFIXES + MAP_SUFFIXES)}, "
