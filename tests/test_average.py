@@ -185,9 +185,9 @@ def test_cli_average_writes_outputs_and_resumes(tmp_path, capsys):
     assert len(table) == 16 and set(table["rlnRandomSubset"]) == {1, 2} and set(table["rlnClassNumber"]) == {1}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tilt_range_deg"] == [-50.0, 50.0] and len(summary["history"]) == 2
-    assert main(args) == 2  # the folder holds a run: one clear line
+    assert main(args) == 2  # the folder holds a run: one clear line (checked before the particles are read)
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--resume" in err[0]
+    assert len(err) == 1 and "--resume" in err[0], err
     assert main(args[:5] + ["3"] + args[6:] + ["--resume"]) == 0
     assert len(json.loads((out / "summary.json").read_text())["history"]) == 3
 

@@ -74,23 +74,24 @@ def test_real_em_template_prepares_like_the_same_map_as_mrc(tmp_path):
 
 
 def test_template_pick_with_em_template_and_mask_finds_planted_particle(tmp_path, capsys):
-    """An .em template and .em mask in ``cryomine pick``: a planted copy is found at its 0-based voxel."""
+    """An .em template and .em mask (in the template's own box, kept by default) in ``cryomine pick``: a planted
+    copy is found at its 0-based voxel."""
     rng = np.random.default_rng(4)
     density = np.zeros((19, 19, 19), np.float32)
     density[5:14, 7:12, 6:13] = 1.0
     density[5:9, 12:15, 6:10] = 1.0  # asymmetric
     tmpl_em = write_em(tmp_path / "blob.em", density)  # no voxel size stored
-    tmpl = prepare_template(str(tmpl_em), 12.0, map_voxel_size_a=12.0)
-    m = tmpl.density.shape[0]
+    m = density.shape[0]
     zz, yy, xx = np.indices((m, m, m)) - m // 2
     mask_em = write_em(tmp_path / "mask.em", (zz**2 + yy**2 + xx**2 <= (m // 2) ** 2).astype(np.float32))
     tomo = 0.05 * rng.standard_normal((30, 34, 32)).astype(np.float32)
     centre = np.array([14, 18, 15])  # (z, y, x), 0-based
     lo = centre - m // 2
-    tomo[lo[0] : lo[0] + m, lo[1] : lo[1] + m, lo[2] : lo[2] + m] += tmpl.density
+    tomo[lo[0] : lo[0] + m, lo[1] : lo[1] + m, lo[2] : lo[2] + m] += density
     mrc = write_mrc(tmp_path / "tomo.mrc", tomo, 12.0)
     out = tmp_path / "picks.star"
     base = ["pick", str(mrc), "--method", "template", "--template", str(tmpl_em), "--angular-step", "90", "--no-ctf",
+            "--tilt-min", "-60", "--tilt-max", "60",
             "--top-n", "1", "--mask", str(mask_em), "--out", str(out)]  # fmt: skip
     capsys.readouterr()
     assert main(base) == 2  # the .em template has no voxel size: refused, naming the option

@@ -38,7 +38,7 @@ def _json(capsys: pytest.CaptureFixture[str]) -> dict:
 def _reference_scores(picks_star: Path, truth_star: Path, cls: str | None = None) -> dict[str, float]:
     """Pick scores recomputed from the STAR files (hit: within half the true class's radius, 10 Å voxels); with
     ``cls``, picks of that class (all picks of a single-class picker) against true particles of that class."""
-    names = starfile.read(truth_star)["rlnClassName"].astype(str).to_numpy()
+    names = read_particles(truth_star).particles["rlnClassName"].astype(str).to_numpy()
     diameter = {info.id: info.diameter_a for info in list_structures()}
     limit = np.array([0.5 * diameter[n] / 2 / 10.0 for n in names])
     picks, truth = star_xyz(picks_star), star_xyz(truth_star)
@@ -158,7 +158,8 @@ def test_bad_input_one_line_exit_2(tomo, tmp_path, capsys, case, needle):
         "empty_star_evaluate": ["evaluate-picks", str(empty), str(truth)],
         "empty_star_extract": ["extract", str(mrc), str(empty), "--size", "16", "--out", str(tmp_path / "out" / "x.h5")],
         "angular_step_zero": ["pick", str(mrc), "--template", "3gl1", "--angular-step", "0", "--out", str(out)],
-        "template_too_large": ["pick", str(small), "--template", "4v4r", "--out", str(out)],
+        "template_too_large": ["pick", str(small), "--template", "4v4r", "--tilt-min", "-60", "--tilt-max", "60", "--no-ctf",
+                               "--out", str(out)],
         "bad_method": ["pick", str(mrc), "--method", "magic", "--out", str(out)],
         "dog_without_radius": ["pick", str(mrc), "--out", str(out)],
         "atlas_without_classes": ["atlas", str(mrc), str(no_class), "--out", str(tmp_path / "out" / "a.mrc")],

@@ -44,6 +44,7 @@ def tomo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     simulate_tomogram(bright, config, progress=False)
     data = read_mrc(bright).data
     write_mrc(root / "dark.mrc", -data, 10.0)
+    (root / "dark.json").write_text(bright.with_suffix(".json").read_text())  # the same metadata (tilts, optics)
     with mrcfile.new(root / "novs.mrc") as m:  # mrcfile's default header: voxel size 0
         m.set_data(data)
     write_mrc(root / "origin.mrc", data, 10.0, ORIGIN)

@@ -18,6 +18,11 @@ class InputError(ValueError):
         super().__init__(" ".join(str(text).split()))  # always one line
 
 
+class CryomineWarning(UserWarning):
+    """Something a user should know but that does not stop the step (an assumed value, a suspicious input); the
+    CLI prints each as one ``warning: ...`` line."""
+
+
 def require(condition: bool, message: str, path: str | PathLike[str] | None = None) -> None:
     """Raise :class:`InputError` with ``message`` unless ``condition`` holds."""
     if not condition:

@@ -11,7 +11,7 @@ contrast polarity), its readers for other tools' files, and the CTF.
 from cryomine.acquisition.ctf import MicroscopeConfig, ctf, ctf_first_zero_a_inv
 from cryomine.acquisition.metadata import ASSUMED_TILT_RANGE_DEG, FLAGS, POLARITIES, Acquisition, MetadataWarning
 from cryomine.acquisition.readers import SIDECAR_SUFFIXES, find_sidecars, read_acquisition
-from cryomine.acquisition.resolve import resolve_acquisition
+from cryomine.acquisition.resolve import resolve_acquisition, tomogram_acquisition
 
 __all__ = [
     "ASSUMED_TILT_RANGE_DEG",
@@ -26,4 +26,5 @@ __all__ = [
     "find_sidecars",
     "read_acquisition",
     "resolve_acquisition",
+    "tomogram_acquisition",
 ]

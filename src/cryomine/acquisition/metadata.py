@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from cryomine.acquisition.ctf import MicroscopeConfig
-from cryomine.errors import InputError
+from cryomine.errors import CryomineWarning, InputError
 from cryomine.geometry.tilts import check_tilt_range
 
 __all__ = ["ASSUMED_TILT_RANGE_DEG", "FLAGS", "POLARITIES", "Acquisition", "MetadataWarning"]
@@ -57,7 +57,7 @@ FLAGS: dict[str, tuple[str, str]] = {
 }
 
 
-class MetadataWarning(UserWarning):
+class MetadataWarning(CryomineWarning):
     """A step had to assume a value the data's metadata and the flags do not give."""
 
 

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from cryomine.acquisition.metadata import Acquisition, MetadataWarning
 from cryomine.acquisition.readers import find_sidecars, read_acquisition
+from cryomine.errors import InputError
+from cryomine.io.mrc import header_voxel_size_a
 
-__all__ = ["resolve_acquisition"]
+__all__ = ["resolve_acquisition", "tomogram_acquisition"]
 
 
 def resolve_acquisition(
@@ -46,4 +48,21 @@ def resolve_acquisition(
                           f"({acq.describe_sources()}); using the metadata's (override with --voxel-size)",
                           MetadataWarning, stacklevel=2)
         acq = acq.merged(Acquisition(voxel_size_a=header, sources=(f"{tomogram} header",)))
+    return acq
+
+
+def tomogram_acquisition(
+    tomogram: str | os.PathLike[str],
+    overrides: Acquisition | None = None,
+    files: Sequence[str | os.PathLike[str]] = (),
+    *,
+    tomo_name: str | None = None,
+) -> Acquisition:
+    """:func:`resolve_acquisition` for a tomogram MRC (its header's voxel size included), with the voxel size
+    required: an unset header and no metadata or ``--voxel-size`` is an :class:`InputError` naming the flag."""
+    acq = resolve_acquisition(tomogram, files, tomo_name=tomo_name, header_voxel_size_a=header_voxel_size_a(tomogram),
+                              overrides=overrides)
+    if acq.voxel_size_a is None:
+        raise InputError("header voxel size is 0 Å (unset) and no metadata gives it: give the voxel size with "
+                         "--voxel-size (Å)", tomogram)
     return acq

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 import typer
 
 from cryomine import __version__
-from cryomine.errors import InputError
+from cryomine.errors import CryomineWarning, InputError
 
 app = typer.Typer(
     name="cryomine",
@@ -33,6 +35,24 @@ def _root(
     """cryomine: from atomic structures and tomograms to found, classified and recovered macromolecules."""
 
 
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Show each warning cryomine raises (assumed metadata, protein-dark inputs, ...) as one ``warning: ...`` line
+    on stderr, every time; other libraries' warnings keep Python's default display."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", CryomineWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):  # warnings.showwarning's signature
+            if issubclass(category, CryomineWarning):
+                typer.echo(f"warning: {message}", err=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the app; bad input prints ``error: <file>: <problem>`` on stderr and exits with code 2.
 
@@ -40,7 +60,8 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     subcommands are those registered so far (:mod:`cryomine.cli.main` registers them all).
     """
     try:
-        app(args=list(argv) if argv is not None else None, prog_name="cryomine")
+        with _warnings_as_lines():
+            app(args=list(argv) if argv is not None else None, prog_name="cryomine")
         code = 0
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -51,6 +51,7 @@ def average_cmd(
 ) -> None:
     """Align and average subtomograms (optionally into K classes) with missing-wedge compensation."""
     from cryomine.average import build_average_config, load_particles, result_summary, run_average, write_results
+    from cryomine.average.checkpoint import load_checkpoint
     from cryomine.errors import InputError
     from cryomine.io.mrc import read_mrc
 
@@ -63,6 +64,8 @@ def average_cmd(
         raise InputError(f"--max-particles must be >= 1, got {max_particles}", "--max-particles")
     flags = overrides(voxel_size_a=voxel_size, tilt_min_deg=tilt_min, tilt_max_deg=tilt_max, defocus_um=defocus,
                       voltage_kv=voltage, cs_mm=cs, amplitude_contrast=amplitude_contrast, polarity=polarity)
+    if not resume and load_checkpoint(out) is not None:  # before the (slow) reading of the particles
+        raise InputError("output folder holds an unfinished or finished run; use --resume or another --out", out)
     data = load_particles(source, tomogram, box, max_particles, flags, paths(acquisition), tomo_name)
     refs = None
     if reference:

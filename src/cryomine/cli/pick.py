@@ -2,42 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import warnings
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import typer
 
 from cryomine.cli.app import app
+from cryomine.cli.options import acq_option, acquisition_files_option, overrides, paths, tomo_name_option
 from cryomine.errors import InputError
 
 
 def _given(**values: object) -> dict[str, object]:
     return {k: v for k, v in values.items() if v is not None}
-
-
-@contextlib.contextmanager
-def _warnings_as_lines() -> Iterator[None]:
-    """Show each :class:`~cryomine.pick.contrast.ContrastWarning` as one ``warning: ...`` line on stderr, at once."""
-    from cryomine.pick.contrast import (
-        ContrastWarning,  # lazy, like every command's heavy imports (fast --help)
-    )
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", ContrastWarning)
-        shown = warnings.showwarning
-
-        def show(message, category, filename, lineno, file=None, line=None):  # warnings.showwarning's signature
-            if issubclass(category, ContrastWarning):
-                typer.echo(f"warning: {message}", err=True)
-            else:
-                shown(message, category, filename, lineno, file, line)
-
-        warnings.showwarning = show
-        yield
 
 
 @app.command("pick")
@@ -53,15 +30,19 @@ def pick_cmd(
     top_n: int | None = typer.Option(None, "--top-n", help="Keep at most N picks."),
     threshold: float | None = typer.Option(None, "--threshold", help="Keep picks scoring at least this (default: automatic, unless --top-n)."),
     border_vox: int | None = typer.Option(None, "--border-vox", help="No pick closer than this to a face (voxels; default half the particle radius, rounded up; 0 = none)."),
-    voxel_size: float | None = typer.Option(None, "--voxel-size", help="Tomogram voxel size (Å); overrides the header (required when the header's is 0)."),
-    invert: bool | None = typer.Option(None, "--invert/--no-invert", help="Negate the tomogram (for protein-dark tomograms; cryomine expects protein bright)."),
+    voxel_size: float | None = acq_option("voxel_size_a"),
+    invert: bool | None = typer.Option(None, "--invert/--no-invert", help="Negate the tomogram (protein dark; cryomine expects protein bright). Default: the metadata's polarity, else as is."),
     invert_template: bool | None = typer.Option(None, "--invert-template/--no-invert-template", help="Negate an MRC template (protein dark)."),
     recenter_template: bool | None = typer.Option(None, "--recenter-template/--keep-template-box", help="Re-centre, clip and re-box an MRC template (default: keep its box and centre)."),
-    tilt_min: float | None = typer.Option(None, "--tilt-min", help="Lowest tilt of the tilt series (degrees), for the wedge."),
-    tilt_max: float | None = typer.Option(None, "--tilt-max", help="Highest tilt (degrees)."),
-    defocus: float | None = typer.Option(None, "--defocus", help="Defocus (µm, positive = underfocus) for CTF weighting."),
-    voltage: float | None = typer.Option(None, "--voltage", help="Acceleration voltage (kV) for CTF weighting."),
-    ctf: bool | None = typer.Option(None, "--ctf/--no-ctf", help="Weight the template by the CTF (default on)."),
+    tilt_min: float | None = acq_option("tilt_min_deg"),
+    tilt_max: float | None = acq_option("tilt_max_deg"),
+    defocus: float | None = acq_option("defocus_um"),
+    voltage: float | None = acq_option("voltage_kv"),
+    cs: float | None = acq_option("cs_mm"),
+    amplitude_contrast: float | None = acq_option("amplitude_contrast"),
+    acquisition: list[Path] | None = acquisition_files_option(),
+    tomo_name: str | None = tomo_name_option(),
+    ctf: bool | None = typer.Option(None, "--ctf/--no-ctf", help="Weight the template by the CTF (default on where the defocus is known)."),
     mask: Path | None = typer.Option(None, "--mask", help="Mask (MRC or .em) in the template's own box (default: a sphere)."),
     pad_edges: bool | None = typer.Option(None, "--pad-edges/--no-pad-edges", help="Zero-pad the faces (exact, default) or correlate circularly (faster; one tile)."),
     tile_size: int | None = typer.Option(None, "--tile-size", help="Tile core edge (voxels; default: automatic from --memory-gb)."),
@@ -71,43 +52,42 @@ def pick_cmd(
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for template matching (default: all torch threads)."),
 ) -> None:
     """Pick particles by Difference of Gaussians or template matching; write a RELION STAR with scores."""
-    from cryomine.acquisition.ctf import MicroscopeConfig
-    from cryomine.io.mrc import open_mrc_mmap
+    from cryomine.acquisition import tomogram_acquisition
     from cryomine.pick.config import METHODS, TemplateMatchConfig
     from cryomine.pick.template import match_template_file
 
     chosen = method or ("template" if template else "dog")
     if chosen not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {chosen!r}", "--method")
-    with open_mrc_mmap(tomogram, voxel_size, option="--voxel-size") as (_, voxel_size_a):
-        pass
+    flags = overrides(voxel_size_a=voxel_size, tilt_min_deg=tilt_min, tilt_max_deg=tilt_max, defocus_um=defocus, voltage_kv=voltage,
+                      cs_mm=cs, amplitude_contrast=amplitude_contrast, polarity=None if invert is None else ("dark" if invert else "bright"))
+    acq = tomogram_acquisition(tomogram, flags, paths(acquisition), tomo_name=tomo_name)
+    voxel_size_a, dark = float(acq.voxel_size_a), acq.polarity == "dark"
     peak_kw = _given(top_n=top_n, threshold=threshold, border_vox=border_vox,
                      min_distance_vox=None if min_distance is None else min_distance / voxel_size_a)  # fmt: skip
-    with _warnings_as_lines():
-        if chosen == "dog":
-            if invert_template or recenter_template or mask is not None:
-                raise InputError("--invert-template, --recenter-template and --mask are for template matching", "--method")
-            _pick_dog(tomogram, out, template, radius, voxel_size_a, peak_kw, invert)
-            return
-        if template is None:
-            raise InputError("template matching needs --template (bundled structure id or file)", "--template")
-        base = TemplateMatchConfig()
-        microscope = None if ctf is False else replace(base.microscope or MicroscopeConfig(), **_given(defocus_um=defocus, voltage_kv=voltage))
-        config = TemplateMatchConfig(
-            **_given(angular_step_deg=angular_step, tilt_min_deg=tilt_min, tilt_max_deg=tilt_max, pad_edges=pad_edges, tile_vox=tile_size,
-                     memory_gb=memory_gb, angle_batch=angle_batch, device=device, threads=threads, invert=invert,
-                     invert_template=invert_template, recenter_template=recenter_template),
-            microscope=microscope,
-            peaks=replace(base.peaks, **peak_kw),
-        )  # fmt: skip
-        result, paths = match_template_file(tomogram, template, out, config, mask=mask, voxel_size_a=voxel_size_a, progress=True,
-                                            template_voxel_size_a=template_voxel_size)
-    typer.echo(f"picked {len(result.picks)} particles ({len(result.angles_zyz)} orientations, {result.n_tiles} tile(s)): "
-               f"{', '.join(map(str, paths))}")  # fmt: skip
+    if chosen == "dog":
+        if invert_template or recenter_template or mask is not None:
+            raise InputError("--invert-template, --recenter-template and --mask are for template matching", "--method")
+        _pick_dog(tomogram, out, template, radius, voxel_size_a, peak_kw, dark)
+        return
+    if template is None:
+        raise InputError("template matching needs --template (bundled structure id or file)", "--template")
+    lo, hi = acq.resolved_tilt_range("pick (missing-wedge weighting)")
+    microscope = None if ctf is False else acq.microscope("pick (CTF weighting)")
+    config = TemplateMatchConfig(
+        **_given(angular_step_deg=angular_step, pad_edges=pad_edges, tile_vox=tile_size, memory_gb=memory_gb, angle_batch=angle_batch,
+                 device=device, threads=threads, invert_template=invert_template, recenter_template=recenter_template),
+        tilt_min_deg=lo, tilt_max_deg=hi, invert=dark, microscope=microscope, peaks=replace(TemplateMatchConfig().peaks, **peak_kw),
+    )  # fmt: skip
+    result, paths_out = match_template_file(tomogram, template, out, config, mask=mask, voxel_size_a=voxel_size_a, progress=True,
+                                            template_voxel_size_a=template_voxel_size, acquisition=acq)
+    typer.echo(f"picked {len(result.picks)} particles ({len(result.angles_zyz)} orientations, {result.n_tiles} tile(s); wedge "
+               f"{lo:g}..{hi:g} degrees, CTF {'off' if microscope is None else f'{microscope.defocus_um:g} µm'}): "
+               f"{', '.join(map(str, paths_out))}")  # fmt: skip
 
 
 def _pick_dog(tomogram: Path, out: Path, template: str | None, radius: float | None, voxel_size_a: float,
-              peak_kw: dict[str, object], invert: bool | None) -> None:  # fmt: skip
+              peak_kw: dict[str, object], invert: bool) -> None:  # fmt: skip
     from cryomine.pick.config import DogConfig
     from cryomine.pick.dog import pick_dog_file
     from cryomine.structures import bundled_radius_a
@@ -115,7 +95,7 @@ def _pick_dog(tomogram: Path, out: Path, template: str | None, radius: float | N
     radius_a = radius if radius is not None else (bundled_radius_a(template) if template else None)
     if radius_a is None:
         raise InputError("DoG needs the particle radius: give --radius (Å) or --template with a bundled structure id", "--radius")
-    config = DogConfig(radius_vox=radius_a / voxel_size_a, **_given(invert=invert))
+    config = DogConfig(radius_vox=radius_a / voxel_size_a, invert=invert)
     config = replace(config, peaks=replace(config.peaks, **peak_kw))
     result, paths = pick_dog_file(tomogram, out, config, voxel_size_a=voxel_size_a)
     typer.echo(f"picked {len(result.picks)} particles (DoG, radius {config.radius_vox:.1f} voxels): {', '.join(map(str, paths))}")
@@ -126,16 +106,29 @@ def extract_cmd(
     tomogram: Path = typer.Argument(..., help="Tomogram (MRC)."),
     picks: Path = typer.Argument(..., help="Picks (RELION STAR, voxel coordinates of TOMOGRAM)."),
     size: int = typer.Option(..., "--size", help="Box edge (voxels); must match the model's input for predict."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output dataset (.h5) for 'cryomine predict' / 'discover'."),
-    invert: bool = typer.Option(False, "--invert/--no-invert", help="Negate the boxes (protein-dark tomogram; DSM-Net expects protein bright)."),
-    voxel_size: float | None = typer.Option(None, "--voxel-size", help="Tomogram voxel size (Å); overrides the header (required when the header's is 0)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output dataset (.h5) for 'cryomine predict' / 'discover' / 'average'."),
+    invert: bool | None = typer.Option(None, "--invert/--no-invert", help="Protein-dark tomogram: negate the boxes (DSM-Net expects protein bright). Default: the metadata's polarity, else as is."),
+    voxel_size: float | None = acq_option("voxel_size_a"),
+    tilt_min: float | None = acq_option("tilt_min_deg"),
+    tilt_max: float | None = acq_option("tilt_max_deg"),
+    defocus: float | None = acq_option("defocus_um"),
+    voltage: float | None = acq_option("voltage_kv"),
+    cs: float | None = acq_option("cs_mm"),
+    amplitude_contrast: float | None = acq_option("amplitude_contrast"),
+    acquisition: list[Path] | None = acquisition_files_option(),
+    tomo_name: str | None = tomo_name_option(),
 ) -> None:
-    """Cut a box around every pick into a cryomine subtomogram dataset (row i = pick i)."""
+    """Cut a box around every pick of the tomogram into a cryomine subtomogram dataset with its acquisition metadata."""
     from cryomine.pick.extract import extract_subtomograms
 
-    with _warnings_as_lines():
-        res = extract_subtomograms(tomogram, picks, out, size, invert=invert, voxel_size_a=voxel_size)
-    typer.echo(f"wrote {res.path}: {res.n} subtomograms of {res.size}³ voxels at {res.voxel_size_a:g} Å")
+    flags = overrides(voxel_size_a=voxel_size, tilt_min_deg=tilt_min, tilt_max_deg=tilt_max, defocus_um=defocus, voltage_kv=voltage,
+                      cs_mm=cs, amplitude_contrast=amplitude_contrast, polarity=None if invert is None else ("dark" if invert else "bright"))
+    res = extract_subtomograms(tomogram, picks, out, size, overrides=flags, files=paths(acquisition), tomo_name=tomo_name)
+    acq = res.acquisition
+    tilt = "unknown" if acq.tilt_range_deg is None else f"{acq.tilt_range_deg[0]:g}..{acq.tilt_range_deg[1]:g} degrees"
+    typer.echo(f"wrote {res.path}: {res.n} subtomograms of {res.size}³ voxels at {res.voxel_size_a:g} Å"
+               f"{' (inverted: protein dark)' if res.inverted else ''}; tilt range {tilt}, defocus "
+               f"{'unknown' if acq.defocus_at_zero_tilt_um is None else f'{acq.defocus_at_zero_tilt_um:g} µm'} ({acq.describe_sources()})")
 
 
 @app.command("atlas")

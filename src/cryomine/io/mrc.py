@@ -127,6 +127,13 @@ def open_mrc_volume(
         mrc.close()
 
 
+def header_voxel_size_a(path: str | os.PathLike[str]) -> float:
+    """The voxel size (Å) an MRC header states (x spacing), 0 when unset; the file is checked like any read."""
+    p = Path(path)
+    with _open_checked(p, mrcfile.mmap) as mrc:
+        return float(mrc.voxel_size.x)
+
+
 @contextlib.contextmanager
 def open_mrc_mmap(
     path: str | os.PathLike[str], voxel_size_a: float | None = None, *, option: str | None = None

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from cryomine.errors import InputError
+from cryomine.errors import CryomineWarning, InputError
 from cryomine.io.star import ORIGIN_COLUMNS, ParticleTable, coordinates_xyz_voxels
 
 __all__ = ["particle_centres_xyz", "same_tomo_name", "select_tomogram", "tomo_names"]
@@ -56,7 +56,7 @@ def select_tomogram(table: ParticleTable, tomo_name: str, source: str | os.PathL
     listed = sorted(set(names))
     if len(listed) == 1:
         warnings.warn(f"{source}: the particles name tomogram {listed[0]!r}, not {tomo_name!r}; using all of them",
-                      UserWarning, stacklevel=2)
+                      CryomineWarning, stacklevel=2)
         return table
     raise InputError(f"lists tomograms {', '.join(listed[:6])} and none is {tomo_name!r} (use --tomo-name)", source)
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from cryomine.errors import CryomineWarning
+
 __all__ = ["ContrastCheck", "ContrastWarning", "tomogram_contrast", "template_contrast", "warn_if_dark"]
 
 SMOOTH_SIGMA_VOX = 1.5
@@ -37,7 +39,7 @@ N_SE = 4.0
 TEMPLATE_LIMIT = -0.05
 
 
-class ContrastWarning(UserWarning):
+class ContrastWarning(CryomineWarning):
     """An input looks protein-dark (or, after inversion, looks like it was protein bright already)."""
 
 

@@ -42,6 +42,7 @@ import torch
 from tqdm import tqdm
 
 from cryomine import __version__
+from cryomine.acquisition import Acquisition
 from cryomine.acquisition.ctf import transfer_function
 from cryomine.errors import InputError
 from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, missing_wedge_mask
@@ -245,6 +246,7 @@ def match_template_file(
     voxel_size_a: float | None = None,
     progress: bool = False,
     template_voxel_size_a: float | None = None,
+    acquisition: Acquisition | None = None,
 ) -> tuple[MatchResult, list[Path]]:
     """Template-match a tomogram MRC and write the results beside the picks STAR ``out``.
 
@@ -259,7 +261,8 @@ def match_template_file(
     index per voxel, stored as float32, exact up to 2^24 orientations), both with the tomogram's voxel size and
     origin, ``<stem>_angles.csv`` (index, rot, tilt, psi) and ``<stem>.json`` (parameters and summary). Score
     and angle maps are written through memory maps (the returned result's ``scores`` and ``angle_index`` are
-    memory maps of the written files).
+    memory maps of the written files). ``acquisition``: the tomogram's metadata, recorded in the JSON (the
+    config's tilt range and optics are what the matching used).
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -279,7 +282,7 @@ def match_template_file(
                 for mrc in (ms, ma):
                     set_geometry(mrc, vs, tomo.origin_zyx_a)
                     mrc.update_header_stats()
-    write_particles(out, result.picks.to_table(Path(tomogram).stem), pixel_size_a=voxel_size_a)
+    write_particles(out, result.picks.to_table(Path(tomogram).stem), pixel_size_a=vs)
     with atomic_output(paths[3]) as tmp:
         idx = np.arange(len(result.angles_zyz))
         np.savetxt(tmp, np.column_stack([idx, result.angles_zyz]), fmt=["%d", "%.6g", "%.6g", "%.6g"], delimiter=",",
@@ -292,6 +295,7 @@ def match_template_file(
         "radius_vox": radius, "border_vox": config.peaks.border_for(radius), "n_orientations": len(result.angles_zyz),
         "n_tiles": result.n_tiles, "threshold": result.threshold, "n_picks": len(result.picks),
         "seconds": round(time.perf_counter() - t0, 2), "config": asdict(config), "cryomine_version": __version__,
+        "acquisition": acquisition.to_dict() if acquisition is not None else None,
     }  # fmt: skip
     with atomic_output(paths[4]) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
