@@ -95,7 +95,7 @@ def test_evaluate_json_and_text(trained_run: Path, blob_dataset: Path, tmp_path:
     assert f"mIoU:              {every['miou']:.4f} (background {every['iou_background']:.4f}" in text
 
 
-def test_predict_dataset_and_mrc_inputs(trained_run: Path, blob_dataset: Path, tmp_path: Path) -> None:
+def test_predict_dataset_and_mrc_inputs(trained_run: Path, blob_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "pred"
     assert main(["predict", str(trained_run), str(blob_dataset), "--out", str(out)]) == 0
     star = starfile.read(out / "predictions.star")
@@ -107,7 +107,7 @@ def test_predict_dataset_and_mrc_inputs(trained_run: Path, blob_dataset: Path, t
         assert m.data.shape == (16, 16, 16) and set(np.unique(m.data)) <= {0.0, 1.0}
         assert float(m.voxel_size.x) == pytest.approx(10.0)
 
-    # MRC inputs: a folder and a file (same stem twice -> unique names), voxel size taken from the input
+    # MRC inputs: a folder and a file (same stem twice -> unique names); the model's 10 Å voxels are required
     vols = read_rows(blob_dataset, ("subtomograms",), np.array([0, 1]))["subtomograms"]
     folder = tmp_path / "mrcs"
     folder.mkdir()
@@ -116,11 +116,16 @@ def test_predict_dataset_and_mrc_inputs(trained_run: Path, blob_dataset: Path, t
     (tmp_path / "other").mkdir()
     write_mrc(tmp_path / "other" / "a.mrc", vols[1], voxel_size_a=7.5)
     out2 = tmp_path / "pred2"
-    assert main(["predict", str(trained_run), str(folder), str(tmp_path / "other" / "a.mrc"), "--out", str(out2)]) == 0
+    args = ["predict", str(trained_run), str(folder), str(tmp_path / "other" / "a.mrc"), "--out", str(out2)]
+    capsys.readouterr()
+    assert main(args) == 2  # 7.5 Å boxes for a 10 Å model: refused in one line, nothing written
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "a.mrc" in err and "7.5 Å" in err and "trained at 10 Å" in err and not out2.exists()
+    assert main([*args, "--voxel-size", "10"]) == 0  # the user says the headers are wrong
     star2 = starfile.read(out2 / "predictions.star")
     assert list(star2["cmName"]) == ["a", "b", "a_2"] and "rlnImageName" in star2
     with mrcfile.open(out2 / "recovered" / "a_2.mrc") as m:
-        assert m.data.shape == (16, 16, 16) and float(m.voxel_size.x) == pytest.approx(7.5)
+        assert m.data.shape == (16, 16, 16) and float(m.voxel_size.x) == pytest.approx(10.0)
     # b.mrc and other/a.mrc hold the same subtomogram: same prediction
     assert star2["cmClassProbability"][1] == pytest.approx(star2["cmClassProbability"][2], abs=1e-6)
 

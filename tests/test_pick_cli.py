@@ -4,12 +4,12 @@ atlas, the predictions join, and bad input -> one line, exit 2, nothing written.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import starfile
 
 from cryomine.cli import main
 from cryomine.io import make_particles, read_mrc, read_particles, write_mrc, write_particles
@@ -114,12 +114,16 @@ def test_atlas_and_predictions_join(tomo, tmp_path, capsys):
     assert (tmp_path / "atlas.png").stat().st_size > 1000 and read_mrc(out).data.shape == (32, 72, 64)
     labels = read_mrc(tmp_path / "atlas_labels.mrc").data
     assert set(np.unique(labels).astype(int)) == {0, 1, 2}
-    # predictions.star of 'cryomine predict' (rows = picks): classes by cmRow; swap two to make 2 errors
-    names = read_particles(truth).particles["rlnClassName"].astype(str).to_numpy()
+    # predictions.star of 'cryomine predict' (in another order): joined to the picks by tomogram and position;
+    # swap two classes to make 2 errors
+    truth_table = read_particles(truth)
+    names = truth_table.particles["rlnClassName"].astype(str).to_numpy()
     pred = names.copy()
     pred[[0, 1]] = pred[[1, 0]]
-    table = pd.DataFrame({"cmName": [f"p_{i:06d}" for i in range(10)], "cmRow": np.arange(10)[::-1], "cmClassName": pred[::-1]})
-    starfile.write({"particles": table}, tmp_path / "predictions.star")
+    xyz = coordinates_xyz_voxels(truth_table)
+    tomo_name = truth_table.particles["rlnTomoName"].astype(str).to_numpy()
+    predictions = make_particles(xyz[::-1], tomo_name=list(tomo_name[::-1]), extra={"cmClassName": pred[::-1]})
+    write_particles(tmp_path / "predictions.star", predictions, pixel_size_a=10.0)
     capsys.readouterr()
     assert main(["evaluate-picks", str(truth), str(truth), "--classes", str(tmp_path / "predictions.star"), "--json"]) == 0
     rep = _json(capsys)
@@ -127,6 +131,17 @@ def test_atlas_and_predictions_join(tomo, tmp_path, capsys):
     wrong = int(pred[0] != names[0]) + int(pred[1] != names[1])
     assert rep["localisation_and_class"]["tp"] == 10 - wrong
     assert main(["atlas", str(mrc), str(truth), "--classes", str(tmp_path / "predictions.star"), "--out", str(tmp_path / "a2.mrc")]) == 0
+    # picks relabelled to another tomogram score nothing against this tomogram's particles
+    other = truth_table.particles.copy()
+    other["rlnTomoName"] = "TS_73"
+    write_particles(tmp_path / "other.star", replace(truth_table, particles=other))
+    capsys.readouterr()
+    assert main(["evaluate-picks", str(tmp_path / "other.star"), str(truth), "--json"]) == 0
+    assert _json(capsys)["localisation"]["tp"] == 0
+    # a prediction missing for some picks is refused, not joined by row number
+    write_particles(tmp_path / "short.star", make_particles(xyz[:5], tomo_name=list(tomo_name[:5]), extra={"cmClassName": pred[:5]}),
+                    pixel_size_a=10.0)  # fmt: skip
+    assert main(["evaluate-picks", str(truth), str(truth), "--classes", str(tmp_path / "short.star")]) == 2
 
 
 def _empty_star(path: Path) -> Path:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cryomine.acquisition import Acquisition, resolve_acquisition
-from cryomine.data import dataset_acquisition, normalise
+from cryomine.acquisition import Acquisition, tomogram_acquisition
+from cryomine.data import dataset_acquisition, dataset_positions, normalise
 from cryomine.errors import InputError
 from cryomine.geometry.boxes import cut_boxes
 from cryomine.geometry.validate import check_voxel_size, volume_stats
@@ -73,24 +73,22 @@ def load_dataset(path: str | os.PathLike[str], max_particles: int | None = None)
     if header.n_written < 1:
         raise InputError("dataset has no subtomograms written", p)
     n = header.n_written if max_particles is None else min(header.n_written, int(max_particles))
-    fields = ("subtomograms", "class_id") + (("eulers_zyz",) if header.has_ground_truth else ()) \
-        + (("coords_xyz",) if header.has_coords else ())
+    fields = ("subtomograms", "class_id") + (("eulers_zyz",) if header.has_ground_truth else ())
     rows = read_rows(p, fields, slice(0, n))
+    coords, tomo = dataset_positions(p, header, np.arange(n))
     vols = np.asarray(rows["subtomograms"], dtype=np.float32)
     if not np.isfinite(vols).all():
         raise InputError("subtomograms contain NaN/inf values", p)
     acq = dataset_acquisition(header)
     classes = np.asarray(rows["class_id"], dtype=np.int64)
-    coords = np.asarray(rows["coords_xyz"], np.float64) if "coords_xyz" in rows else np.full((n, 3), float(header.size // 2))
-    cfg = header.config if isinstance(header.config, dict) else {}
-    tomo = cfg.get("tomo_name") or (Path(str(cfg["tomogram"])).stem if cfg.get("tomogram") else p.stem)
+    coords = coords if coords is not None else np.full((n, 3), float(header.size // 2))  # a box of its own
     return ParticleData(
         particles=normalise(_bright(vols, acq)),
         voxel_size_a=check_voxel_size(header.voxel_size_a, p),
         acquisition=acq,
         coords_xyz=coords,
         names=[f"{i + 1:06d}@{p.name}" for i in range(n)],
-        tomo_name=str(tomo),
+        tomo_name=tomo or p.stem,
         true_eulers_zyz=np.asarray(rows["eulers_zyz"], np.float64) if "eulers_zyz" in rows else None,
         true_classes=classes if (classes >= 0).any() else None,
         class_names=list(header.class_names),
@@ -106,10 +104,9 @@ def load_star(star: str | os.PathLike[str], tomogram: str | os.PathLike[str], bo
     if isinstance(box, bool) or not isinstance(box, int) or not 8 <= box <= 512:
         raise InputError(f"box must be an integer in [8, 512] voxels, got {box!r}", "--box")
     tomo = Path(tomogram)
-    name = tomo_name or tomo.stem
-    table = select_tomogram(read_particles(star), name, star)
-    with open_mrc_mmap(tomo) as (data, header_vs):
-        acq = resolve_acquisition(tomo, files, tomo_name=name, header_voxel_size_a=header_vs, overrides=overrides)
+    table, name = select_tomogram(read_particles(star), tomo_name or tomo.stem, star)
+    with open_mrc_mmap(tomo, 1.0) as (data, _):  # the voxel size is resolved below (the header's is read there)
+        acq = tomogram_acquisition(tomo, overrides, files, tomo_name=tomo_name or name)
         acq.require("voxel_size_a", step="average")
         coords = particle_centres_xyz(table, acq.voxel_size_a)
         fill, _ = volume_stats(data, tomo)

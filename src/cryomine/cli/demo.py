@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ import typer
 from cryomine import __version__
 from cryomine.cli.app import app, run_cli
 from cryomine.errors import InputError
-from cryomine.io import make_particles, particles_pixel_size_a, read_particles, write_mrc, write_particles
+from cryomine.io import read_particles, write_mrc, write_particles
 from cryomine.io.atomic import atomic_output
 from cryomine.structures import list_structures, load_structure
 from cryomine.viz import save_slice_montage
@@ -111,19 +111,15 @@ def _label_picks(picks: Path, truth: Path, out: Path, voxel_size_a: float) -> No
     write_particles(out, type(p)(particles=table, optics=p.optics, other_blocks=p.other_blocks), pixel_size_a=voxel_size_a)
 
 
-def _class_subset(picks: Path, predictions_csv: Path, out: Path) -> str:
-    """Write the picks of the most frequent predicted class to ``out``; returns that class name."""
-    import pandas as pd
-
-    pred = pd.read_csv(predictions_csv)
-    names = pred["class_name"].astype(str).to_numpy()
+def _class_subset(predictions_star: Path, out: Path) -> str:
+    """Write the predicted particles (with their tomogram positions) of the most frequent class to ``out``;
+    returns that class name."""
+    table = read_particles(predictions_star)
+    names = table.particles["rlnClassName"].astype(str).to_numpy()
     values, counts = np.unique(names, return_counts=True)
     best = str(values[counts.argmax()])
-    rows = np.sort(pred["row"].astype(int).to_numpy()[names == best])
-    table = read_particles(picks)
-    xyz = table.particles[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy()[rows]
-    write_particles(out, make_particles(xyz, tomo_name="tomogram", extra={"rlnClassName": np.array([best] * len(xyz), dtype=object)}),
-                    pixel_size_a=particles_pixel_size_a(table))  # fmt: skip
+    subset = replace(table, particles=table.particles[names == best].reset_index(drop=True))
+    write_particles(out, subset)
     return best
 
 
@@ -164,7 +160,7 @@ def run_demo(out: Path, config: DemoConfig, force: bool = False) -> dict[str, ob
     # 6. discovery of the unseen complex among the picks
     _run(["discover", config.model, str(out / "picks.h5"), "--k", str(len(known) + 2), "--out", str(out / "discover"), "--seed", s])
     # 7. average the most frequent predicted class
-    averaged = _class_subset(out / "picks.star", out / "predict_picks" / "predictions.csv", out / "average_particles.star")
+    averaged = _class_subset(out / "predict_picks" / "predictions.star", out / "average_particles.star")
     _run(["average", str(out / "average_particles.star"), "--tomogram", str(out / "tomogram.mrc"), "--box", "40",
           "--iterations", str(config.average_iterations), "--out", str(out / "average"), "--seed", s])  # fmt: skip
     summary = {

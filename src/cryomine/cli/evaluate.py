@@ -27,9 +27,10 @@ def evaluate_cmd(
 @app.command("predict")
 def predict_cmd(
     run: str = typer.Argument(..., help="Run folder (from 'cryomine train') or pretrained:NAME."),
-    inputs: list[Path] = typer.Argument(..., help="MRC subtomograms, folders of MRC files, or datasets (.h5)."),
+    inputs: list[Path] = typer.Argument(..., help="MRC/.em subtomograms, folders of them, or datasets (.h5)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: predictions.star/.csv, masks/, recovered/."),
+    voxel_size: float | None = typer.Option(None, "--voxel-size", help="Voxel size (Å) of MRC/.em inputs; overrides their headers (needed when unset)."),
 ) -> None:
     """Predict class, segmentation and recovered structure of every input subtomogram."""
-    result = predict(run, inputs, out)
+    result = predict(run, inputs, out, voxel_size_a=voxel_size)
     typer.echo(f"predicted {result.n} subtomograms: {result.star}, {result.csv}")

@@ -42,6 +42,7 @@ def pick_cmd(
     amplitude_contrast: float | None = acq_option("amplitude_contrast"),
     acquisition: list[Path] | None = acquisition_files_option(),
     tomo_name: str | None = tomo_name_option(),
+    class_name: str | None = typer.Option(None, "--class-name", help="Class name written to the picks (rlnClassName; default the template's id or file stem)."),
     ctf: bool | None = typer.Option(None, "--ctf/--no-ctf", help="Weight the template by the CTF (default on where the defocus is known)."),
     mask: Path | None = typer.Option(None, "--mask", help="Mask (MRC or .em) in the template's own box (default: a sphere)."),
     pad_edges: bool | None = typer.Option(None, "--pad-edges/--no-pad-edges", help="Zero-pad the faces (exact, default) or correlate circularly (faster; one tile)."),
@@ -80,7 +81,8 @@ def pick_cmd(
         tilt_min_deg=lo, tilt_max_deg=hi, invert=dark, microscope=microscope, peaks=replace(TemplateMatchConfig().peaks, **peak_kw),
     )  # fmt: skip
     result, paths_out = match_template_file(tomogram, template, out, config, mask=mask, voxel_size_a=voxel_size_a, progress=True,
-                                            template_voxel_size_a=template_voxel_size, acquisition=acq)
+                                            template_voxel_size_a=template_voxel_size, acquisition=acq,
+                                            class_name=class_name)
     typer.echo(f"picked {len(result.picks)} particles ({len(result.angles_zyz)} orientations, {result.n_tiles} tile(s); wedge "
                f"{lo:g}..{hi:g} degrees, CTF {'off' if microscope is None else f'{microscope.defocus_um:g} µm'}): "
                f"{', '.join(map(str, paths_out))}")  # fmt: skip
@@ -161,7 +163,7 @@ def evaluate_picks_cmd(
     radius: float | None = typer.Option(None, "--radius", help="Particle radius (Å) for every class (default: each class's bundled structure)."),
     voxel_size: float | None = typer.Option(None, "--voxel-size", help="Voxel size (Å) of the STAR coordinates (default: from the files' JSON)."),
     hit_fraction: float | None = typer.Option(None, "--hit-fraction", help="A hit is within this fraction of the radius."),
-    classes: Path | None = typer.Option(None, "--classes", help="predictions.star giving each pick's class (joined on cmRow)."),
+    classes: Path | None = typer.Option(None, "--classes", help="predictions.star of 'cryomine predict' on the extracted picks: each pick's class (joined by tomogram and position)."),
 ) -> None:
     """Precision, recall and F1 of picks (overall and per class; a hit is within half a radius of a true particle)."""
     from cryomine.pick.config import MatchingConfig

@@ -3,7 +3,7 @@ torch Dataset over the HDF5 subtomogram file (see :mod:`cryomine.data.loader`) a
 training augmentation (:mod:`cryomine.data.augment`)."""
 
 from cryomine.data.augment import AugmentConfig, NoisePool, add_calibrated_noise, augment_boxes
-from cryomine.data.info import dataset_acquisition, dataset_info
+from cryomine.data.info import dataset_acquisition, dataset_info, dataset_positions
 from cryomine.data.loader import (
     CACHE_LIMIT_BYTES,
     SPLIT_NAMES,
@@ -25,6 +25,7 @@ __all__ = [
     "augment_boxes",
     "dataset_acquisition",
     "dataset_info",
+    "dataset_positions",
     "normalise",
     "open_dataset",
     "stratified_split",

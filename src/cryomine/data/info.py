@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,18 @@ from cryomine.acquisition import Acquisition
 from cryomine.errors import InputError
 from cryomine.io.subtomo_h5 import DatasetHeader, read_header, read_rows
 from cryomine.simulate.tilt import TiltSeriesConfig
+
+
+def dataset_positions(path: str | os.PathLike[str], header: DatasetHeader, rows: np.ndarray
+                      ) -> tuple[np.ndarray | None, str | None]:
+    """Where the boxes of ``rows`` sit in their tomogram: ``(n, 3)`` float64 x y z voxels (``coords_xyz``, written
+    by ``cryomine extract`` and the simulator's tomogram crops) or None, and the tomogram's name (the config's
+    ``tomo_name``, else the stem of its ``tomogram``) or None."""
+    cfg = header.config if isinstance(header.config, dict) else {}
+    name = cfg.get("tomo_name") or (Path(str(cfg["tomogram"])).stem if cfg.get("tomogram") else None)
+    if not header.has_coords:
+        return None, name
+    return np.asarray(read_rows(path, ("coords_xyz",), np.asarray(rows))["coords_xyz"], np.float64), name
 
 
 def dataset_acquisition(header: DatasetHeader) -> Acquisition:

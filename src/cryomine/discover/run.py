@@ -16,7 +16,8 @@ Files in ``out_dir`` (each written atomically):
   ``predicted_probability`` (the run's own classifier), and with ground truth ``true_class_id, true_class,
   held_out``.
 * ``assignments.star``: RELION STAR, ``rlnCoordinateX/Y/Z`` (the dataset's ``coords_xyz`` if it has them, else
-  the box centre), ``rlnClassNumber`` = cluster + 1, and ``cmRow``, ``cmPredictedClass``, ``cmTrueClass``.
+  the box centre), ``rlnTomoName`` (the tomogram the boxes came from), ``rlnClassNumber`` = cluster + 1, and
+  ``cmRow``, ``cmPredictedClass``, ``cmTrueClass``; the optics table gives the pixel size.
 * ``tsne.png``: t-SNE of the features by cluster and (with ground truth) by true class, held-out classes as stars.
 * ``cluster_<c>.mrc`` (mean density, dataset voxel size) and ``cluster_<c>.png`` (its central slices, beside the
   truth of its majority class when known); ``cluster_<c>_fsc.csv`` with a truth.
@@ -34,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pandas as pd
 
+from cryomine.data.info import dataset_positions
 from cryomine.data.loader import SubtomoDataset
 from cryomine.discover.averages import array_batches, cluster_means, compare_to_truth, fsc_summary, true_structures
 from cryomine.discover.baseline import baseline_features, reduce_features
@@ -110,14 +111,6 @@ def _clusters_table(labels: np.ndarray, k: int, classes: np.ndarray | None, name
                          majority_fraction=float(table[c, m] / sizes[c]))
         out.append(entry)
     return out
-
-
-def _coords_xyz(dataset: Path, rows: np.ndarray, size: int) -> np.ndarray:
-    with h5py.File(dataset, "r") as f:
-        has = "coords_xyz" in f
-    if has:
-        return read_rows(dataset, ("coords_xyz",), rows)["coords_xyz"].astype(np.float64)
-    return np.full((rows.size, 3), float(size // 2))
 
 
 _CLUSTER_FILE = re.compile(r"cluster_\d+(\.mrc|\.png|_fsc\.csv)")
@@ -242,8 +235,10 @@ def discover(
         extra["cmBaselineClassNumber"] = b_labels + 1
     if classes is not None:
         extra["cmTrueClass"] = np.asarray(table["true_class"], dtype=str)
-    write_particles(out / "assignments.star", make_particles(_coords_xyz(dataset, rows, header.size),
-                                                             class_number=labels + 1, extra=extra), pixel_size_a=vs)
+    coords, tomo = dataset_positions(dataset, header, rows)
+    coords = coords if coords is not None else np.full((rows.size, 3), float(header.size // 2))  # boxes of their own
+    write_particles(out / "assignments.star", make_particles(coords, tomo_name=tomo or dataset.stem, class_number=labels + 1,
+                                                             extra=extra), pixel_size_a=vs)  # fmt: skip
 
     summary = _summary(loaded, dataset, rows.size, k, cfg, names, classes, held_out, labels, b_labels, clusters,
                        b_clusters, means, raw_means, truths, vs, density_source, truth.poses is not None)

@@ -1,14 +1,19 @@
 """Predict with a trained run: class, segmentation mask and recovered structure per subtomogram.
 
-Inputs: MRC files, folders of MRC files (``*.mrc``, ``*.map``, sorted by name), or cryomine HDF5 datasets (every
-written row). Every subtomogram must have the model's box size. Each is normalised like the training data
-(zero mean, unit std per box).
+Inputs: MRC / ``.em`` files, folders of them (``*.mrc``, ``*.map``, ``*.em``, sorted by name), or cryomine HDF5
+datasets (every written row). Every subtomogram must have the model's box size and, within 2%, the voxel size it
+was trained at (else an :class:`InputError` says so: re-extract from a tomogram binned to that voxel size); an
+MRC whose header holds no voxel size needs ``voxel_size_a`` (``--voxel-size``). Each is normalised like the
+training data (zero mean, unit std per box).
 
 Outputs in ``out_dir``:
 
-* ``predictions.star``: RELION STAR, one data block ``particles`` with one row per subtomogram. Columns:
-  ``rlnImageName`` (the input MRC path; only when every input is an MRC file), ``rlnClassNumber`` (1-based predicted
-  class, models with a classifier), and cryomine's own columns, prefixed ``cm`` as RELION does not define them:
+* ``predictions.star``: RELION STAR with one row per subtomogram. When every input row knows where it sits in its
+  tomogram (datasets made by ``cryomine extract``): ``rlnCoordinateX/Y/Z`` (voxels of the tomogram),
+  ``rlnTomoName`` and a ``data_optics`` block with the pixel size, so the predictions join back onto the picks by
+  position. Columns: ``rlnImageName`` (the input MRC path; only when every input is an MRC file),
+  ``rlnClassNumber`` (1-based predicted class, models with a classifier), ``rlnClassName``, and cryomine's own
+  columns, prefixed ``cm`` as RELION does not define them:
   ``cmName`` (output file stem), ``cmSource`` (input file), ``cmRow`` (dataset row, -1 for MRC inputs),
   ``cmClassName``, ``cmClassProbability`` (softmax probability of the predicted class), ``cmMaskFile``,
   ``cmMaskFraction`` (fraction of the box segmented as target), ``cmRecoveredFile``.
@@ -34,16 +39,20 @@ import pandas as pd
 import starfile
 import torch
 
+from cryomine.data.info import dataset_positions
 from cryomine.data.normalise import normalise
 from cryomine.errors import InputError
 from cryomine.io.atomic import atomic_output
-from cryomine.io.mrc import read_mrc, write_mrc
+from cryomine.io.mrc import write_mrc
+from cryomine.io.star import make_particles, write_particles
 from cryomine.io.subtomo_h5 import read_header, read_rows
+from cryomine.io.volume import read_volume
 from cryomine.models import infer
 from cryomine.train.config import default_device, resolve_bf16
 from cryomine.train.run import load_run
 
-MRC_SUFFIXES = (".mrc", ".map")
+MRC_SUFFIXES = (".mrc", ".map", ".em")
+VOXEL_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,8 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputItem]:
     return items
 
 
-def _load(batch: list[InputItem], zyx: tuple[int, int, int]) -> tuple[np.ndarray, list[float]]:
+def _load(batch: list[InputItem], zyx: tuple[int, int, int], voxel_size_a: float | None
+          ) -> tuple[np.ndarray, list[float]]:
     """``(b, d, h, w)`` raw volumes and their voxel sizes (Å); InputError on a wrong box size."""
     vols, sizes = [], []
     by_source: dict[Path, list[int]] = {}
@@ -106,7 +116,7 @@ def _load(batch: list[InputItem], zyx: tuple[int, int, int]) -> tuple[np.ndarray
     dataset_voxel = {src: read_header(src).voxel_size_a for src in by_source}
     for item in batch:
         if item.row is None:
-            vol = read_mrc(item.source)
+            vol = read_volume(item.source, voxel_size_a, option="--voxel-size")
             data, vs = vol.data, vol.voxel_size_a
         else:
             data, vs = rows[item.source][item.row], dataset_voxel[item.source]
@@ -123,19 +133,51 @@ def _chunks(items: list[InputItem], size: int) -> Iterator[list[InputItem]]:
         yield items[i:i + size]
 
 
+def _check_voxel(sizes: list[float], model_a: float | None, items: list[InputItem]) -> None:
+    if model_a is None:
+        return
+    for vs, item in zip(sizes, items):
+        if abs(vs / model_a - 1.0) > VOXEL_TOLERANCE:
+            raise InputError(f"voxel size {vs:g} Å, but the model was trained at {model_a:g} Å: extract the boxes from a "
+                             f"tomogram at {model_a:g} Å/voxel (or give the right --voxel-size)", item.source)  # fmt: skip
+
+
+def _positions(items: list[InputItem]) -> tuple[np.ndarray, list[str]] | None:
+    """``(n, 3)`` x y z voxels and tomogram names of every item, or None unless every item is a dataset row that
+    records its position."""
+    if any(i.row is None for i in items):
+        return None
+    coords, names = np.zeros((len(items), 3)), []
+    by_source: dict[Path, list[int]] = {}
+    for k, item in enumerate(items):
+        by_source.setdefault(item.source, []).append(k)
+    names = [""] * len(items)
+    for src, ks in by_source.items():
+        xyz, tomo = dataset_positions(src, read_header(src), np.array([items[k].row for k in ks]))
+        if xyz is None:
+            return None
+        coords[ks] = xyz
+        for k in ks:
+            names[k] = tomo or src.stem
+    return coords, names
+
+
 def predict(run_dir: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
-            *, batch_size: int = 32, device: torch.device | None = None) -> PredictResult:
-    """Predict every subtomogram of ``inputs`` with the run's best weights; write the files described above."""
+            *, batch_size: int = 32, device: torch.device | None = None, voxel_size_a: float | None = None) -> PredictResult:
+    """Predict every subtomogram of ``inputs`` with the run's best weights; write the files described above.
+    ``voxel_size_a`` (Å) overrides the header of MRC inputs."""
     device = device or default_device()
     run = load_run(run_dir, device=device)
     mc = run.model_config
+    model_voxel = run.config["dataset"].get("voxel_size_a")
     items = collect_inputs(inputs)
     out = Path(out_dir)  # created by the first write (atomic_output), so refused input leaves nothing behind
     bf16 = resolve_bf16(run.config["train"].get("bf16"), device)
     names = run.class_names
     records: list[dict[str, object]] = []
     for chunk in _chunks(items, batch_size):
-        raw, voxel_sizes = _load(chunk, mc.input_zyx)
+        raw, voxel_sizes = _load(chunk, mc.input_zyx, voxel_size_a)
+        _check_voxel(voxel_sizes, model_voxel, chunk)
         x = torch.from_numpy(normalise(raw)[:, None]).to(device)
         res = infer(run.model, x, bf16=bf16)
         proba = res.class_proba().cpu().numpy() if mc.has_cls else None
@@ -161,8 +203,18 @@ def predict(run_dir: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[
     csv_path, star_path = out / "predictions.csv", out / "predictions.star"
     with atomic_output(csv_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_output(star_path) as tmp:
-        starfile.write({"particles": _star_table(table, all(i.row is None for i in items))}, tmp, float_format="%.6g")
+    star = _star_table(table, all(i.row is None for i in items))
+    placed = _positions(items)
+    if placed is None:
+        with atomic_output(star_path) as tmp:
+            starfile.write({"particles": star}, tmp, float_format="%.6g")
+    else:
+        extra = {c: star[c].to_numpy() for c in star.columns if c != "rlnClassNumber"}
+        if "class_name" in table:
+            extra["rlnClassName"] = table["class_name"].astype(str).to_numpy()
+        particles = make_particles(placed[0], tomo_name=placed[1], extra=extra,
+                                   class_number=star["rlnClassNumber"].to_numpy() if "rlnClassNumber" in star else None)
+        write_particles(star_path, particles, pixel_size_a=float(voxel_sizes[0]))
     return PredictResult(out, len(items), star_path, csv_path)
 
 

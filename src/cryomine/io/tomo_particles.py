@@ -7,29 +7,30 @@ uses these two functions, so the same STAR and tomogram give the same particles 
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import replace
 
 import numpy as np
 
-from cryomine.errors import CryomineWarning, InputError
+from cryomine.errors import InputError
 from cryomine.io.star import ORIGIN_COLUMNS, ParticleTable, coordinates_xyz_voxels
 
-__all__ = ["particle_centres_xyz", "same_tomo_name", "select_tomogram", "tomo_names"]
+__all__ = ["particle_centres_xyz", "same_tomo_name", "select_tomogram", "tomo_key", "tomo_names"]
 
 _SUFFIXES = (".tomostar", ".mrc", ".rec", ".map", ".em")
 
 
-def same_tomo_name(a: object, b: object) -> bool:
-    """Whether two tomogram names are the same, ignoring a ``.tomostar`` / volume-file suffix (WarpTools names
-    tomograms ``TS_01.tomostar``, files are ``TS_01.mrc``)."""
-    def strip(s: object) -> str:
-        text = str(s)
-        for suffix in _SUFFIXES:
-            text = text.removesuffix(suffix)
-        return text
+def tomo_key(name: object) -> str:
+    """A tomogram name without a ``.tomostar`` / volume-file suffix (WarpTools names tomograms ``TS_01.tomostar``,
+    files are ``TS_01.mrc``): names with the same key are the same tomogram."""
+    text = str(name)
+    for suffix in _SUFFIXES:
+        text = text.removesuffix(suffix)
+    return text
 
-    return strip(a) == strip(b)
+
+def same_tomo_name(a: object, b: object) -> bool:
+    """Whether two tomogram names are the same (:func:`tomo_key`)."""
+    return tomo_key(a) == tomo_key(b)
 
 
 def tomo_names(table: ParticleTable) -> np.ndarray | None:
@@ -38,26 +39,26 @@ def tomo_names(table: ParticleTable) -> np.ndarray | None:
     return df["rlnTomoName"].astype(str).to_numpy() if "rlnTomoName" in df.columns else None
 
 
-def select_tomogram(table: ParticleTable, tomo_name: str, source: str | os.PathLike[str] | None = None) -> ParticleTable:
-    """The particles of tomogram ``tomo_name``.
+def select_tomogram(table: ParticleTable, tomo_name: str, source: str | os.PathLike[str] | None = None
+                    ) -> tuple[ParticleTable, str]:
+    """The particles of tomogram ``tomo_name`` and the name they go by from now on.
 
-    A table without ``rlnTomoName`` is taken whole. With names, the rows named ``tomo_name`` are kept; a table
-    that names only one other tomogram is taken whole with a warning (a renamed file); several tomograms of
+    A table without ``rlnTomoName`` is taken whole (named ``tomo_name``). With names, the rows named
+    ``tomo_name`` are kept; a table that names only one other tomogram is taken whole under its own name (the
+    file was renamed; the particles' name is kept so that later steps join back onto them); several tomograms of
     which none is ``tomo_name`` is an :class:`InputError` naming them.
     """
     names = tomo_names(table)
     if names is None:
-        return table
+        return table, tomo_name
     keep = np.array([same_tomo_name(n, tomo_name) for n in names], bool)
     if keep.all():
-        return table
+        return table, str(names[0])
     if keep.any():
-        return replace(table, particles=table.particles[keep].reset_index(drop=True))
+        return replace(table, particles=table.particles[keep].reset_index(drop=True)), str(names[keep][0])
     listed = sorted(set(names))
     if len(listed) == 1:
-        warnings.warn(f"{source}: the particles name tomogram {listed[0]!r}, not {tomo_name!r}; using all of them",
-                      CryomineWarning, stacklevel=2)
-        return table
+        return table, listed[0]
     raise InputError(f"lists tomograms {', '.join(listed[:6])} and none is {tomo_name!r} (use --tomo-name)", source)
 
 

@@ -14,6 +14,8 @@ Two matchings are reported:
   ``c``, summed over classes; a correctly placed pick with the wrong class is a false positive and leaves a
   false negative.
 
+Picks and true particles of different tomograms (``rlnTomoName``, when both files name them) never match.
+
 Per class: ``localisation`` gives the recall of that class's true particles (and, for classed picks, the
 precision of the picks labelled ``c`` that hit any particle); ``localisation_and_class`` gives the class-aware
 precision, recall and F1. Empty denominators give 0.
@@ -34,6 +36,7 @@ from scipy.spatial import cKDTree
 
 from cryomine.errors import InputError
 from cryomine.io.star import ParticleTable, coordinates_xyz_voxels
+from cryomine.io.tomo_particles import tomo_key, tomo_names
 from cryomine.pick.config import MatchingConfig
 from cryomine.pick.peaks import predicted_classes, read_picks
 from cryomine.structures import bundled_radius_a
@@ -43,10 +46,12 @@ __all__ = ["PointSet", "load_point_set", "match_points", "evaluate_point_sets", 
 
 @dataclass(frozen=True)
 class PointSet:
-    """Particles to compare: ``coords_zyx`` ``(n, 3)`` voxels, ``class_names`` ``(n,)`` str array or None."""
+    """Particles to compare: ``coords_zyx`` ``(n, 3)`` voxels, ``class_names`` and ``tomo_names`` ``(n,)`` str
+    arrays or None (``tomo_names``: :func:`~cryomine.io.tomo_particles.tomo_key` of ``rlnTomoName``)."""
 
     coords_zyx: np.ndarray
     class_names: np.ndarray | None = None
+    tomo_names: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.coords_zyx)
@@ -65,8 +70,10 @@ def load_point_set(path: str | os.PathLike[str], predictions: str | os.PathLike[
     ``rlnClassName`` column."""
     table = read_picks(path)
     coords = coordinates_xyz_voxels(table)[:, ::-1].copy()
-    names = predicted_classes(predictions, len(table)) if predictions is not None else _class_column(table)
-    return PointSet(coords, None if names is None else np.asarray(names, dtype=object))
+    names = predicted_classes(predictions, table) if predictions is not None else _class_column(table)
+    tomos = tomo_names(table)
+    return PointSet(coords, None if names is None else np.asarray(names, dtype=object),
+                    None if tomos is None else np.array([tomo_key(t) for t in tomos], dtype=object))
 
 
 def match_points(picks_zyx: np.ndarray, truth_zyx: np.ndarray, max_distance: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
@@ -136,11 +143,26 @@ def class_radii_vox(names: list[str], config: MatchingConfig, voxel_size_a: floa
     return {n: radius[n] / voxel_size_a for n in names}
 
 
+_TOMO_GAP_VOX = 1e9  # tomograms are placed this far apart, so no pick matches a particle of another tomogram
+
+
+def _per_tomogram(picks: PointSet, truth: PointSet) -> tuple[np.ndarray, np.ndarray]:
+    """Pick and truth positions with each tomogram shifted to a place of its own (when both name tomograms)."""
+    p, t = np.asarray(picks.coords_zyx, np.float64), np.asarray(truth.coords_zyx, np.float64)
+    if picks.tomo_names is None or truth.tomo_names is None:
+        return p, t
+    order = {name: k for k, name in enumerate(sorted(set(picks.tomo_names) | set(truth.tomo_names)))}
+    shift = lambda names: np.array([[order[n] * _TOMO_GAP_VOX, 0.0, 0.0] for n in names]).reshape(-1, 3)  # noqa: E731
+    return p + shift(picks.tomo_names), t + shift(truth.tomo_names)
+
+
 def evaluate_point_sets(picks: PointSet, truth: PointSet, radius_vox: dict[str, float], hit_fraction: float = 0.5) -> dict:
-    """Scores of ``picks`` against ``truth`` (module docstring); ``radius_vox`` maps each true class to its radius."""
+    """Scores of ``picks`` against ``truth`` (module docstring); ``radius_vox`` maps each true class to its radius.
+    When both sets name their tomograms, picks only match particles of the same tomogram."""
     t_names = truth.class_names if truth.class_names is not None else np.full(len(truth), "all", dtype=object)
     limit = np.array([hit_fraction * radius_vox[str(n)] for n in t_names])
-    pi, ti = match_points(picks.coords_zyx, truth.coords_zyx, limit)
+    p_zyx, t_zyx = _per_tomogram(picks, truth)
+    pi, ti = match_points(p_zyx, t_zyx, limit)
     classed = picks.class_names is not None
     p_names = picks.class_names if classed else None
     classes = sorted(set(map(str, t_names)) | (set(map(str, p_names)) if classed else set()))
@@ -169,7 +191,7 @@ def evaluate_point_sets(picks: PointSet, truth: PointSet, radius_vox: dict[str, 
             rec = loc["recall"]
             loc.update(precision=prec, f1=(2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0))  # type: ignore[operator]
             entry["localisation"] = loc
-            cp, _ = match_points(picks.coords_zyx[is_p], truth.coords_zyx[is_t], limit[is_t])
+            cp, _ = match_points(p_zyx[is_p], t_zyx[is_t], limit[is_t])
             tp_cls_total += len(cp)
             entry["localisation_and_class"] = _prf(len(cp), int(is_p.sum()), int(is_t.sum()))
         else:

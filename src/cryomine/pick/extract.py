@@ -67,9 +67,8 @@ def extract_subtomograms(
     """
     if isinstance(size, bool) or not isinstance(size, int) or size < 4:
         raise InputError(f"box size must be an integer >= 4 voxels, got {size!r}", "--size")
-    name = tomo_name or Path(tomogram).stem
-    table = select_tomogram(read_picks(picks), name, picks)
-    acq = tomogram_acquisition(tomogram, overrides, files, tomo_name=name)
+    table, name = select_tomogram(read_picks(picks), tomo_name or Path(tomogram).stem, picks)
+    acq = tomogram_acquisition(tomogram, overrides, files, tomo_name=tomo_name or name)
     coords_zyx = particle_centres_xyz(table, acq.voxel_size_a)[:, ::-1]
     names = table.particles["rlnClassName"].astype(str).to_numpy() if "rlnClassName" in table.particles else None
     class_names = sorted(set(names)) if names is not None else []

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import starfile
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from cryomine.errors import InputError
-from cryomine.io.star import ParticleTable, make_particles, read_particles
+from cryomine.io.star import ParticleTable, coordinates_xyz_voxels, make_particles, read_particles
+from cryomine.io.tomo_particles import tomo_key, tomo_names
 from cryomine.pick.config import PeakConfig
 
 __all__ = ["Picks", "read_picks", "predicted_classes", "Candidates", "local_maxima", "robust_threshold", "select_peaks", "find_peaks",
@@ -190,24 +188,32 @@ def read_picks(path: str | os.PathLike[str]) -> ParticleTable:
     return table
 
 
-def predicted_classes(predictions: str | os.PathLike[str], n: int) -> np.ndarray:
-    """Class names of ``n`` picks from ``cryomine predict``'s ``predictions.star`` (rows joined on ``cmRow``,
-    the row of the dataset made by ``cryomine extract`` = the pick's index). Returns an ``(n,)`` object array."""
-    p = Path(predictions)
-    if not p.is_file():
-        raise InputError("predictions file not found", p)
-    try:
-        blocks = starfile.read(p, always_dict=True)
-    except Exception as exc:  # noqa: BLE001 - starfile raises many types for a bad file
-        raise InputError(f"not a readable STAR file ({' '.join(str(exc).split())[:160]})", p) from None
-    table = next((b for b in blocks.values() if isinstance(b, pd.DataFrame) and {"cmRow", "cmClassName"} <= set(b.columns)), None)
-    if table is None:
-        raise InputError("not a cryomine predictions file: needs columns cmRow and cmClassName", p)
-    rows = pd.to_numeric(table["cmRow"], errors="coerce").to_numpy()
-    if np.isnan(rows).any() or (rows < 0).any() or (rows >= n).any() or len(np.unique(rows)) != len(rows):
-        raise InputError(f"cmRow must be distinct pick indices in [0, {n}) (predict the dataset made by 'cryomine extract')", p)
-    if len(rows) != n:
-        raise InputError(f"predictions cover {len(rows)} of {n} picks", p)
-    out = np.empty(n, dtype=object)
-    out[rows.astype(np.int64)] = table["cmClassName"].astype(str).to_numpy()
-    return out
+def predicted_classes(predictions: str | os.PathLike[str], picks: ParticleTable) -> np.ndarray:
+    """Class name of every pick of ``picks`` from ``cryomine predict``'s ``predictions.star`` of the dataset that
+    ``cryomine extract`` made from them, joined by position: same tomogram (``rlnTomoName``, when both name one)
+    and the same ``rlnCoordinateX/Y/Z`` within 0.01 voxel. Returns an ``(n,)`` object array; InputError naming the
+    file when predictions lack positions or some picks have no prediction (e.g. picks of another tomogram)."""
+    table = read_particles(predictions)
+    pred = table.particles
+    if "cmClassName" not in pred.columns and "rlnClassName" not in pred.columns:
+        raise InputError("not a cryomine predictions file: needs cmClassName (or rlnClassName)", predictions)
+    names = (pred["cmClassName"] if "cmClassName" in pred.columns else pred["rlnClassName"]).astype(str).to_numpy()
+    index = {}
+    pred_tomo = tomo_names(table)
+    for k, key in enumerate(_position_keys(coordinates_xyz_voxels(table), pred_tomo)):
+        index[key] = k
+    pick_tomo = tomo_names(picks) if pred_tomo is not None else None
+    keys = _position_keys(coordinates_xyz_voxels(picks), pick_tomo)
+    found = np.array([index.get(key, -1) for key in keys])
+    if (found < 0).any():
+        raise InputError(f"{int((found < 0).sum())} of {len(found)} picks have no prediction at their position (predict "
+                         "the dataset 'cryomine extract' made from these picks)", predictions)  # fmt: skip
+    return names[found].astype(object)
+
+
+def _position_keys(xyz: np.ndarray, tomo: np.ndarray | None) -> list[tuple]:
+    grid = np.rint(np.asarray(xyz, np.float64) * 100).astype(np.int64)  # 0.01 voxel
+    names = [""] * len(grid) if tomo is None else [tomo_key(t) for t in tomo]
+    return [(n, *map(int, g)) for n, g in zip(names, grid)]
+
+

@@ -247,6 +247,7 @@ def match_template_file(
     progress: bool = False,
     template_voxel_size_a: float | None = None,
     acquisition: Acquisition | None = None,
+    class_name: str | None = None,
 ) -> tuple[MatchResult, list[Path]]:
     """Template-match a tomogram MRC and write the results beside the picks STAR ``out``.
 
@@ -262,8 +263,11 @@ def match_template_file(
     origin, ``<stem>_angles.csv`` (index, rot, tilt, psi) and ``<stem>.json`` (parameters and summary). Score
     and angle maps are written through memory maps (the returned result's ``scores`` and ``angle_index`` are
     memory maps of the written files). ``acquisition``: the tomogram's metadata, recorded in the JSON (the
-    config's tilt range and optics are what the matching used).
+    config's tilt range and optics are what the matching used). ``class_name`` names the picks' class
+    (``rlnClassName``; default the template's name: a bundled id or the file's stem).
     """
+    if class_name is not None and (not str(class_name).strip() or any(c.isspace() for c in str(class_name))):
+        raise InputError(f"class name must be one word without spaces, got {class_name!r}", "--class-name")
     t0 = time.perf_counter()
     out = Path(out)
     stem = out.with_suffix("")
@@ -278,7 +282,7 @@ def match_template_file(
         with atomic_output(paths[1]) as tmp_s, atomic_output(paths[2]) as tmp_a:
             with mrcfile.new_mmap(tmp_s, shape, mrc_mode=2, overwrite=True) as ms, mrcfile.new_mmap(tmp_a, shape, mrc_mode=2, overwrite=True) as ma:
                 result = match_template(vol, tmpl.density, vs, config, mask=tmpl.mask, radius_vox=tmpl.radius_vox,
-                                        class_name=tmpl.name, scores_out=ms.data, angles_out=ma.data, progress=progress)  # fmt: skip
+                                        class_name=class_name or tmpl.name, scores_out=ms.data, angles_out=ma.data, progress=progress)  # fmt: skip
                 for mrc in (ms, ma):
                     set_geometry(mrc, vs, tomo.origin_zyx_a)
                     mrc.update_header_stats()
