@@ -52,7 +52,7 @@ from cryomine.io.atomic import atomic_output
 from cryomine.io.mrc import write_mrc
 from cryomine.io.star import make_particles, write_particles
 from cryomine.io.subtomo_h5 import DatasetHeader, read_header, read_rows
-from cryomine.train.run import load_run
+from cryomine.train.run import LoadedRun, load_run
 
 BASELINE_METHOD = ("k-means on the top principal components of standardised spherically averaged power spectra and "
                    "radial density profiles (no labels)")
@@ -147,103 +147,127 @@ def discover(
         raise InputError(f"dataset has {header.n_written} subtomograms; clustering needs at least 2", dataset)
     loaded = load_run(run)
     check_run_fits(loaded, dataset)
+    cl = _cluster(loaded, dataset, header, cfg, log)
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_cluster_files(out)
+    _write_cluster_maps(out, cl)
+    log("t-SNE")
+    idx, coords = tsne_2d(cl.outs.features, seed=cfg.seed, perplexity=cfg.tsne_perplexity, max_points=cfg.tsne_max_points)
+    plot_tsne(out / "tsne.png", coords, cl.labels[idx], None if cl.classes is None else cl.classes[idx], cl.names,
+              list(cl.held_out), title=f"{loaded.run_dir.name}: DSM-Net features of {dataset.name} ({len(idx)} shown), k = {cl.k}")
+    _write_assignments(out, cl, loaded, dataset, header)
+    summary = _summary(loaded, dataset, cfg, cl)
+    _write_json(out / "summary.json", summary)
+    return DiscoverResult(out, cl.k, int(cl.rows.size), summary)
+
+
+@dataclass
+class Clustering:
+    """What :func:`discover` found: rows, ``k``, class names and true classes (or None), held-out classes, the
+    network outputs, DSM-Net (``labels``) and baseline (``b_labels``) clusters with their tables, the cluster means
+    (recovered or subtomogram densities, ``means``; subtomogram means per method, ``raw_means``), the true
+    structures by class id, voxel size (Å), the density source and whether true poses were used."""
+
+    rows: np.ndarray
+    k: int
+    names: list[str]
+    classes: np.ndarray | None
+    held_out: dict[int, str]
+    outs: Any
+    labels: np.ndarray
+    b_labels: np.ndarray | None
+    clusters: list[dict]
+    b_clusters: list[dict] | None
+    means: list[np.ndarray]
+    raw_means: list[list[np.ndarray]]
+    truths: dict[int, tuple[np.ndarray, str]]
+    vs: float
+    density_source: str
+    has_poses: bool
+
+
+def _cluster(loaded: LoadedRun, dataset: Path, header: DatasetHeader, cfg: DiscoverConfig, log: Callable[[str], None]) -> Clustering:
     rows = np.arange(header.n_written, dtype=np.int64)
     k = cfg.resolve_k(len(loaded.class_names), rows.size)
     names = list(header.class_names)
     truth = _ground_truth(dataset, header, rows)
     classes = truth.classes
     trained = set(loaded.class_names)
-    held_out = {} if classes is None else {
-        c: n for c, n in enumerate(names) if n not in trained and (classes == c).any()}
-
+    held_out = {} if classes is None else {c: n for c, n in enumerate(names) if n not in trained and (classes == c).any()}
     log(f"features of {rows.size} subtomograms ({loaded.model_config.name}, {loaded.model_config.fc_units} units)")
     outs = extract_outputs(loaded, dataset, rows, batch_size=cfg.batch_size)
     labels = kmeans(outs.features, k, seed=cfg.seed, n_init=cfg.n_init)
-    label_sets, ks = [labels], [k]
-    b_labels = None
+    label_sets, b_labels = [labels], None
     if cfg.baseline:
         log("baseline: rotation-invariant radial features")
         b_feat = reduce_features(baseline_features(dataset, rows), cfg.baseline_components, cfg.seed)
         b_labels = kmeans(b_feat, k, seed=cfg.seed, n_init=cfg.n_init)
         label_sets.append(b_labels)
-        ks.append(k)
-
     log("cluster averages")
     shape = (header.size,) * 3
-    raw_means = cluster_means(_raw_batches(dataset, rows), label_sets, ks, shape, truth.poses)
+    raw_means = cluster_means(_raw_batches(dataset, rows), label_sets, [k] * len(label_sets), shape, truth.poses)
     if outs.recovered is not None:
-        means = cluster_means(array_batches(outs.recovered), [labels], [k], shape, truth.poses)[0]
-        density_source = "recovered"
+        means, density_source = cluster_means(array_batches(outs.recovered), [labels], [k], shape, truth.poses)[0], "recovered"
     else:
         means, density_source = raw_means[0], "subtomograms"
-
     clusters = _clusters_table(labels, k, classes, names)
     b_clusters = _clusters_table(b_labels, k, classes, names) if b_labels is not None else None
     truths: dict[int, tuple[np.ndarray, str]] = {}
     if classes is not None and truth.poses is not None:
         wanted = set(held_out) | {e["majority_class_id"] for e in clusters + (b_clusters or []) if "majority_class_id" in e}
         truths = true_structures(dataset, header, wanted, rows, classes, truth.poses)
-    vs = header.voxel_size_a
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_cluster_files(out)
+    return Clustering(rows, k, names, classes, held_out, outs, labels, b_labels, clusters, b_clusters, means, raw_means,
+                      truths, header.voxel_size_a, density_source, truth.poses is not None)
 
-    # per-cluster maps, montages and FSC
-    for entry, mean, raw in zip(clusters, means, raw_means[0]):
+
+def _write_cluster_maps(out: Path, cl: Clustering) -> None:
+    """Per cluster: mean map, montage (beside its majority class's truth) and FSC vs that truth."""
+    for entry, mean, raw in zip(cl.clusters, cl.means, cl.raw_means[0]):
         c = entry["cluster"]
         mrc = out / f"cluster_{c}.mrc"
-        write_mrc(mrc, mean, vs)
+        write_mrc(mrc, mean, cl.vs)
         entry["map"] = mrc.name
         panels = {f"cluster {c} mean ({entry['size']})": mean}
         m = entry.get("majority_class_id")
-        if m in truths:
-            panels[f"truth: {names[m]}"] = truths[m][0]
-            result, entry["fsc"] = compare_to_truth(mean, truths[m][0], vs)
+        if m in cl.truths:
+            panels[f"truth: {cl.names[m]}"] = cl.truths[m][0]
+            result, entry["fsc"] = compare_to_truth(mean, cl.truths[m][0], cl.vs)
             if result is not None:
                 write_fsc_csv(out / f"cluster_{c}_fsc.csv", result)
-            entry["fsc_subtomogram_mean"] = fsc_summary(raw, truths[m][0], vs)
+            entry["fsc_subtomogram_mean"] = fsc_summary(raw, cl.truths[m][0], cl.vs)
         what = entry.get("majority_class", "unknown class")
         save_cluster_montage(out / f"cluster_{c}.png", panels, f"cluster {c}: {entry['size']} subtomograms, majority "
-                             f"{what}; {density_source} mean, {'reference frame' if truth.poses else 'box frame'}")
+                             f"{what}; {cl.density_source} mean, {'reference frame' if cl.has_poses else 'box frame'}")
         entry["montage"] = f"cluster_{c}.png"
-    if b_clusters is not None:
-        for entry, raw in zip(b_clusters, raw_means[1]):
-            m = entry.get("majority_class_id")
-            if m in truths:
-                entry["fsc_subtomogram_mean"] = fsc_summary(raw, truths[m][0], vs)
+    for entry, raw in zip(cl.b_clusters or [], cl.raw_means[1] if cl.b_clusters else []):
+        m = entry.get("majority_class_id")
+        if m in cl.truths:
+            entry["fsc_subtomogram_mean"] = fsc_summary(raw, cl.truths[m][0], cl.vs)
 
-    # t-SNE
-    log("t-SNE")
-    idx, coords = tsne_2d(outs.features, seed=cfg.seed, perplexity=cfg.tsne_perplexity, max_points=cfg.tsne_max_points)
-    plot_tsne(out / "tsne.png", coords, labels[idx], None if classes is None else classes[idx], names,
-              list(held_out), title=f"{loaded.run_dir.name}: DSM-Net features of {dataset.name} ({len(idx)} shown), k = {k}")
 
-    # assignments
-    pred_names = np.asarray(loaded.class_names, dtype=object)[outs.predicted]
-    table = pd.DataFrame({"row": rows, "cluster": labels})
-    if b_labels is not None:
-        table["baseline_cluster"] = b_labels
+def _write_assignments(out: Path, cl: Clustering, loaded: LoadedRun, dataset: Path, header: DatasetHeader) -> None:
+    """``assignments.csv`` and ``assignments.star`` (positions in the tomogram, its name, optics)."""
+    pred_names = np.asarray(loaded.class_names, dtype=object)[cl.outs.predicted]
+    table = pd.DataFrame({"row": cl.rows, "cluster": cl.labels})
+    if cl.b_labels is not None:
+        table["baseline_cluster"] = cl.b_labels
     table["predicted_class"] = pred_names
-    table["predicted_probability"] = outs.probability
-    if classes is not None:
-        table["true_class_id"] = classes
-        table["true_class"] = [names[c] if c >= 0 else "" for c in classes]
-        table["held_out"] = np.isin(classes, list(held_out))
+    table["predicted_probability"] = cl.outs.probability
+    if cl.classes is not None:
+        table["true_class_id"] = cl.classes
+        table["true_class"] = [cl.names[c] if c >= 0 else "" for c in cl.classes]
+        table["held_out"] = np.isin(cl.classes, list(cl.held_out))
     with atomic_output(out / "assignments.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    extra: dict[str, Any] = {"cmRow": rows, "cmPredictedClass": pred_names.astype(str)}
-    if b_labels is not None:
-        extra["cmBaselineClassNumber"] = b_labels + 1
-    if classes is not None:
+    extra: dict[str, Any] = {"cmRow": cl.rows, "cmPredictedClass": pred_names.astype(str)}
+    if cl.b_labels is not None:
+        extra["cmBaselineClassNumber"] = cl.b_labels + 1
+    if cl.classes is not None:
         extra["cmTrueClass"] = np.asarray(table["true_class"], dtype=str)
-    coords, tomo = dataset_positions(dataset, header, rows)
-    coords = coords if coords is not None else np.full((rows.size, 3), float(header.size // 2))  # boxes of their own
-    write_particles(out / "assignments.star", make_particles(coords, tomo_name=tomo or dataset.stem, class_number=labels + 1,
-                                                             extra=extra), pixel_size_a=vs)  # fmt: skip
-
-    summary = _summary(loaded, dataset, rows.size, k, cfg, names, classes, held_out, labels, b_labels, clusters,
-                       b_clusters, means, raw_means, truths, vs, density_source, truth.poses is not None)
-    _write_json(out / "summary.json", summary)
-    return DiscoverResult(out, k, int(rows.size), summary)
+    coords, tomo = dataset_positions(dataset, header, cl.rows)
+    coords = coords if coords is not None else np.full((cl.rows.size, 3), float(header.size // 2))  # boxes of their own
+    write_particles(out / "assignments.star", make_particles(coords, tomo_name=tomo or dataset.stem, class_number=cl.labels + 1,
+                                                             extra=extra), pixel_size_a=cl.vs)  # fmt: skip
 
 
 def _held_out(scores: dict[str, dict[str, Any]], maps: dict[str, np.ndarray], truths: dict, vs: float) -> dict:
@@ -258,35 +282,32 @@ def _held_out(scores: dict[str, dict[str, Any]], maps: dict[str, np.ndarray], tr
     return out
 
 
-def _summary(loaded, dataset: Path, n: int, k: int, cfg: DiscoverConfig, names: list[str], classes, held_out: dict,
-             labels, b_labels, clusters, b_clusters, means, raw_means, truths, vs: float, density_source: str,
-             has_poses: bool) -> dict[str, Any]:
+def _summary(loaded: LoadedRun, dataset: Path, cfg: DiscoverConfig, cl: Clustering) -> dict[str, Any]:
     excluded = [loaded.config["classes"]["dataset_class_names"][i] for i in loaded.config["classes"].get("excluded", [])]
     summary: dict[str, Any] = {
-        "run": str(loaded.run_dir), "dataset": str(dataset.resolve()), "n_subtomograms": n, "k": k,
+        "run": str(loaded.run_dir), "dataset": str(dataset.resolve()), "n_subtomograms": int(cl.rows.size), "k": cl.k,
         "config": cfg.to_dict(), "model": loaded.model_config.name, "feature_units": loaded.model_config.fc_units,
         "trained_classes": list(loaded.class_names), "excluded_in_training": excluded,
-        "held_out_classes": [held_out[c] for c in sorted(held_out)],
-        "ground_truth": classes is not None,
-        "density_source": density_source,
-        "frame": ("reference frame: each density un-rotated by its true pose before averaging" if has_poses else
+        "held_out_classes": [cl.held_out[c] for c in sorted(cl.held_out)],
+        "ground_truth": cl.classes is not None,
+        "density_source": cl.density_source,
+        "frame": ("reference frame: each density un-rotated by its true pose before averaging" if cl.has_poses else
                   "box frame: no true poses, densities averaged as they are (orientations are not aligned)"),
-        "truth_source": {names[c]: src for c, (_, src) in sorted(truths.items())},
+        "truth_source": {cl.names[c]: src for c, (_, src) in sorted(cl.truths.items())},
         "fsc_note": "unmasked FSC of each cluster mean against the true structure of its majority class; "
                     "fsc_sum = sum over shells 1..Nyquist",
-    }
-    dsm: dict[str, Any] = {"clusters": clusters}
-    if classes is not None:
-        scores = clustering_scores(labels, classes, held_out)
-        scores["held_out"] = _held_out(scores["held_out"], {"fsc": means, "fsc_subtomogram_mean": raw_means[0]},
-                                       truths, vs)
+    }  # fmt: skip
+    dsm: dict[str, Any] = {"clusters": cl.clusters}
+    if cl.classes is not None:
+        scores = clustering_scores(cl.labels, cl.classes, cl.held_out)
+        scores["held_out"] = _held_out(scores["held_out"], {"fsc": cl.means, "fsc_subtomogram_mean": cl.raw_means[0]}, cl.truths, cl.vs)
         dsm = {**scores, **dsm}
     summary["dsmnet"] = dsm
-    if b_labels is not None:
-        base: dict[str, Any] = {"method": BASELINE_METHOD, "clusters": b_clusters}
-        if classes is not None:
-            scores = clustering_scores(b_labels, classes, held_out)
-            scores["held_out"] = _held_out(scores["held_out"], {"fsc_subtomogram_mean": raw_means[1]}, truths, vs)
+    if cl.b_labels is not None:
+        base: dict[str, Any] = {"method": BASELINE_METHOD, "clusters": cl.b_clusters}
+        if cl.classes is not None:
+            scores = clustering_scores(cl.b_labels, cl.classes, cl.held_out)
+            scores["held_out"] = _held_out(scores["held_out"], {"fsc_subtomogram_mean": cl.raw_means[1]}, cl.truths, cl.vs)
             base = {**base, **scores}
         summary["baseline"] = base
     return summary
