@@ -289,3 +289,20 @@ def test_default_centre_is_n_over_2_on_even_axes():
     np.testing.assert_allclose(com_zyx(out), c, atol=0.01)
     out = rotate_volume(blob(shape, c + [0, 0, 5]), euler_zyz_to_matrix([90, 0, 0]))
     np.testing.assert_allclose(com_zyx(out), c + [0, -5, 0], atol=0.01)
+
+
+@pytest.mark.parametrize("rfft", [True, False])
+def test_frequency_grid_matches_numpy_fft_layout(rfft):
+    """The one frequency grid: on an odd, non-cubic shape, k of each axis is numpy's fftfreq (rfftfreq last)."""
+    from cryomine.geometry import fft_frequencies, frequency_magnitude
+
+    shape = (5, 8, 7)
+    kz, ky, kx = np.meshgrid(np.fft.fftfreq(5), np.fft.fftfreq(8), (np.fft.rfftfreq if rfft else np.fft.fftfreq)(7), indexing="ij")
+    got = np.broadcast_arrays(*fft_frequencies(shape, rfft))
+    for a, b in zip(got, (kz, ky, kx)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(frequency_magnitude(shape, rfft), np.sqrt(kz**2 + ky**2 + kx**2))
+    # the layout is the one of the transforms themselves: a plane wave of 2 cycles along x peaks at kx = 2 / 7
+    wave = np.cos(2 * np.pi * 2 * np.arange(7) / 7)[None, None, :] * np.ones(shape)
+    spectrum = np.abs(np.fft.rfftn(wave) if rfft else np.fft.fftn(wave))
+    assert kx.flat[np.argmax(spectrum)] == pytest.approx(2 / 7)

@@ -86,3 +86,20 @@ def test_average_cli_keeps_positions_and_warns_when_metadata_is_missing(tomogram
                  "--acquisition", str(tomogram.with_suffix(".json")), "--out", str(tmp_path / "meta_avg")]) == 0  # fmt: skip
     assert "warning:" not in capsys.readouterr().err
     assert json.loads((tmp_path / "meta_avg" / "summary.json").read_text())["tilt_range_deg"] == list(TILT)
+
+
+def test_em_tomogram_gives_the_same_boxes_as_mrc(tomogram, tmp_path):
+    """A TOM .em copy of the tomogram (no voxel size in its header: the metadata gives it) extracts the same boxes."""
+    from cryomine.io.em import write_em
+    from cryomine.io.mrc import read_mrc
+
+    em = write_em(tmp_path / "ts_asym.em", read_mrc(tomogram).data)
+    shutil.copy(tomogram.with_suffix(".json"), tmp_path / "ts_asym.json")
+    star = tomogram.with_suffix(".star")
+    assert main(["extract", str(em), str(star), "--size", "16", "--out", str(tmp_path / "em.h5")]) == 0
+    assert main(["extract", str(tomogram), str(star), "--size", "16", "--out", str(tmp_path / "mrc.h5")]) == 0
+    a, b = load_particles(tmp_path / "em.h5"), load_particles(tmp_path / "mrc.h5")
+    assert np.array_equal(a.particles, b.particles) and a.voxel_size_a == b.voxel_size_a == 10.0
+    (tmp_path / "ts_asym.json").unlink()  # no metadata, no voxel size in an .em header: refused, naming the flag
+    assert main(["extract", str(em), str(star), "--size", "16", "--out", str(tmp_path / "none.h5")]) == 2
+    assert not (tmp_path / "none.h5").exists()

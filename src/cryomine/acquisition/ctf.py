@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryomine.errors import InputError
+from cryomine.geometry.grids import frequency_magnitude
 
 _H = 6.62607015e-34  # Planck constant, J s
 _M0 = 9.1093837015e-31  # electron rest mass, kg
@@ -135,9 +136,7 @@ def transfer_function(k_a_inv: np.ndarray, config: MicroscopeConfig, voxel_size_
 def frequency_magnitude_2d(shape_hw: tuple[int, int], voxel_size_a: float, rfft: bool = True) -> np.ndarray:
     """``|k|`` (1/Å) on the unshifted FFT grid of an ``(h, w)`` image (``(h, w // 2 + 1)`` when ``rfft``)."""
     h, w = (int(s) for s in shape_hw)
-    ky = np.fft.fftfreq(h)[:, None]
-    kx = (np.fft.rfftfreq(w) if rfft else np.fft.fftfreq(w))[None, :]
-    return np.sqrt(ky**2 + kx**2) / float(voxel_size_a)
+    return frequency_magnitude((h, w), rfft) / float(voxel_size_a)
 
 
 def transfer_function_2d(

@@ -16,7 +16,7 @@ from pathlib import Path
 from cryomine.acquisition.metadata import Acquisition, MetadataWarning
 from cryomine.acquisition.readers import find_sidecars, read_acquisition
 from cryomine.errors import InputError
-from cryomine.io.mrc import header_voxel_size_a
+from cryomine.io.volume import header_voxel_size
 
 __all__ = ["resolve_acquisition", "tomogram_acquisition"]
 
@@ -58,9 +58,9 @@ def tomogram_acquisition(
     *,
     tomo_name: str | None = None,
 ) -> Acquisition:
-    """:func:`resolve_acquisition` for a tomogram MRC (its header's voxel size included), with the voxel size
+    """:func:`resolve_acquisition` for a tomogram (MRC or ``.em``; its header's voxel size included), with the voxel size
     required: an unset header and no metadata or ``--voxel-size`` is an :class:`InputError` naming the flag."""
-    acq = resolve_acquisition(tomogram, files, tomo_name=tomo_name, header_voxel_size_a=header_voxel_size_a(tomogram),
+    acq = resolve_acquisition(tomogram, files, tomo_name=tomo_name, header_voxel_size_a=header_voxel_size(tomogram),
                               overrides=overrides)
     if acq.voxel_size_a is None:
         raise InputError("header voxel size is 0 Å (unset) and no metadata gives it: give the voxel size with "

@@ -22,6 +22,7 @@ import torch
 from cryomine.acquisition.ctf import ctf
 from cryomine.errors import InputError
 from cryomine.geometry import random_rotations
+from cryomine.geometry.grids import frequency_magnitude
 from cryomine.geometry.rotate_torch import rotate_volumes
 from cryomine.geometry.wedge import sampled_direction_mask_zx
 
@@ -159,9 +160,7 @@ def random_rotation_average(
 
 def frequency_radius(box: int) -> np.ndarray:
     """``|k|`` (cycles/voxel) on the ``(n, n, n // 2 + 1)`` rfft grid."""
-    f = np.fft.fftfreq(box)
-    kz, ky, kx = np.meshgrid(f, f, np.fft.rfftfreq(box), indexing="ij")
-    return np.sqrt(kz**2 + ky**2 + kx**2)
+    return frequency_magnitude((box, box, box))
 
 
 def lowpass(volume: np.ndarray, cutoff: float, edge: float | None = None, weights: np.ndarray | None = None) -> np.ndarray:

@@ -28,10 +28,10 @@ from cryomine.data import dataset_acquisition, dataset_positions, normalise
 from cryomine.errors import InputError
 from cryomine.geometry.boxes import cut_boxes
 from cryomine.geometry.validate import check_voxel_size, volume_stats
-from cryomine.io.mrc import open_mrc_mmap
 from cryomine.io.star import read_particles
 from cryomine.io.subtomo_h5 import read_header, read_rows
 from cryomine.io.tomo_particles import particle_centres_xyz, select_tomogram
+from cryomine.io.volume import open_volume
 
 __all__ = ["ParticleData", "load_particles", "load_dataset", "load_star"]
 
@@ -98,16 +98,16 @@ def load_dataset(path: str | os.PathLike[str], max_particles: int | None = None)
 def load_star(star: str | os.PathLike[str], tomogram: str | os.PathLike[str], box: int,
               overrides: Acquisition | None = None, files: Sequence[str | os.PathLike[str]] = (),
               tomo_name: str | None = None) -> ParticleData:
-    """Cut ``box``³ subtomograms out of ``tomogram`` (MRC) at the particles of ``star`` (RELION STAR) that belong
+    """Cut ``box``³ subtomograms out of ``tomogram`` (MRC or ``.em``) at the particles of ``star`` (RELION STAR) that belong
     to it (``tomo_name``, default the tomogram's stem); ``overrides`` (the flags) and ``files`` feed
     :func:`~cryomine.acquisition.resolve_acquisition`."""
     if isinstance(box, bool) or not isinstance(box, int) or not 8 <= box <= 512:
         raise InputError(f"box must be an integer in [8, 512] voxels, got {box!r}", "--box")
     tomo = Path(tomogram)
     table, name = select_tomogram(read_particles(star), tomo_name or tomo.stem, star)
-    with open_mrc_mmap(tomo, 1.0) as (data, _):  # the voxel size is resolved below (the header's is read there)
-        acq = tomogram_acquisition(tomo, overrides, files, tomo_name=tomo_name or name)
-        acq.require("voxel_size_a", step="average")
+    acq = tomogram_acquisition(tomo, overrides, files, tomo_name=tomo_name or name)
+    with open_volume(tomo, acq.voxel_size_a) as vol:
+        data = vol.data
         coords = particle_centres_xyz(table, acq.voxel_size_a)
         fill, _ = volume_stats(data, tomo)
         vols = cut_boxes(data, coords[:, ::-1], box, fill)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from cryomine.errors import InputError
+from cryomine.geometry.grids import fft_frequencies, frequency_magnitude
 from cryomine.geometry.wedge import missing_wedge_mask
 
 __all__ = [
@@ -60,9 +61,8 @@ def half_space_components(box: int, cutoff: float, tilt_range_deg: tuple[float, 
     (``kx > 0``, or ``kx = 0`` and ``(kz, ky)`` lexicographically positive), sorted by ``|k|``.
     """
     n = int(box)
-    f = np.fft.fftfreq(n)
-    kz, ky, kx = np.meshgrid(f, f, np.fft.rfftfreq(n), indexing="ij")
-    radius = np.sqrt(kz**2 + ky**2 + kx**2)
+    kz, ky, kx = np.broadcast_arrays(*fft_frequencies((n, n, n)))
+    radius = frequency_magnitude((n, n, n))
     sampled = missing_wedge_mask((n, n, n), tilt_range_deg[0], tilt_range_deg[1], rfft=True)
     half = (kx > 0) | ((kx == 0) & ((kz > 0) | ((kz == 0) & (ky > 0))))
     keep = half & sampled & (radius > 0) & (radius <= cutoff + 1e-9)

@@ -19,7 +19,7 @@ def _given(**values: object) -> dict[str, object]:
 
 @app.command("pick")
 def pick_cmd(
-    tomogram: Path = typer.Argument(..., help="Tomogram (MRC; protein bright, or give --invert)."),
+    tomogram: Path = typer.Argument(..., help="Tomogram (MRC or .em; protein bright, or give --invert)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output picks (RELION STAR); scores/angles/JSON are written beside it."),
     method: str | None = typer.Option(None, "--method", help="dog or template (default: template when --template is given, else dog)."),
     template: str | None = typer.Option(None, "--template", help="Bundled structure id or PDB/mmCIF/MRC/.em file (template matching; for DoG it sets the radius)."),
@@ -105,7 +105,7 @@ def _pick_dog(tomogram: Path, out: Path, template: str | None, radius: float | N
 
 @app.command("extract")
 def extract_cmd(
-    tomogram: Path = typer.Argument(..., help="Tomogram (MRC)."),
+    tomogram: Path = typer.Argument(..., help="Tomogram (MRC or .em)."),
     picks: Path = typer.Argument(..., help="Picks (RELION STAR, voxel coordinates of TOMOGRAM)."),
     size: int = typer.Option(..., "--size", help="Box edge (voxels); must match the model's input for predict."),
     out: Path = typer.Option(..., "--out", "-o", help="Output dataset (.h5) for 'cryomine predict' / 'discover' / 'average'."),

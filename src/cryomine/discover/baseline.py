@@ -25,6 +25,7 @@ from cryomine.data.loader import SubtomoDataset
 from cryomine.data.normalise import normalise
 from cryomine.errors import InputError
 from cryomine.evaluate.fsc import hermitian_weights, shell_index
+from cryomine.geometry.grids import frequency_magnitude
 
 #: Gaussian smoothing (voxels) of the radial density profile.
 PROFILE_SIGMA_VOX = 1.0
@@ -62,10 +63,7 @@ class RadialFeaturizer:
         self._fourier = _shell_matrix(fidx, n_f, herm)[:, 1:].tocsr()  # drop DC (zero after normalisation)
         ridx, n_r = _real_shells(shape)
         self._real = _shell_matrix(ridx, n_r)
-        kz = np.fft.fftfreq(shape[0])[:, None, None]
-        ky = np.fft.fftfreq(shape[1])[None, :, None]
-        kx = np.fft.rfftfreq(shape[2])[None, None, :]
-        self._gauss = np.exp(-2.0 * (np.pi * PROFILE_SIGMA_VOX) ** 2 * (kz**2 + ky**2 + kx**2))
+        self._gauss = np.exp(-2.0 * (np.pi * PROFILE_SIGMA_VOX) ** 2 * frequency_magnitude(shape) ** 2)
 
     @property
     def n_features(self) -> int:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from cryomine.errors import InputError
+from cryomine.geometry.grids import frequency_magnitude
 from cryomine.geometry.validate import check_volume, check_voxel_size
 from cryomine.io.atomic import atomic_output
 from cryomine.io.mrc import Volume, read_mrc
@@ -119,10 +120,7 @@ def shell_index(shape_zyx: Sequence[int], rfft: bool = True) -> tuple[np.ndarray
     """
     d, h, w = (int(s) for s in shape_zyx)
     n_max = max(d, h, w)
-    kz = np.fft.fftfreq(d)[:, None, None]
-    ky = np.fft.fftfreq(h)[None, :, None]
-    kx = (np.fft.rfftfreq(w) if rfft else np.fft.fftfreq(w))[None, None, :]
-    radius = np.sqrt(kz**2 + ky**2 + kx**2) * n_max
+    radius = frequency_magnitude((d, h, w), rfft) * n_max
     n_shells = n_max // 2 + 1
     idx = np.rint(radius).astype(np.int64)
     return np.minimum(idx, n_shells), n_shells

@@ -18,6 +18,7 @@ from cryomine.geometry.euler import (
     xyz_to_zyx_matrix,
     zyx_to_xyz_matrix,
 )
+from cryomine.geometry.grids import fft_frequencies, frequency_magnitude
 from cryomine.geometry.rotate_torch import rotate_volumes
 from cryomine.geometry.sampling import (
     MAX_GRID_ORIENTATIONS,
@@ -31,6 +32,8 @@ from cryomine.geometry.validate import check_volume, check_voxel_size
 from cryomine.geometry.wedge import flip_volumes, missing_wedge_mask, tilts_symmetric, wedge_preserving_flips
 
 __all__ = [
+    "fft_frequencies",
+    "frequency_magnitude",
     "box_starts",
     "cut_boxes",
     "place_in_box",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from cryomine.errors import InputError
+from cryomine.geometry.grids import fft_frequencies
 from cryomine.geometry.tilts import check_tilt_range
 
 _EPS_DEG = 1e-6  # boundary tolerance: directions exactly on a tilt-range edge count as sampled
@@ -80,8 +81,7 @@ def missing_wedge_mask(
         ``~mask``. Constant along ``k_y``.
     """
     d, h, w = _check(shape_zyx, tilt_min_deg, tilt_max_deg)
-    kz = np.fft.fftfreq(d)[:, None]
-    kx = (np.fft.rfftfreq(w) if rfft else np.fft.fftfreq(w))[None, :]
+    kz, kx = fft_frequencies((d, w), rfft)
     plane = sampled_direction_mask_zx(kz, kx, tilt_min_deg, tilt_max_deg)  # (d, w')
     return np.ascontiguousarray(np.broadcast_to(plane[:, None, :], (d, h, plane.shape[1])))
 

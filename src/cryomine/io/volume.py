@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryomine.errors import InputError
 from cryomine.geometry.validate import check_voxel_size
 from cryomine.io.em import em_voxel_size_a, read_em
-from cryomine.io.mrc import Volume, read_mrc
+from cryomine.io.mrc import Volume, header_voxel_size_a, open_mrc_volume, read_mrc
 
-__all__ = ["EM_SUFFIXES", "MRC_SUFFIXES", "VOLUME_SUFFIXES", "read_volume", "volume_kind"]
+__all__ = ["EM_SUFFIXES", "MRC_SUFFIXES", "VOLUME_SUFFIXES", "header_voxel_size", "open_volume", "read_volume", "volume_kind"]
 
 MRC_SUFFIXES = (".mrc", ".map", ".rec", ".mrcs")
 EM_SUFFIXES = (".em",)
@@ -52,3 +54,22 @@ def read_volume(
     if given is None and stored is None:
         raise InputError(f"the .em header holds no voxel size: give the file's voxel size (Å) with {option}", p)
     return read_em(p, voxel_size_a=given if given is not None else stored)
+
+
+def header_voxel_size(path: str | os.PathLike[str]) -> float:
+    """The voxel size (Å) a volume file's header states, 0 when it states none (MRC unset, TOM ``.em``)."""
+    if volume_kind(path) == "em":
+        return em_voxel_size_a(path) or 0.0
+    return header_voxel_size_a(path)
+
+
+@contextlib.contextmanager
+def open_volume(path: str | os.PathLike[str], voxel_size_a: float | None = None, *, option: str = "--voxel-size") -> Iterator[Volume]:
+    """A tomogram as a :class:`Volume`: an MRC memory-mapped (:func:`cryomine.io.mrc.open_mrc_volume`), a
+    TOM ``.em`` read into memory; ``voxel_size_a`` overrides the header (an unset one is an error naming
+    ``option``)."""
+    if volume_kind(path) == "em":
+        yield read_volume(path, voxel_size_a, option=option)
+        return
+    with open_mrc_volume(path, voxel_size_a, option=option) as vol:
+        yield vol

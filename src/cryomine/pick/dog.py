@@ -23,8 +23,9 @@ from cryomine import __version__
 from cryomine.errors import InputError
 from cryomine.geometry.validate import check_volume
 from cryomine.io.atomic import atomic_output
-from cryomine.io.mrc import Volume, open_mrc_volume, write_mrc
+from cryomine.io.mrc import Volume, write_mrc
 from cryomine.io.star import write_particles
+from cryomine.io.volume import open_volume
 from cryomine.pick.config import DogConfig
 from cryomine.pick.contrast import tomogram_contrast, warn_if_dark
 from cryomine.pick.peaks import MAD_TO_SIGMA, Picks, find_peaks, robust_threshold
@@ -81,7 +82,7 @@ def pick_dog_file(
     (0) header without it is an :class:`InputError`. A tomogram that looks protein-dark (after ``config.invert``)
     gives a :class:`~cryomine.pick.contrast.ContrastWarning`."""
     t0 = time.perf_counter()
-    with open_mrc_volume(tomogram, voxel_size_a, option="--voxel-size") as mapped:
+    with open_volume(tomogram, voxel_size_a, option="--voxel-size") as mapped:
         vol = Volume(check_volume(np.array(mapped.data, dtype=np.float32), tomogram), mapped.voxel_size_a, mapped.origin_zyx_a)
     warn_if_dark(tomogram_contrast(vol.data, config.invert), tomogram, "--invert", config.invert)
     result = pick_dog(vol.data, config, class_name)

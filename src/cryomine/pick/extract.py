@@ -25,9 +25,9 @@ from cryomine.acquisition import Acquisition, tomogram_acquisition
 from cryomine.errors import InputError
 from cryomine.geometry.boxes import cut_boxes
 from cryomine.io.atomic import atomic_output
-from cryomine.io.mrc import open_mrc_volume
 from cryomine.io.subtomo_h5 import create_dataset, write_rows
 from cryomine.io.tomo_particles import particle_centres_xyz, select_tomogram
+from cryomine.io.volume import open_volume
 from cryomine.pick.contrast import tomogram_contrast, warn_if_dark
 from cryomine.pick.peaks import read_picks
 from cryomine.pick.tiles import volume_stats
@@ -74,7 +74,7 @@ def extract_subtomograms(
     class_names = sorted(set(names)) if names is not None else []
     class_id = np.array([class_names.index(n) for n in names], np.int32) if names is not None else np.full(len(table), -1, np.int32)
     invert = acq.polarity == "dark"
-    with open_mrc_volume(tomogram, acq.voxel_size_a) as tomo:
+    with open_volume(tomogram, acq.voxel_size_a) as tomo:
         vol, vs = tomo.data, tomo.voxel_size_a
         if any(size > s for s in vol.shape):
             raise InputError(f"box size {size} is larger than the tomogram {'x'.join(map(str, vol.shape))}", "--size")

@@ -47,8 +47,9 @@ from cryomine.acquisition.ctf import transfer_function
 from cryomine.errors import InputError
 from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, missing_wedge_mask
 from cryomine.io.atomic import atomic_output
-from cryomine.io.mrc import open_mrc_volume, set_geometry
+from cryomine.io.mrc import set_geometry
 from cryomine.io.star import write_particles
+from cryomine.io.volume import open_volume
 from cryomine.pick.config import TemplateMatchConfig
 from cryomine.pick.contrast import template_contrast, tomogram_contrast, warn_if_dark
 from cryomine.pick.correlate import _Correlator
@@ -272,7 +273,7 @@ def match_template_file(
     out = Path(out)
     stem = out.with_suffix("")
     paths = [out, Path(f"{stem}_scores.mrc"), Path(f"{stem}_angles.mrc"), Path(f"{stem}_angles.csv"), stem.with_suffix(".json")]
-    with open_mrc_volume(tomogram, voxel_size_a, option="--voxel-size") as tomo:
+    with open_volume(tomogram, voxel_size_a, option="--voxel-size") as tomo:
         vol, vs = tomo.data, tomo.voxel_size_a
         tmpl = load_match_template(template, vs, config, mask, template_voxel_size_a)
         if tmpl.kind != "structure":

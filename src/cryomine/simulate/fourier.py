@@ -28,6 +28,7 @@ import torch
 
 from cryomine.acquisition.ctf import transfer_function
 from cryomine.errors import InputError
+from cryomine.geometry.grids import fft_frequencies
 from cryomine.geometry.validate import check_voxel_size
 from cryomine.geometry.wedge import missing_wedge_mask
 from cryomine.simulate.imaging import (
@@ -47,9 +48,7 @@ def fourier_filters(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(signal, noise)`` float32 filters of shape ``(d, h, w // 2 + 1)`` in ``np.fft.rfftn`` layout."""
     d, h, w = shape_zyx
-    kz = np.fft.fftfreq(d).astype(np.float32)[:, None, None]
-    ky = np.fft.fftfreq(h).astype(np.float32)[None, :, None]
-    kx = np.fft.rfftfreq(w).astype(np.float32)[None, None, :]
+    kz, ky, kx = fft_frequencies((d, h, w), rfft=True, dtype=np.float32)
     k_zx = np.sqrt(kz**2 + kx**2)  # (d, 1, w')
     t = np.clip((k_zx / 0.5 - config.apodisation_start) / max(1.0 - config.apodisation_start, 1e-12), 0.0, 1.0)
     apod = 0.5 * (1.0 + np.cos(math.pi * t))
