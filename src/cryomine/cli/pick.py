@@ -33,6 +33,7 @@ def pick_cmd(
     voxel_size: float | None = acq_option("voxel_size_a"),
     invert: bool | None = typer.Option(None, "--invert/--no-invert", help="Negate the tomogram (protein dark; cryomine expects protein bright). Default: the metadata's polarity, else as is."),
     invert_template: bool | None = typer.Option(None, "--invert-template/--no-invert-template", help="Negate an MRC template (protein dark)."),
+    template_lowpass: float | None = typer.Option(None, "--template-lowpass", help="Low-pass the template at this resolution (Å), e.g. 40 for a noisy subtomogram average (default: as given)."),
     recenter_template: bool | None = typer.Option(None, "--recenter-template/--keep-template-box", help="Re-centre, clip and re-box an MRC template (default: keep its box and centre)."),
     tilt_min: float | None = acq_option("tilt_min_deg"),
     tilt_max: float | None = acq_option("tilt_max_deg"),
@@ -77,7 +78,8 @@ def pick_cmd(
     microscope = None if ctf is False else acq.microscope("pick (CTF weighting)")
     config = TemplateMatchConfig(
         **_given(angular_step_deg=angular_step, pad_edges=pad_edges, tile_vox=tile_size, memory_gb=memory_gb, angle_batch=angle_batch,
-                 device=device, threads=threads, invert_template=invert_template, recenter_template=recenter_template),
+                 device=device, threads=threads, invert_template=invert_template, recenter_template=recenter_template,
+                 template_lowpass_a=template_lowpass),
         tilt_min_deg=lo, tilt_max_deg=hi, invert=dark, microscope=microscope, peaks=replace(TemplateMatchConfig().peaks, **peak_kw),
     )  # fmt: skip
     result, paths_out = match_template_file(tomogram, template, out, config, mask=mask, voxel_size_a=voxel_size_a, progress=True,

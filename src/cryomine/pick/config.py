@@ -152,6 +152,10 @@ class TemplateMatchConfig:
     - ``recenter_template``: re-centre an MRC template on its centre of mass, clip its negative density and
       crop it to a rotation-safe box (what bundled structures get). Default: an MRC template keeps its own
       box and centre (voxel ``m // 2``), so a mask made for it (``--mask``) applies unchanged.
+    - ``template_lowpass_a``: low-pass the template at this resolution (Å; raised-cosine edge from 0.8 of the
+      cutoff frequency), as pytom-match-pick's ``--low-pass``: a template from a noisy average carries noise at
+      high frequencies that only lowers its correlation with particles. ``None``: as given (bundled structures
+      are already filtered to twice the voxel size).
     """
 
     angular_step_deg: float = 15.0
@@ -170,10 +174,13 @@ class TemplateMatchConfig:
     invert: bool = False
     invert_template: bool = False
     recenter_template: bool = False
+    template_lowpass_a: float | None = None
 
     def __post_init__(self) -> None:
         for flag, name in ((self.invert, "--invert"), (self.invert_template, "--invert-template"), (self.recenter_template, "--recenter-template")):
             _flag(flag, name)
+        if self.template_lowpass_a is not None and not 0.0 < _finite(self.template_lowpass_a, "--template-lowpass") <= 1e4:
+            raise InputError(f"template low-pass must be in (0, 10000] Å, got {self.template_lowpass_a!r}", "--template-lowpass")
         step = _finite(self.angular_step_deg, "--angular-step")
         if not 0.0 < step <= 180.0:
             raise InputError(f"angular step must be in (0, 180] degrees, got {step:g}", "--angular-step")

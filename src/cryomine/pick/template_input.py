@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from cryomine.pick.config import TemplateMatchConfig
 from cryomine.simulate.templates import prepare_template, template_from_density
 from cryomine.structures import structure_ids
 from cryomine.structures.library import MAP_SUFFIXES
-from cryomine.structures.maps import resample_volume, subtract_border_background
+from cryomine.structures.maps import lowpass_volume, resample_volume, subtract_border_background
 
 __all__ = ["MatchTemplate", "VOXEL_TOLERANCE", "fourier_rescale", "load_match_template", "is_map_file"]
 
@@ -174,6 +174,16 @@ def _recentred(path: Path, vol: Volume, voxel_size_a: float) -> MatchTemplate:
     return MatchTemplate(path.name.split(".")[0], tmpl.density, None, tmpl.radius_vox, vol.voxel_size_a, resampled.voxel_size_a, "recentred map")
 
 
+def _filtered(tmpl: MatchTemplate, config: TemplateMatchConfig) -> MatchTemplate:
+    """``tmpl`` low-passed at ``config.template_lowpass_a`` (no-op when unset or finer than Nyquist)."""
+    if config.template_lowpass_a is None:
+        return tmpl
+    cutoff = tmpl.voxel_size_a / float(config.template_lowpass_a)  # cycles/voxel
+    if cutoff >= 0.5:
+        return tmpl
+    return replace(tmpl, density=lowpass_volume(tmpl.density, cutoff).astype(np.float32))
+
+
 def load_match_template(
     template: str | os.PathLike[str],
     voxel_size_a: float,
@@ -190,8 +200,8 @@ def load_match_template(
                              "protein bright already", template)  # fmt: skip
         tmpl = prepare_template(str(template), voxel_size_a)
         mask_arr = _read_mask(mask, tmpl.density.shape) if mask is not None else None
-        return MatchTemplate(Path(str(template)).name.split(".")[0], tmpl.density, mask_arr, tmpl.radius_vox,
-                             tmpl.voxel_size_a, tmpl.voxel_size_a, "structure")  # fmt: skip
+        return _filtered(MatchTemplate(Path(str(template)).name.split(".")[0], tmpl.density, mask_arr, tmpl.radius_vox,
+                                       tmpl.voxel_size_a, tmpl.voxel_size_a, "structure"), config)  # fmt: skip
     path = Path(template)
     vol = _read_map(path, template_voxel_size_a)
     if config.invert_template:
@@ -199,5 +209,5 @@ def load_match_template(
     if config.recenter_template:
         if mask is not None:
             raise InputError("a mask needs the template's own box: drop --recenter-template (or --mask)", mask)
-        return _recentred(path, vol, voxel_size_a)
-    return _own_box(path, vol, voxel_size_a, mask)
+        return _filtered(_recentred(path, vol, voxel_size_a), config)
+    return _filtered(_own_box(path, vol, voxel_size_a, mask), config)

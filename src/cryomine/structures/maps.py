@@ -36,7 +36,7 @@ def resample_volume(volume: Volume, voxel_size_a: float) -> Volume:
     out_shape = np.maximum(1, np.rint(in_shape / scale).astype(int))
     src = data.astype(np.float64)
     if scale > 1.0:
-        src = _lowpass(src, cutoff=0.5 / scale)
+        src = lowpass_volume(src, cutoff=0.5 / scale)
     offset = in_shape // 2 - scale * (out_shape // 2)
     out = ndi.affine_transform(
         src, np.full(3, scale), offset=offset, output_shape=tuple(out_shape), order=3, mode="nearest", prefilter=True
@@ -108,7 +108,7 @@ def gaussian_lowpass(data: np.ndarray, sigma_a: float, voxel_size_a: float) -> n
     )
 
 
-def _lowpass(data: np.ndarray, cutoff: float) -> np.ndarray:
+def lowpass_volume(data: np.ndarray, cutoff: float) -> np.ndarray:
     """Low-pass a volume at ``cutoff`` cycles/voxel with a raised-cosine edge from 0.8 to 1.0 of the cutoff."""
     spec = scipy.fft.rfftn(data, workers=-1)
     freqs = [scipy.fft.fftfreq(n) for n in data.shape[:-1]] + [scipy.fft.rfftfreq(data.shape[-1])]
