@@ -74,6 +74,7 @@ def test_average_cli_keeps_positions_and_warns_when_metadata_is_missing(tomogram
     np.testing.assert_allclose(parts[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy(),
                                truth[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy(), atol=1e-4)
     assert set(parts["rlnTomoName"]) == {"ts_asym"} and blocks["optics"]["rlnImagePixelSize"].tolist() == [10.0]
+    assert "rlnImageName" not in parts  # no image files to name: the boxes are cut by whoever reads the STAR
     # the same tomogram without its metadata file: the assumption is named on stderr, and --acquisition fixes it
     bare = tmp_path / "bare.mrc"
     shutil.copy(tomogram, bare)

@@ -1,5 +1,11 @@
 """Outputs of subtomogram averaging (:func:`write_results`): the map(s), half maps, FSC curves (CSV and one
-PNG), ``particles.star`` with the final poses, classes and half sets, and ``summary.json``."""
+PNG), ``particles.star`` with the final poses, classes and half sets, and ``summary.json``.
+
+``particles.star`` is a RELION 5 particles file: positions in the tomogram (``rlnCoordinateX/Y/Z``, voxels),
+``rlnTomoName``, the found poses (``rlnAngleRot/Tilt/Psi``, ``rlnOrigin*Angst``), ``rlnClassNumber``,
+``rlnRandomSubset`` and the optics table; ``cmParticle`` (``index@source``) names each input particle. It has no
+``rlnImageName``: cryomine's boxes are not image files RELION could read.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +50,7 @@ def write_results(out_dir: str | os.PathLike[str], result: AverageResult, data: 
         data.coords_xyz, ali.eulers_zyz, tomo_name=data.tomo_name, class_number=result.classes.astype(np.int64) + 1,
         extra={
             "rlnOriginXAngst": origins[:, 0], "rlnOriginYAngst": origins[:, 1], "rlnOriginZAngst": origins[:, 2],
-            "rlnRandomSubset": result.half.astype(np.int64) + 1, "rlnImageName": np.asarray(data.names),
+            "rlnRandomSubset": result.half.astype(np.int64) + 1, "cmParticle": np.asarray(data.names),
         },
     )  # fmt: skip
     files["star"] = write_particles(out / "particles.star", table, pixel_size_a=data.voxel_size_a)
