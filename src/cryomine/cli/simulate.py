@@ -80,6 +80,10 @@ def info_cmd(
         return
     typer.echo(f"{dataset}: {info['n_written']}/{info['n_planned']} subtomograms of {info['shape']} at {info['voxel_size_a']:g} Å")
     typer.echo(f"SNR requested {info['snr_requested']}, measured {info['snr_measured']}")
+    acq = info["acquisition"]
+    tilt = "unknown" if acq["tilt_range_deg"] is None else "{:g}..{:g} degrees".format(*acq["tilt_range_deg"])
+    defocus = "unknown" if acq["defocus_um"] is None else ", ".join(f"{d:g}" for d in sorted(set(acq["defocus_um"]))[:3]) + " µm"
+    typer.echo(f"acquisition: tilt range {tilt}, defocus {defocus}, protein {acq['polarity'] or 'unknown'} ({', '.join(acq['sources'])})")
     for name, count in info["counts_per_class"].items():
         typer.echo(f"  {name:<12} {count}")
 

@@ -45,7 +45,8 @@ def dataset_acquisition(header: DatasetHeader) -> Acquisition:
     defocus = None if varied or "defocus_um" not in mic else (mic["defocus_um"],)
     return Acquisition(voxel_size_a=header.voxel_size_a, tilt_angles_deg=angles, defocus_um=defocus,
                        voltage_kv=mic.get("voltage_kv"), cs_mm=mic.get("cs_mm"), amplitude_contrast=mic.get("amplitude_contrast"),
-                       polarity="bright", sources=("dataset simulation config",))
+                       polarity="bright", sources=("dataset simulation config" + (" (imaging varied per batch: each row records its own "
+                                                                                  "tilt range and defocus)" if varied else ""),))
 
 
 def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
