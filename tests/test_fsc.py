@@ -150,3 +150,23 @@ def test_no_crossing_is_said_in_words_never_a_number_beyond_the_box(tmp_path, ca
     assert main(["fsc", str(tmp_path / "a.mrc"), str(tmp_path / "neg.mrc"), "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["resolution_fsc0143_a"] is None and rep["crossing_fsc05"] == "below"
+
+
+def test_fsc_of_maps_without_voxel_size_needs_the_flag(tmp_path, capsys):
+    """A header voxel size of 0 is not read as 1 Å (the resolution would be in the wrong unit): the flag gives it."""
+    import mrcfile
+
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((16, 16, 16)).astype(np.float32)
+    for name in ("a.mrc", "b.mrc"):
+        with mrcfile.new(tmp_path / name) as m:  # mrcfile's default header: voxel size 0
+            m.set_data(data)
+    args = ["fsc", str(tmp_path / "a.mrc"), str(tmp_path / "b.mrc"), "--json"]
+    capsys.readouterr()
+    assert main(args) == 2 and "--voxel-size" in capsys.readouterr().err
+    assert main([*args, "--voxel-size", "4"]) == 0
+    import json
+
+    result = json.loads(capsys.readouterr().out)
+    # identical maps: the FSC stays above 0.143 to Nyquist, 2 x 4 Å (not 2 x 1 Å from an unset header)
+    assert result["voxel_size_a"] == 4.0 and result["resolution_fsc0143_a"] == 8.0 and result["crossing_fsc0143"] == "above"

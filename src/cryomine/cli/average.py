@@ -94,6 +94,7 @@ def fsc_cmd(
     mask: Path | None = typer.Option(None, "--mask", help="Mask MRC applied to both maps."),
     out: list[Path] | None = typer.Option(None, "--out", "-o", help="Write the curve: .csv and/or .png (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (resolutions, FSC sum and the curve)."),
+    voxel_size: float | None = typer.Option(None, "--voxel-size", help="Voxel size (Å) of both maps; overrides their headers (needed when unset)."),
 ) -> None:
     """Fourier shell correlation of two maps: resolution at FSC 0.5 and 0.143, and the FSC sum."""
     from cryomine.errors import InputError
@@ -102,7 +103,7 @@ def fsc_cmd(
     for path in out or []:
         if path.suffix.lower() not in (".csv", ".png"):
             raise InputError("--out must end in .csv or .png", path)
-    result = fsc_files(map_a, map_b, mask)
+    result = fsc_files(map_a, map_b, mask, voxel_size)
     for path in out or []:
         if path.suffix.lower() == ".csv":
             write_fsc_csv(path, result)

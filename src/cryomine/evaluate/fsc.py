@@ -234,10 +234,13 @@ def fsc(
 
 
 def fsc_files(
-    path_a: str | os.PathLike[str], path_b: str | os.PathLike[str], mask_path: str | os.PathLike[str] | None = None
+    path_a: str | os.PathLike[str], path_b: str | os.PathLike[str], mask_path: str | os.PathLike[str] | None = None,
+    voxel_size_a: float | None = None,
 ) -> FSCResult:
-    """FSC between two MRC files (optionally masked by a third); errors name the offending file."""
-    va, vb = read_mrc(path_a), read_mrc(path_b)
+    """FSC between two MRC files (optionally masked by a third); errors name the offending file. The voxel size is
+    the headers' (an unset, 0 header is an error) or ``voxel_size_a`` (``--voxel-size``), which overrides them."""
+    va = read_mrc(path_a, voxel_size_a=voxel_size_a, option="--voxel-size", strict=True)
+    vb = read_mrc(path_b, voxel_size_a=voxel_size_a, option="--voxel-size", strict=True)
     if va.data.shape != vb.data.shape:
         raise InputError(f"map has shape {vb.data.shape}, but {path_a} has {va.data.shape}", path_b)
     if not math.isclose(va.voxel_size_a, vb.voxel_size_a, rel_tol=1e-3):
