@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from cryomine.errors import InputError
+from cryomine.errors import CryomineWarning, InputError
 from cryomine.io.star import ParticleTable, coordinates_xyz_voxels
 from cryomine.io.tomo_particles import tomo_key, tomo_names
 from cryomine.pick.config import MatchingConfig
@@ -151,6 +152,10 @@ def _per_tomogram(picks: PointSet, truth: PointSet) -> tuple[np.ndarray, np.ndar
     p, t = np.asarray(picks.coords_zyx, np.float64), np.asarray(truth.coords_zyx, np.float64)
     if picks.tomo_names is None or truth.tomo_names is None:
         return p, t
+    if not set(picks.tomo_names) & set(truth.tomo_names):
+        warnings.warn(f"the picks name tomogram(s) {sorted(set(picks.tomo_names))[:4]} and the true particles "
+                      f"{sorted(set(truth.tomo_names))[:4]}: no tomogram in common, so no pick can match "
+                      "(fix rlnTomoName, e.g. pick with --tomo-name)", CryomineWarning, stacklevel=3)
     order = {name: k for k, name in enumerate(sorted(set(picks.tomo_names) | set(truth.tomo_names)))}
     shift = lambda names: np.array([[order[n] * _TOMO_GAP_VOX, 0.0, 0.0] for n in names]).reshape(-1, 3)  # noqa: E731
     return p + shift(picks.tomo_names), t + shift(truth.tomo_names)

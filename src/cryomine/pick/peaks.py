@@ -193,7 +193,11 @@ def predicted_classes(predictions: str | os.PathLike[str], picks: ParticleTable)
     ``cryomine extract`` made from them, joined by position: same tomogram (``rlnTomoName``, when both name one)
     and the same ``rlnCoordinateX/Y/Z`` within 0.01 voxel. Returns an ``(n,)`` object array; InputError naming the
     file when predictions lack positions or some picks have no prediction (e.g. picks of another tomogram)."""
-    table = read_particles(predictions)
+    try:
+        table = read_particles(predictions)
+    except InputError as exc:
+        raise InputError(f"no positions in these predictions ({exc}); predict the dataset 'cryomine extract' made from "
+                         "the picks (predictions.star then has rlnCoordinateX/Y/Z and rlnTomoName)") from None
     pred = table.particles
     if "cmClassName" not in pred.columns and "rlnClassName" not in pred.columns:
         raise InputError("not a cryomine predictions file: needs cmClassName (or rlnClassName)", predictions)
