@@ -127,6 +127,6 @@ def test_resolve_reads_sidecars_and_treats_a_zero_header_as_unknown(tmp_path):
 def test_per_tilt_values_of_another_tilt_list_are_not_paired():
     angles = Acquisition(tilt_angles_deg=(-60.0, 0.0, 60.0), sources=("a.tlt",))
     other = Acquisition(tilt_angles_deg=(-3.0, 0.0, 3.0, 6.0), defocus_um=(3.0, 3.1, 3.2, 3.3), sources=("b.defocus",))
-    with pytest.warns(MetadataWarning, match="defocus_um of read from b.defocus has 4 values for 3 tilt angles"):
+    with pytest.warns(MetadataWarning, match=r"defocus_um \(read from b.defocus\) has 4 values for 3 tilt angles"):
         merged = angles.merged(other)
     assert merged.tilt_angles_deg == (-60.0, 0.0, 60.0) and merged.defocus_um is None

@@ -210,7 +210,7 @@ class Acquisition:
         for name in ("defocus_um", "dose_e_a2"):  # per-tilt values of another tilt list cannot be paired
             v = values[name]
             if v is not None and len(v) > 1 and (angles is None or len(v) != len(angles)) and getattr(self, name) is None:
-                warnings.warn(f"{name} of {other.describe_sources()} has {len(v)} values for "
+                warnings.warn(f"{name} ({other.describe_sources()}) has {len(v)} values for "
                               f"{'no' if angles is None else len(angles)} tilt angles; not used", MetadataWarning, stacklevel=2)
                 values[name] = None
         if self.tilt_range_deg is not None:
