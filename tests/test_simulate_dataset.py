@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cryomine.cli import main
+from cryomine.data.snr import snr_by_definition
 from cryomine.errors import InputError
 from cryomine.io import read_mrc, read_particles
 from cryomine.io.subtomo_h5 import read_header, read_rows
@@ -76,6 +77,10 @@ def test_dataset_ground_truth_and_snr(tmp_path):
         dens = rows["target_density"][i]
         assert mask.any() and (dens[~mask] < dens[mask].min() + 1e-6).all()
     assert header.config["imaging"]["snr"] == 0.06 and header.config["seed"] == 7
+    # the box SNR recomputed from the stored noise model (Fourier-space variances) is the one the simulator set
+    by_def = snr_by_definition(path, header)
+    assert by_def["n"] == 9 and by_def["box"]["mean"] == pytest.approx(float(rows["snr_measured"].mean()), rel=1e-4)
+    assert by_def["in_band"]["mean"] > by_def["box"]["mean"]  # WBP amplifies noise above half Nyquist
 
 
 def test_snr_001_and_noise_free(tmp_path):

@@ -80,6 +80,10 @@ def info_cmd(
         return
     typer.echo(f"{dataset}: {info['n_written']}/{info['n_planned']} subtomograms of {info['shape']} at {info['voxel_size_a']:g} Å")
     typer.echo(f"SNR requested {info['snr_requested']}, measured {info['snr_measured']}")
+    by_def = info["snr_by_definition"]
+    if by_def is not None:
+        typer.echo(f"SNR by definition ({by_def['n']} rows): box {by_def['box']['mean']:.4g}, in-band (below half Nyquist) "
+                   f"{by_def['in_band']['mean']:.4g}")
     acq = info["acquisition"]
     tilt = "unknown" if acq["tilt_range_deg"] is None else "{:g}..{:g} degrees".format(*acq["tilt_range_deg"])
     defocus = "unknown" if acq["defocus_um"] is None else ", ".join(f"{d:g}" for d in sorted(set(acq["defocus_um"]))[:3]) + " µm"

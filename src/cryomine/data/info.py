@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from cryomine.acquisition import Acquisition
+from cryomine.data.snr import snr_by_definition
 from cryomine.errors import InputError
 from cryomine.io.subtomo_h5 import DatasetHeader, read_header, read_rows
 from cryomine.simulate.tilt import TiltSeriesConfig
@@ -53,7 +54,9 @@ def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Counts per class, shape ``[n, d, h, w]``, voxel size, SNR requested and measured, and parameters.
 
     The measured SNR is the per-subtomogram value recorded at simulation time,
-    var(noise-free) / var(noisy - noise-free) inside the box, summarised over all written subtomograms.
+    var(noise-free) / var(noisy - noise-free) inside the box, summarised over all written subtomograms;
+    ``snr_by_definition`` gives it again from the stored noise model beside the in-band SNR (below half Nyquist,
+    :mod:`cryomine.data.snr`) for comparison with published numbers (None without a noise model).
     """
     header = read_header(path)
     n = header.n_written
@@ -86,4 +89,5 @@ def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
         vf = rows["volume_fraction"]
         info["volume_fraction"] = {"mean": float(vf.mean()), "min": float(vf.min()), "max": float(vf.max())}
+    info["snr_by_definition"] = snr_by_definition(path, header)
     return info
