@@ -44,6 +44,7 @@ def subtomograms_cmd(
     crowding: float | None = typer.Option(None, "--crowding", help="Volume fraction of the box covered by molecules."),
     method: str | None = typer.Option(None, "--method", help="wbp (projection + weighted back-projection) or fourier (fast approximation)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Subtomograms imaged together."),
+    snr_definition: str | None = typer.Option(None, "--snr-definition", help="box (the SNR of the final box, default) or aitom (the Xu lab's: the noise AITom's convolution recipe adds; images by that recipe)."),
     vary_defocus: str | None = typer.Option(None, "--vary-defocus", help="LOW,HIGH: draw each batch's defocus (µm) uniformly in this range."),
     vary_tilt_min: str | None = typer.Option(None, "--vary-tilt-min", help="LOW,HIGH: draw each batch's lowest tilt (degrees) in this range."),
     vary_tilt_max: str | None = typer.Option(None, "--vary-tilt-max", help="LOW,HIGH: draw each batch's highest tilt (degrees) in this range."),
@@ -58,7 +59,7 @@ def subtomograms_cmd(
     config = build_dataset_config(
         preset, snr=snr, per_class=per_class, total=total, size=size, voxel_size_a=voxel_size,
         structures=_structures(structures), seed=seed, tilt_min=tilt_min, tilt_max=tilt_max, tilt_step=tilt_step,
-        defocus_um=defocus, voltage_kv=voltage, crowding=crowding, method=method, batch_size=batch_size,
+        defocus_um=defocus, voltage_kv=voltage, crowding=crowding, method=method, batch_size=batch_size, snr_definition=snr_definition,
         vary_defocus=parse_range(vary_defocus, "--vary-defocus"), vary_tilt_min=parse_range(vary_tilt_min, "--vary-tilt-min"),
         vary_tilt_max=parse_range(vary_tilt_max, "--vary-tilt-max"),
     )  # fmt: skip

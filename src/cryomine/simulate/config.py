@@ -31,6 +31,9 @@ DSMNET_CLASSES = (
 )  # fmt: skip
 
 
+SNR_DEFINITIONS = ("box", "aitom")
+
+
 @dataclass(frozen=True)
 class SubtomogramDatasetConfig:
     """Everything that determines a simulated subtomogram dataset (saved in the dataset file).
@@ -41,6 +44,9 @@ class SubtomogramDatasetConfig:
     weighted back-projection) or ``"fourier"`` (the fast Fourier-space approximation). ``batch_size``:
     subtomograms imaged together (part of the config because the noise stream is drawn per batch).
     ``variation``: imaging parameters drawn per batch (:class:`ImagingVariation`; nothing varies by default).
+    ``snr_definition``: ``"box"`` (cryomine's: ``imaging.snr`` is the SNR measured in the final box) or ``"aitom"``
+    (the Xu lab's: ``imaging.snr`` sets the noise AITom's convolution recipe adds, :mod:`cryomine.simulate.aitom`;
+    the boxes are imaged by that recipe, not by a tilt series, and ``method`` is then not used).
     """
 
     structures: tuple[str, ...] = DSMNET_CLASSES
@@ -55,6 +61,7 @@ class SubtomogramDatasetConfig:
     imaging: ImagingConfig = field(default_factory=lambda: _DEFAULT_IMAGING)
     crowding: CrowdingConfig = field(default_factory=CrowdingConfig)
     variation: ImagingVariation = field(default_factory=ImagingVariation)
+    snr_definition: str = "box"
 
     def __post_init__(self) -> None:
         if len(self.structures) < 1:
@@ -73,6 +80,9 @@ class SubtomogramDatasetConfig:
             raise InputError(f"voxel size must be > 0 Å, got {self.voxel_size_a:g}", "--voxel-size")
         if self.method not in ("wbp", "fourier"):
             raise InputError(f"method must be 'wbp' or 'fourier', got {self.method!r}", "--method")
+        if self.snr_definition not in SNR_DEFINITIONS:
+            raise InputError(f"SNR definition must be one of {', '.join(SNR_DEFINITIONS)}, got {self.snr_definition!r}",
+                             "--snr-definition")
         if self.batch_size < 1:
             raise InputError(f"batch size must be >= 1, got {self.batch_size}", "--batch-size")
         if not 0.0 < self.mask_threshold < 1.0:
@@ -96,6 +106,8 @@ class SubtomogramDatasetConfig:
         d.pop("variation")
         if self.variation.active:  # left out when nothing varies, as in datasets made before it existed
             d["variation"] = self.variation.to_dict()
+        if self.snr_definition == "box":  # left out for the default, as in datasets made before it existed
+            d.pop("snr_definition")
         return d
 
     @classmethod

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from cryomine import __version__
 from cryomine.errors import InputError
 from cryomine.io.subtomo_h5 import create_dataset, read_header, write_rows
+from cryomine.simulate.aitom import aitom_convolution
 from cryomine.simulate.config import SubtomogramDatasetConfig
 from cryomine.simulate.fourier import fourier_approximation
 from cryomine.simulate.imaging import ImagingConfig, image_scenes
@@ -68,7 +69,10 @@ def simulate_batch(
     stack = np.stack([s.density for s in scenes])
     noise_rng = np.random.default_rng([config.seed, 1, start])
     imaging = batch_imaging(config, start)
-    imager = image_scenes if config.method == "wbp" else fourier_approximation
+    if config.snr_definition == "aitom":
+        imager = aitom_convolution
+    else:
+        imager = image_scenes if config.method == "wbp" else fourier_approximation
     result = imager(stack, config.voxel_size_a, imaging, noise_rng, crop=config.size, keep_unit_noise=True)
     pad = config.crowding.pad
     neighbours = np.full((len(scenes), max(1, max(len(s.neighbour_classes) for s in scenes))), -1, dtype=np.int16)
