@@ -118,10 +118,19 @@ def tomogram_cmd(
     tilt_max: float | None = typer.Option(None, "--tilt-max", help="Highest tilt (degrees)."),
     tilt_step: float | None = typer.Option(None, "--tilt-step", help="Tilt increment (degrees)."),
     defocus: float | None = typer.Option(None, "--defocus", help="Defocus (µm, positive = underfocus)."),
+    vesicles: int | None = typer.Option(None, "--vesicles", help="Number of vesicles (lipid bilayers; mask in OUT_membranes.mrc)."),
+    sheets: int | None = typer.Option(None, "--sheets", help="Number of membrane sheets through the volume."),
+    vesicle_radius: str | None = typer.Option(None, "--vesicle-radius", help="LOW,HIGH vesicle radius range (Å; default 200,450)."),
+    membrane_fraction: float | None = typer.Option(None, "--membrane-fraction", help="Largest volume fraction inside membrane masks (default 0.3)."),
+    membrane_structures: list[str] | None = typer.Option(None, "--membrane-structures", help="Membrane proteins (ids or files; z axis = membrane normal), placed in the membranes."),
+    membrane_particles: int | None = typer.Option(None, "--membrane-particles", help="Number of membrane proteins to place."),
 ) -> None:
-    """Simulate a crowded tomogram (MRC) and a RELION STAR of the true positions, orientations and classes."""
+    """Simulate a crowded tomogram (MRC) and a RELION STAR of the true positions, orientations and classes, with
+    optional membranes (vesicles, sheets) and membrane proteins in them."""
     from cryomine.simulate.config import build_imaging_config
+    from cryomine.simulate.membranes import MembraneConfig
     from cryomine.simulate.tomogram import TomogramConfig, simulate_tomogram
+    from cryomine.simulate.variation import parse_range
 
     given = {
         "shape_zyx": _shape(shape) if shape else None,
@@ -130,10 +139,16 @@ def tomogram_cmd(
         "voxel_size_a": voxel_size,
         "seed": seed,
         "imaging": build_imaging_config(snr=snr, tilt_min=tilt_min, tilt_max=tilt_max, tilt_step=tilt_step, defocus_um=defocus),
+        "membrane_structures": tuple(_structures(membrane_structures)) if membrane_structures else None,
+        "membrane_particles": membrane_particles,
     }
+    mem = {"vesicles": vesicles, "sheets": sheets, "vesicle_radius_a": parse_range(vesicle_radius, "--vesicle-radius"),
+           "membrane_fraction": membrane_fraction}
+    given["membranes"] = MembraneConfig(**{k: v for k, v in mem.items() if v is not None})
     config = TomogramConfig(**{k: v for k, v in given.items() if v is not None})
     summary = simulate_tomogram(out, config)
     typer.echo(
-        f"wrote {out} and {Path(out).with_suffix('.star')}: {summary['particles_placed']} particles, "
+        f"wrote {out} and {Path(out).with_suffix('.star')}: {summary['particles_placed']} particles "
+        f"({summary['membrane_particles_placed']} in {len(summary['membranes'])} membranes), "
         f"measured SNR {summary['snr_measured']:.3g}"
     )

@@ -20,10 +20,11 @@ from tqdm import tqdm
 
 from cryomine import __version__
 from cryomine.errors import InputError
-from cryomine.geometry import euler_zyz_to_matrix, random_eulers_zyz, rotate_volumes
+from cryomine.geometry import euler_zyz_to_matrix, matrix_to_euler_zyz, random_eulers_zyz, rotate_volumes
 from cryomine.io import OpticsGroup, make_particles, write_mrc, write_particles
 from cryomine.io.atomic import atomic_output
 from cryomine.simulate.imaging import ImagingConfig, image_scene
+from cryomine.simulate.membranes import Membrane, MembraneConfig, draw_membranes, normal_frame, render_membranes
 from cryomine.simulate.scene import overlap_slices
 from cryomine.simulate.templates import prepare_template
 
@@ -41,8 +42,17 @@ class TomogramConfig:
     max_attempts: int = 2000
     mask_threshold: float = 0.1
     imaging: ImagingConfig = field(default_factory=lambda: ImagingConfig(snr=0.06))
+    membranes: MembraneConfig = field(default_factory=MembraneConfig)
+    membrane_structures: tuple[str, ...] = ()
+    membrane_particles: int = 0
 
     def __post_init__(self) -> None:
+        if self.membrane_particles and not self.membrane_structures:
+            raise InputError("membrane particles need --membrane-structures", "--membrane-particles")
+        if self.membrane_particles and not self.membranes.active:
+            raise InputError("membrane particles need membranes (--vesicles or --sheets)", "--membrane-particles")
+        if self.membrane_particles < 0:
+            raise InputError(f"membrane particle count must be >= 0, got {self.membrane_particles}", "--membrane-particles")
         if len(self.shape_zyx) != 3 or min(self.shape_zyx) < 16:
             raise InputError(f"tomogram shape must be 3 sizes >= 16 voxels (Z,Y,X), got {self.shape_zyx}", "--shape")
         if self.particles < 0:
@@ -60,52 +70,108 @@ class TomogramConfig:
 
 @dataclass
 class PlacedParticles:
-    """Ground truth of a packed tomogram: ``coords_zyx`` (n, 3) voxel centres, ``eulers_zyz`` (n, 3) degrees."""
+    """Ground truth of a packed tomogram: ``coords_zyx`` (n, 3) voxel centres, ``eulers_zyz`` (n, 3) degrees,
+    ``class_ids`` (n,) (soluble structures first, then membrane structures), ``in_membrane`` (n,) bool, the
+    volume fraction occupied by particles, the membranes and their ``(d, h, w)`` uint8 mask (0 = none)."""
 
     coords_zyx: np.ndarray
     eulers_zyz: np.ndarray
     class_ids: np.ndarray
     volume_fraction: float
+    in_membrane: np.ndarray | None = None
+    membranes: list[Membrane] = field(default_factory=list)
+    membrane_mask: np.ndarray | None = None
+
+
+class _Packer:
+    """Places rotated templates into the tomogram without overlaps (particles never overlap each other; soluble
+    ones also keep out of the membranes)."""
+
+    def __init__(self, config: TomogramConfig, keep_out: np.ndarray, density: np.ndarray) -> None:
+        self.config, self.keep_out, self.density = config, keep_out, density
+        self.occupied = np.zeros(config.shape_zyx, dtype=bool)
+        self.coords: list[np.ndarray] = []
+        self.eulers: list[np.ndarray] = []
+        self.classes: list[int] = []
+        self.membrane: list[bool] = []
+
+    def place(self, t, k: int, centre: np.ndarray, ang: np.ndarray, in_membrane: bool) -> bool:
+        whole = np.round(centre).astype(int)
+        cube = rotate_volumes(
+            torch.from_numpy(t.density)[None],
+            torch.from_numpy(euler_zyz_to_matrix(ang).astype(np.float32))[None],
+            torch.from_numpy((centre - whole).astype(np.float32))[None],
+        )[0].numpy()
+        mask = cube > t.mask_level
+        region = overlap_slices(self.config.shape_zyx, cube.shape[0], whole)
+        if region is None:
+            return False
+        blocked = self.occupied[region[0]] if in_membrane else self.occupied[region[0]] | self.keep_out[region[0]]
+        if (blocked & mask[region[1]]).any():
+            return False
+        self.occupied[region[0]] |= mask[region[1]]
+        self.density[region[0]] += np.clip(cube[region[1]], 0.0, None)
+        self.coords.append(centre)
+        self.eulers.append(ang)
+        self.classes.append(k)
+        self.membrane.append(in_membrane)
+        return True
+
+
+def _membrane_site(m: Membrane, shape: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random point on the membrane's mid-surface and the normal there (both ``(z, y, x)``)."""
+    if m.kind == "vesicle":
+        u = rng.standard_normal(3)
+        u /= np.linalg.norm(u)
+        return np.asarray(m.centre_zyx) + m.radius_vox * u, u
+    n = np.asarray(m.normal_zyx)
+    a = np.cross(n, [1.0, 0.0, 0.0] if abs(n[0]) < 0.9 else [0.0, 1.0, 0.0])
+    a /= np.linalg.norm(a)
+    b = np.cross(n, a)
+    span = float(shape.max())
+    return np.asarray(m.centre_zyx) + rng.uniform(-span, span) * a + rng.uniform(-span, span) * b, n
 
 
 def pack_tomogram(config: TomogramConfig, progress: bool = True) -> tuple[np.ndarray, PlacedParticles]:
-    """Pack particles into a ``shape_zyx`` density volume; returns the density and the ground truth."""
+    """Draw the membranes, put the membrane proteins in them, then pack the soluble particles into a
+    ``shape_zyx`` density volume; returns the density and the ground truth."""
     templates = [prepare_template(s, config.voxel_size_a, config.mask_threshold) for s in config.structures]
+    m_templates = [prepare_template(s, config.voxel_size_a, config.mask_threshold) for s in config.membrane_structures]
     rng = np.random.default_rng([config.seed, 3])
     shape = np.array(config.shape_zyx)
-    density = np.zeros(config.shape_zyx, dtype=np.float32)
-    occupied = np.zeros(config.shape_zyx, dtype=bool)
-    coords, eulers, classes = [], [], []
-    failures = 0
-    with tqdm(total=config.particles, desc="packing particles", unit="particle", disable=not progress) as bar:
-        while len(coords) < config.particles and failures < config.max_attempts:
-            k = len(coords) % len(templates)
-            t = templates[k]
-            centre = np.array([rng.uniform(config.margin, n - 1 - config.margin) for n in shape])
-            ang = random_eulers_zyz(1, rng)[0]
-            whole = np.round(centre).astype(int)
-            cube = rotate_volumes(
-                torch.from_numpy(t.density)[None],
-                torch.from_numpy(euler_zyz_to_matrix(ang).astype(np.float32))[None],
-                torch.from_numpy((centre - whole).astype(np.float32))[None],
-            )[0].numpy()
-            mask = cube > t.mask_level
-            region = overlap_slices(config.shape_zyx, cube.shape[0], whole)
-            if region is None or (occupied[region[0]] & mask[region[1]]).any():
+    membranes = draw_membranes(config.shape_zyx, config.voxel_size_a, config.membranes, np.random.default_rng([config.seed, 5]))
+    density, membrane_mask, keep_out = render_membranes(config.shape_zyx, config.voxel_size_a, membranes, config.membranes)
+    packer = _Packer(config, keep_out, density)
+    total = config.particles + config.membrane_particles
+    with tqdm(total=total, desc="packing particles", unit="particle", disable=not progress) as bar:
+        failures = 0
+        while sum(packer.membrane) < config.membrane_particles and failures < config.max_attempts:
+            j = sum(packer.membrane) % len(m_templates)
+            centre, normal = _membrane_site(membranes[int(rng.integers(len(membranes)))], shape, rng)
+            inside = np.all(centre >= config.margin) and np.all(centre <= shape - 1 - config.margin)
+            ang = matrix_to_euler_zyz(normal_frame(normal, rng.uniform(0, 2 * np.pi))[None])[0]
+            if inside and packer.place(m_templates[j], len(templates) + j, centre, ang, True):
+                failures = 0
+                bar.update(1)
+            else:
                 failures += 1
-                continue
-            failures = 0
-            occupied[region[0]] |= mask[region[1]]
-            density[region[0]] += np.clip(cube[region[1]], 0.0, None)
-            coords.append(centre)
-            eulers.append(ang)
-            classes.append(k)
-            bar.update(1)
+        failures = 0
+        while len(packer.coords) - sum(packer.membrane) < config.particles and failures < config.max_attempts:
+            k = (len(packer.coords) - sum(packer.membrane)) % len(templates)
+            centre = np.array([rng.uniform(config.margin, n - 1 - config.margin) for n in shape])
+            if packer.place(templates[k], k, centre, random_eulers_zyz(1, rng)[0], False):
+                failures = 0
+                bar.update(1)
+            else:
+                failures += 1
     placed = PlacedParticles(
-        coords_zyx=np.array(coords, dtype=np.float64).reshape(-1, 3),
-        eulers_zyz=np.array(eulers, dtype=np.float64).reshape(-1, 3),
-        class_ids=np.array(classes, dtype=np.int64),
-        volume_fraction=float(occupied.mean()),
+        coords_zyx=np.array(packer.coords, dtype=np.float64).reshape(-1, 3),
+        eulers_zyz=np.array(packer.eulers, dtype=np.float64).reshape(-1, 3),
+        class_ids=np.array(packer.classes, dtype=np.int64),
+        volume_fraction=float(packer.occupied.mean()),
+        in_membrane=np.array(packer.membrane, dtype=bool),
+        membranes=membranes,
+        membrane_mask=membrane_mask if membranes else None,
     )
     return density, placed
 
@@ -122,8 +188,10 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
 
     The STAR has ``rlnCoordinateX/Y/Z`` (0-based voxels), ``rlnAngleRot/Tilt/Psi``, ``rlnClassNumber``
     (1-based), ``rlnClassName``, ``rlnTomoName`` and an optics block (pixel sizes, voltage, Cs, amplitude
-    contrast of the simulation). Returns a summary (also in the JSON: config, particles placed,
-    measured SNR, volume fraction).
+    contrast of the simulation); membrane proteins have ``cmInMembrane`` 1. With membranes,
+    ``<stem>_membranes.mrc`` holds their masks (uint8: 0 none, ``i`` membrane ``i`` of the JSON's
+    ``membranes`` list). Returns a summary (also in the JSON: config, particles placed, measured SNR, volume
+    fraction, membranes).
     """
     out = Path(out)
     density, placed = pack_tomogram(config, progress)
@@ -131,14 +199,15 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
     if progress:
         print(f"imaging {config.shape_zyx} tomogram ({config.imaging.tilt.n_tilts} tilts, WBP in y-row chunks)...", flush=True)
     result = image_scene(density, config.voxel_size_a, config.imaging, rng, chunk_rows=32)
-    names = [Path(s).name.split(".")[0] for s in config.structures]
+    names = [Path(s).name.split(".")[0] for s in (*config.structures, *config.membrane_structures)]
     stem = out.with_suffix("")
     table = make_particles(
         placed.coords_zyx[:, ::-1],
         placed.eulers_zyz,
         tomo_name=stem.name,
         class_number=placed.class_ids + 1,
-        extra={"rlnClassName": np.array([names[k] for k in placed.class_ids], dtype=object)},
+        extra={"rlnClassName": np.array([names[k] for k in placed.class_ids], dtype=object),
+               **({"cmInMembrane": placed.in_membrane.astype(np.int64)} if config.membrane_particles else {})},
         optics=_optics(config),
     )
     summary = {
@@ -146,6 +215,8 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
         "config": config.to_dict(),
         "particles_requested": config.particles,
         "particles_placed": int(len(placed.class_ids)),
+        "membrane_particles_placed": int(placed.in_membrane.sum()) if placed.in_membrane is not None else 0,
+        "membranes": [m.to_dict() for m in placed.membranes],
         "volume_fraction": placed.volume_fraction,
         "snr_measured": float(result.measured_snr),
         "class_names": names,
@@ -154,5 +225,7 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
     write_particles(stem.with_suffix(".star"), table)
     with atomic_output(stem.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
+    if placed.membrane_mask is not None:
+        write_mrc(Path(f"{stem}_membranes.mrc"), placed.membrane_mask.astype(np.float32), config.voxel_size_a)
     write_mrc(out, result.noisy, config.voxel_size_a)
     return summary
