@@ -28,7 +28,7 @@ def _structures(values: list[str] | None) -> list[str] | None:
 @simulate_app.command("subtomograms")
 def subtomograms_cmd(
     out: Path = typer.Argument(..., help="Output dataset file (HDF5), e.g. data.h5."),
-    preset: str | None = typer.Option(None, "--preset", help="dsmnet-a (SNR 0.06) or dsmnet-b (SNR 0.01): 22 classes, 3205 subtomograms, 40³ at 10 Å."),
+    preset: str | None = typer.Option(None, "--preset", help="dsmnet-a (SNR 0.06) or dsmnet-b (SNR 0.01): 22 classes, 3205 subtomograms, 40³ at 10 Å; dsmnet-a-tomo: dsmnet-a cut from whole tomograms (--from-tomograms)."),
     snr: float | None = typer.Option(None, "--snr", help="Signal-to-noise ratio (> 0; 'inf' for noise-free)."),
     per_class: int | None = typer.Option(None, "--per-class", help="Subtomograms per class."),
     total: int | None = typer.Option(None, "--total", help="Total subtomograms (classes round robin); instead of --per-class."),
@@ -44,6 +44,9 @@ def subtomograms_cmd(
     crowding: float | None = typer.Option(None, "--crowding", help="Volume fraction of the box covered by molecules."),
     method: str | None = typer.Option(None, "--method", help="wbp (projection + weighted back-projection) or fourier (fast approximation)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Subtomograms imaged together."),
+    from_tomograms: bool | None = typer.Option(None, "--from-tomograms", help="Extract the boxes at the true positions of molecules packed into whole tomograms (as the DSM-Net paper did)."),
+    tomogram_shape: str | None = typer.Option(None, "--tomogram-shape", help="Z,Y,X of each tomogram for --from-tomograms (default 300,600,600)."),
+    tomogram_particles: int | None = typer.Option(None, "--tomogram-particles", help="Molecules per tomogram for --from-tomograms (default 10000, the paper's)."),
     snr_definition: str | None = typer.Option(None, "--snr-definition", help="box (the SNR of the final box, default) or aitom (the Xu lab's: the noise AITom's convolution recipe adds; images by that recipe)."),
     vary_defocus: str | None = typer.Option(None, "--vary-defocus", help="LOW,HIGH: draw each batch's defocus (µm) uniformly in this range."),
     vary_tilt_min: str | None = typer.Option(None, "--vary-tilt-min", help="LOW,HIGH: draw each batch's lowest tilt (degrees) in this range."),
@@ -60,6 +63,7 @@ def subtomograms_cmd(
         preset, snr=snr, per_class=per_class, total=total, size=size, voxel_size_a=voxel_size,
         structures=_structures(structures), seed=seed, tilt_min=tilt_min, tilt_max=tilt_max, tilt_step=tilt_step,
         defocus_um=defocus, voltage_kv=voltage, crowding=crowding, method=method, batch_size=batch_size, snr_definition=snr_definition,
+        from_tomograms=from_tomograms, tomogram_shape=_shape(tomogram_shape) if tomogram_shape else None, tomogram_particles=tomogram_particles,
         vary_defocus=parse_range(vary_defocus, "--vary-defocus"), vary_tilt_min=parse_range(vary_tilt_min, "--vary-tilt-min"),
         vary_tilt_max=parse_range(vary_tilt_max, "--vary-tilt-max"),
     )  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 
 from cryomine.acquisition.ctf import MicroscopeConfig
 from cryomine.errors import InputError
+from cryomine.simulate.from_tomograms import FromTomogramsConfig
 from cryomine.simulate.imaging import ImagingConfig
 from cryomine.simulate.scene import CrowdingConfig
 from cryomine.simulate.tilt import TiltSeriesConfig
@@ -62,8 +63,11 @@ class SubtomogramDatasetConfig:
     crowding: CrowdingConfig = field(default_factory=CrowdingConfig)
     variation: ImagingVariation = field(default_factory=ImagingVariation)
     snr_definition: str = "box"
+    from_tomograms: FromTomogramsConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.from_tomograms is not None and self.snr_definition != "box":
+            raise InputError("--from-tomograms images whole tomograms: only --snr-definition box applies", "--snr-definition")
         if len(self.structures) < 1:
             raise InputError("need at least one structure", "--structures")
         if len(set(self.structures)) != len(self.structures):
@@ -108,6 +112,9 @@ class SubtomogramDatasetConfig:
             d["variation"] = self.variation.to_dict()
         if self.snr_definition == "box":  # left out for the default, as in datasets made before it existed
             d.pop("snr_definition")
+        d.pop("from_tomograms")
+        if self.from_tomograms is not None:
+            d["from_tomograms"] = self.from_tomograms.to_dict()
         return d
 
     @classmethod
@@ -121,13 +128,18 @@ class SubtomogramDatasetConfig:
         )
         crowding = CrowdingConfig(**d.pop("crowding"))
         variation = ImagingVariation.from_dict(d.pop("variation", None))
+        ft = d.pop("from_tomograms", None)
         d["structures"] = tuple(d["structures"])
-        return cls(imaging=imaging, crowding=crowding, variation=variation, **d)
+        return cls(imaging=imaging, crowding=crowding, variation=variation,
+                   from_tomograms=None if ft is None else FromTomogramsConfig(**{**ft, "shape_zyx": tuple(ft["shape_zyx"])}), **d)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     "dsmnet-a": {"structures": DSMNET_CLASSES, "total": 3205, "per_class": None, "size": 40, "voxel_size_a": 10.0, "snr": 0.06},
     "dsmnet-b": {"structures": DSMNET_CLASSES, "total": 3205, "per_class": None, "size": 40, "voxel_size_a": 10.0, "snr": 0.01},
+    # the paper's construction: 3,205 boxes at the true positions of 10,000 molecules in one 600 x 600 x 300 tomogram
+    "dsmnet-a-tomo": {"structures": DSMNET_CLASSES, "total": 3205, "per_class": None, "size": 40, "voxel_size_a": 10.0, "snr": 0.06,
+                      "from_tomograms": True},
 }
 
 # flat override name -> (section, field); section None = top level
@@ -168,6 +180,10 @@ def build_dataset_config(preset: str | None = None, **overrides: Any) -> Subtomo
         values["per_class"] = None
     values.update(given)
     variation = ImagingVariation(**{name: values.pop(key) for key, name in _VARY.items() if key in values})
+    tomo_shape, tomo_particles = values.pop("tomogram_shape", None), values.pop("tomogram_particles", None)
+    if values.pop("from_tomograms", False) or tomo_shape is not None or tomo_particles is not None:
+        base = FromTomogramsConfig()
+        values["from_tomograms"] = FromTomogramsConfig(shape_zyx=tomo_shape or base.shape_zyx, particles=tomo_particles or base.particles)
     flat = {k: values.pop(k) for k in list(values) if k in _FLAT}
     crowding = {name: flat.pop(key) for key, (section, name) in list(_FLAT.items()) if section == "crowding" and key in flat}
     fields = {f.name for f in dataclasses.fields(SubtomogramDatasetConfig)}

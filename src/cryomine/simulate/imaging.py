@@ -274,16 +274,18 @@ def image_scene(
     *,
     device=None,
     chunk_rows: int | None = None,
+    keep_unit_noise: bool = False,
 ) -> ImagingResult:
     """Image one ``(d, h, w)`` scene (or a whole tomogram: use ``chunk_rows``); see :func:`image_scenes`.
 
     Returns an :class:`ImagingResult` with ``(cd, ch, cw)`` float32 volumes and float ``measured_snr``.
     """
     vol = _check_scenes(scene, 3, device)
-    res = image_scenes(vol[None], voxel_size_a, config, rng, crop, chunk_rows=chunk_rows)
+    res = image_scenes(vol[None], voxel_size_a, config, rng, crop, chunk_rows=chunk_rows, keep_unit_noise=keep_unit_noise)
     return ImagingResult(
         noisy=res.noisy[0],
         noise_free=res.noise_free[0],
         measured_snr=float(res.measured_snr[0]),
         noise_sigma=float(res.noise_sigma[0]),
+        unit_noise=None if res.unit_noise is None else res.unit_noise[0],
     )

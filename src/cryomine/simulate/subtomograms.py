@@ -25,6 +25,7 @@ from cryomine.io.subtomo_h5 import create_dataset, read_header, write_rows
 from cryomine.simulate.aitom import aitom_convolution
 from cryomine.simulate.config import SubtomogramDatasetConfig
 from cryomine.simulate.fourier import fourier_approximation
+from cryomine.simulate.from_tomograms import tomogram_rows
 from cryomine.simulate.imaging import ImagingConfig, image_scenes
 from cryomine.simulate.scene import NeighbourBank, Scene, pack_scene
 from cryomine.simulate.templates import Template, prepare_template
@@ -121,6 +122,7 @@ def simulate_subtomograms(
         create_dataset(
             tmp, n=config.n_total, size=config.size, voxel_size_a=config.voxel_size_a, class_names=names,
             config=config_dict, cryomine_version=__version__, with_noise_model=True,
+            with_coords=config.from_tomograms is not None,
         )  # fmt: skip
         tmp.replace(out)
         start = 0
@@ -128,6 +130,9 @@ def simulate_subtomograms(
     if start >= n:
         return out
     templates = load_templates(config)
+    if config.from_tomograms is not None:
+        _write_from_tomograms(out, config, templates, start, progress)
+        return out
     bank = NeighbourBank(templates, config.crowding.bank_size, config.seed)
     bs = config.batch_size
     with tqdm(total=n, initial=start, desc="simulating subtomograms", unit="subtomo", disable=not progress) as bar:
@@ -137,6 +142,18 @@ def simulate_subtomograms(
             write_rows(out, b0, rows)
             bar.update(b1 - b0)
     return out
+
+
+def _write_from_tomograms(out: Path, config: SubtomogramDatasetConfig, templates: list[Template], start: int, progress: bool) -> None:
+    """Rows from whole tomograms (:mod:`cryomine.simulate.from_tomograms`), one tomogram at a time; resumes at
+    the first row of the tomogram that was interrupted."""
+    per, n = config.from_tomograms.particles, config.n_total
+    with tqdm(total=n, initial=start - start % per, desc="simulating tomograms", unit="subtomo", disable=not progress) as bar:
+        for t in range(start // per, -(-n // per)):
+            first = t * per
+            count = min(per, n - first)
+            write_rows(out, first, tomogram_rows(config, templates, t, first, count))
+            bar.update(count)
 
 
 def requested_snr_text(config: SubtomogramDatasetConfig) -> str:
