@@ -145,17 +145,22 @@ def render_membranes(shape_zyx: tuple[int, int, int], voxel_size_a: float, membr
                      config: MembraneConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(density, mask, keep_out)``: the summed bilayer densities (float32), the membranes' masks (uint8, the
     1-based membrane index, last one wins where they cross) and the region particles must avoid (bool)."""
-    grid = np.indices(shape_zyx, dtype=np.float32)
     density = np.zeros(shape_zyx, np.float32)
     mask = np.zeros(shape_zyx, np.uint8)
     keep_out = np.zeros(shape_zyx, bool)
     s, sig = config.leaflet_separation_a, config.leaflet_sigma_a
-    for i, m in enumerate(membranes, start=1):
-        d = m.signed_distance(grid) * voxel_size_a
-        near = np.abs(d) <= s / 2 + 4 * sig
-        density[near] += bilayer_profile(d[near], config).astype(np.float32)
-        mask[np.abs(d) <= s / 2 + sig] = min(i, 255)
-        keep_out |= np.abs(d) <= s / 2 + 2 * sig
+    d_z, h, w = shape_zyx
+    slab = max(1, (2**24) // max(1, h * w))  # z slices per slab: a bounded working set for cell-sized tomograms
+    for z0 in range(0, d_z if membranes else 0, slab):
+        grid = np.indices((min(slab, d_z - z0), h, w), dtype=np.float32)
+        grid[0] += z0
+        sl = slice(z0, z0 + grid.shape[1])
+        for i, m in enumerate(membranes, start=1):
+            d = m.signed_distance(grid) * voxel_size_a
+            near = np.abs(d) <= s / 2 + 4 * sig
+            density[sl][near] += bilayer_profile(d[near], config).astype(np.float32)
+            mask[sl][np.abs(d) <= s / 2 + sig] = min(i, 255)
+            keep_out[sl] |= np.abs(d) <= s / 2 + 2 * sig
     return density, mask, keep_out
 
 
