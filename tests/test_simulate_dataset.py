@@ -126,9 +126,9 @@ def test_presets_and_explicit_overrides():
     small = build_dataset_config("dsmnet-a", per_class=12)
     assert small.n_total == 22 * 12 and small.imaging.snr == 0.06
     assert build_dataset_config("dsmnet-b", snr=0.5).imaging.snr == 0.5
-    assert set(PRESETS) == {"dsmnet-a", "dsmnet-b"}
-    cfg = _config()
-    assert SubtomogramDatasetConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert set(PRESETS) == {"dsmnet-a", "dsmnet-b", "dsmnet-a-tomo"}
+    for cfg in (_config(), build_dataset_config("dsmnet-a-tomo"), build_dataset_config("dsmnet-a", snr_definition="aitom")):
+        assert SubtomogramDatasetConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
 def test_tomogram_plant_and_recover(tmp_path):
