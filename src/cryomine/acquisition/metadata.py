@@ -179,8 +179,8 @@ class Acquisition:
     # ------------------------------------------------------------------ combining
 
     def updated(self, source: str = "flags", **values: Any) -> Acquisition:
-        """A copy with the non-None ``values`` replacing fields (``tilt_min_deg`` + ``tilt_max_deg`` set the
-        range and drop angles outside it is not done: the angles stay, the range is the given one)."""
+        """A copy with the non-None ``values`` replacing fields. ``tilt_min_deg`` + ``tilt_max_deg`` set the range
+        (known tilt angles are kept; the given range is the one used); ``source`` is added to ``sources``."""
         given = {k: v for k, v in values.items() if v is not None}
         lo, hi = given.pop("tilt_min_deg", None), given.pop("tilt_max_deg", None)
         if (lo is None) != (hi is None):

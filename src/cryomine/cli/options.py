@@ -26,8 +26,11 @@ def tomo_name_option() -> Any:
     return typer.Option(None, "--tomo-name", help="Name of the tomogram in STAR/metadata files (default: the tomogram file's stem).")
 
 
-def overrides(**values: Any) -> Acquisition:
-    """What the flags say, as an :class:`Acquisition` (``None`` values = not given)."""
+def overrides(invert: bool | None = None, **values: Any) -> Acquisition:
+    """What the flags say, as an :class:`Acquisition` (``None`` values = not given); ``--invert/--no-invert``
+    sets the polarity (dark / bright)."""
+    if invert is not None:
+        values["polarity"] = "dark" if invert else "bright"
     return Acquisition().updated("flags", **values)
 
 

@@ -62,7 +62,7 @@ def pick_cmd(
     if chosen not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {chosen!r}", "--method")
     flags = overrides(voxel_size_a=voxel_size, tilt_min_deg=tilt_min, tilt_max_deg=tilt_max, defocus_um=defocus, voltage_kv=voltage,
-                      cs_mm=cs, amplitude_contrast=amplitude_contrast, polarity=None if invert is None else ("dark" if invert else "bright"))
+                      cs_mm=cs, amplitude_contrast=amplitude_contrast, invert=invert)
     acq = tomogram_acquisition(tomogram, flags, paths(acquisition), tomo_name=tomo_name)
     voxel_size_a, dark = float(acq.voxel_size_a), acq.polarity == "dark"
     peak_kw = _given(top_n=top_n, threshold=threshold, border_vox=border_vox,
@@ -126,7 +126,7 @@ def extract_cmd(
     from cryomine.pick.extract import extract_subtomograms
 
     flags = overrides(voxel_size_a=voxel_size, tilt_min_deg=tilt_min, tilt_max_deg=tilt_max, defocus_um=defocus, voltage_kv=voltage,
-                      cs_mm=cs, amplitude_contrast=amplitude_contrast, polarity=None if invert is None else ("dark" if invert else "bright"))
+                      cs_mm=cs, amplitude_contrast=amplitude_contrast, invert=invert)
     res = extract_subtomograms(tomogram, picks, out, size, overrides=flags, files=paths(acquisition), tomo_name=tomo_name)
     acq = res.acquisition
     tilt = "unknown" if acq.tilt_range_deg is None else f"{acq.tilt_range_deg[0]:g}..{acq.tilt_range_deg[1]:g} degrees"
