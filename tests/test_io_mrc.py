@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cryomine.errors import InputError
-from cryomine.io.mrc import Volume, read_mrc, write_mrc, write_volume
+from cryomine.io.mrc import Volume, _set_header_stats, read_mrc, write_mrc, write_volume
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MAP_1BXN = SHARED / "structures" / "maps_10A" / "1bxn.mrc"
@@ -151,3 +151,20 @@ def test_failed_overwrite_keeps_the_old_file(tmp_path):
 def test_volume_dataclass_defaults():
     vol = Volume(np.zeros((1, 2, 3), np.float32))
     assert vol.voxel_size_a == 1.0 and vol.origin_zyx_a == (0.0, 0.0, 0.0)
+
+
+def test_header_stats_equal_mrcfiles_own(tmp_path):
+    """write_mrc computes the header statistics in slabs; they equal mrcfile's update_header_stats."""
+    data = np.random.default_rng(5).normal(3.0, 2.0, (37, 21, 23)).astype(np.float32)
+    write_mrc(tmp_path / "a.mrc", data, 4.0)
+    with mrcfile.new(tmp_path / "ref.mrc") as ref:
+        ref.set_data(data)
+        ref.update_header_stats()
+        expected = [float(ref.header[k]) for k in ("dmin", "dmax", "dmean", "rms")]
+    with mrcfile.open(tmp_path / "a.mrc") as mrc:
+        got = [float(mrc.header[k]) for k in ("dmin", "dmax", "dmean", "rms")]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    with mrcfile.new(tmp_path / "slabs.mrc") as mrc:  # many slabs of 1-2 z planes
+        mrc.set_data(data)
+        _set_header_stats(mrc, mrc.data, chunk_voxels=700)
+        np.testing.assert_allclose([float(mrc.header[k]) for k in ("dmin", "dmax", "dmean", "rms")], expected, rtol=1e-6)

@@ -29,3 +29,15 @@ def test_rot90_moves_x_blob_to_minus_y_into_larger_output():
                          out_shape=(31, 33, 35))[0].numpy()  # fmt: skip
     z, y, x = np.unravel_index(out.argmax(), out.shape)
     assert (z, y, x) == (15, 16 - 4, 17)
+
+
+def test_cpu_loop_equals_grid_sample_on_odd_shapes():
+    rng = np.random.default_rng(9)
+    vols = torch.from_numpy(rng.random((3, 13, 16, 11)).astype(np.float32))
+    mats = torch.from_numpy(euler_zyz_to_matrix(random_eulers_zyz(3, rng)).astype(np.float32))
+    shifts = torch.from_numpy(rng.uniform(-3, 3, (3, 3)).astype(np.float32))
+    for out_shape in (None, (17, 9, 20)):
+        fast = rotate_volumes(vols, mats, shifts, out_shape)
+        ref = rotate_volumes(vols, mats, shifts, out_shape, backend_torch=True)
+        assert fast.shape == ref.shape
+        np.testing.assert_allclose(fast.numpy(), ref.numpy(), atol=2e-5)

@@ -172,6 +172,26 @@ def test_blob_reconstructed_at_right_place_in_odd_box():
     assert np.abs(np.array(com) - centre).max() < 0.5
 
 
+@pytest.mark.parametrize("crop", [(slice(3, 21), slice(5, 30)), (slice(0, 25), slice(0, 33)), (slice(11, 12), slice(7, 9))])
+def test_cropped_wbp_equals_crop_of_whole_reconstruction(crop):
+    rng = np.random.default_rng(4)
+    proj = torch.from_numpy(rng.standard_normal((2, 9, 6, 33)).astype(np.float32))  # odd, non-square
+    angles = np.linspace(-57, 48, 9)
+    whole = backproject_wbp(proj, angles, 25)
+    part = backproject_wbp(proj, angles, 25, crop_zx=crop)
+    assert part.shape == (2, crop[0].stop - crop[0].start, 6, crop[1].stop - crop[1].start)
+    np.testing.assert_allclose(part.numpy(), whole[:, crop[0], :, crop[1]].numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match="crop_zx"):
+        backproject_wbp(proj, angles, 25, crop_zx=(slice(30, 40), slice(0, 5)))
+
+
+def test_cropped_imaging_equals_crop_of_whole_noise_free_image():
+    scene = _blobby_scene((31, 28, 35), 3, in_cylinder=False)
+    whole = image_scene(scene, 10.0, NOISE_FREE, 0).noise_free
+    part = image_scene(scene, 10.0, NOISE_FREE, 0, crop=(19, 20, 23)).noise_free
+    np.testing.assert_allclose(part, whole[6:25, 4:24, 6:29], rtol=1e-4, atol=1e-4 * np.abs(whole).max())
+
+
 # --- imaging: SNR, determinism, chunking ---------------------------------------------------------------------
 
 
@@ -279,3 +299,12 @@ def test_fourier_approximation_agrees_qualitatively_with_wbp():
     assert np.corrcoef(wbp.noise_free.ravel(), fast.noise_free.ravel())[0, 1] > 0.7
     batch = fourier_approximation(np.stack([scene, scene]), 10.0, config, 2, crop=(24, 16, 24))
     assert batch.noisy.shape == (2, 24, 16, 24) and batch.measured_snr.shape == (2,)
+
+
+def test_chunked_variance_equals_direct_variance():
+    from cryomine.simulate.imaging import _var_per_sample
+
+    x = torch.randn(3, 41, 77, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 5.0, 0.1])[:, None, None] + 7
+    direct = x.double().reshape(3, -1).var(dim=1)
+    for chunk in (999, 100, 10**6):  # uneven chunks, and one chunk
+        np.testing.assert_allclose(_var_per_sample(x, chunk=chunk).numpy(), direct.numpy(), rtol=1e-10)

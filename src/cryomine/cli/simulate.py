@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cryomine.cli.app import app
+from cryomine.devices import DEVICE_HELP
 
 simulate_app = typer.Typer(help="Simulate crowded subtomograms and tomograms with full ground truth.", no_args_is_help=True)
 dataset_app = typer.Typer(help="Inspect subtomogram datasets.", no_args_is_help=True)
@@ -53,6 +54,7 @@ def subtomograms_cmd(
     vary_tilt_max: str | None = typer.Option(None, "--vary-tilt-max", help="LOW,HIGH: draw each batch's highest tilt (degrees) in this range."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (same parameters)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing dataset."),
+    device: str = typer.Option("auto", "--device", help=f"Where the tilt series are imaged: {DEVICE_HELP}"),
 ) -> None:
     """Simulate a dataset of crowded subtomograms with ground truth (class, mask, clean density, pose)."""
     from cryomine.simulate.config import build_dataset_config
@@ -67,7 +69,7 @@ def subtomograms_cmd(
         vary_defocus=parse_range(vary_defocus, "--vary-defocus"), vary_tilt_min=parse_range(vary_tilt_min, "--vary-tilt-min"),
         vary_tilt_max=parse_range(vary_tilt_max, "--vary-tilt-max"),
     )  # fmt: skip
-    path = simulate_subtomograms(out, config, resume=resume, force=force)
+    path = simulate_subtomograms(out, config, resume=resume, force=force, device=device)
     typer.echo(f"wrote {path}: {config.n_total} subtomograms of {config.size}³ voxels, {len(config.structures)} classes")
 
 
@@ -128,6 +130,7 @@ def tomogram_cmd(
     membrane_fraction: float | None = typer.Option(None, "--membrane-fraction", help="Largest volume fraction inside membrane masks (default 0.3)."),
     membrane_structures: list[str] | None = typer.Option(None, "--membrane-structures", help="Membrane proteins (ids or files; z axis = membrane normal), placed in the membranes."),
     membrane_particles: int | None = typer.Option(None, "--membrane-particles", help="Number of membrane proteins to place."),
+    device: str = typer.Option("auto", "--device", help=f"Where the tilt series is imaged: {DEVICE_HELP}"),
 ) -> None:
     """Simulate a crowded tomogram (MRC) and a RELION STAR of the true positions, orientations and classes, with
     optional membranes (vesicles, sheets) and membrane proteins in them."""
@@ -150,7 +153,7 @@ def tomogram_cmd(
            "membrane_fraction": membrane_fraction}
     given["membranes"] = MembraneConfig(**{k: v for k, v in mem.items() if v is not None})
     config = TomogramConfig(**{k: v for k, v in given.items() if v is not None})
-    summary = simulate_tomogram(out, config)
+    summary = simulate_tomogram(out, config, device=device)
     typer.echo(
         f"wrote {out} and {Path(out).with_suffix('.star')}: {summary['particles_placed']} particles "
         f"({summary['membrane_particles_placed']} in {len(summary['membranes'])} membranes), "

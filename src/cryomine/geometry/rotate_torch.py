@@ -2,11 +2,15 @@
 
 A matrix ``A`` acts on ``(x, y, z)`` offsets and rotates actively: the feature at offset ``r`` from the input's
 centre voxel appears at ``A @ r + shift`` from the output's centre voxel. Centres are the voxel ``n // 2`` on each
-axis. Trilinear interpolation (``grid_sample``); outside the input is 0.
+axis. Trilinear interpolation; outside the input is 0. On CUDA (and for degenerate one-voxel axes) it runs as
+``grid_sample``; on the CPU a compiled single-threaded loop (numba; ~2.5x faster than ``grid_sample`` on two cores) computes
+the same samples.
 """
 
 from __future__ import annotations
 
+import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -16,6 +20,8 @@ def rotate_volumes(
     matrices_xyz: torch.Tensor,
     shifts_zyx: torch.Tensor | None = None,
     out_shape: tuple[int, int, int] | None = None,
+    *,
+    backend_torch: bool = False,
 ) -> torch.Tensor:
     """Rotate a batch of volumes.
 
@@ -24,12 +30,17 @@ def rotate_volumes(
         matrices_xyz: ``(n, 3, 3)`` rotation matrices acting on ``(x, y, z)`` (RELION ``A`` convention).
         shifts_zyx: optional ``(n, 3)`` sub-voxel or integer shifts (voxels) applied after the rotation.
         out_shape: ``(d', h', w')`` of the output; defaults to the input shape.
+        backend_torch: use ``grid_sample`` on the CPU too (the reference the compiled loop is tested against; also
+            used whenever an input needs gradients).
 
     Returns:
         ``(n, d', h', w')`` rotated volumes.
     """
     n, d, h, w = volumes.shape
     od, oh, ow = out_shape if out_shape is not None else (d, h, w)
+    grad = volumes.requires_grad or matrices_xyz.requires_grad or (shifts_zyx is not None and shifts_zyx.requires_grad)
+    if volumes.device.type == "cpu" and volumes.dtype == torch.float32 and min(d, h, w, od, oh, ow) > 1 and not (backend_torch or grad):
+        return _rotate_cpu(volumes, matrices_xyz, shifts_zyx, (od, oh, ow))
     dev, dt = volumes.device, volumes.dtype
     mats_t = matrices_xyz.to(device=dev, dtype=dt).reshape(n, 3, 3).transpose(1, 2)  # A^T: inverse mapping
     # affine_grid works in normalised coordinates u in [-1, 1] (align_corners=True): index = s * (u + 1)
@@ -63,3 +74,63 @@ def _affine_grid(theta: torch.Tensor, shape_zyx: tuple[int, int, int]) -> torch.
         t = theta[:, j].reshape(-1, 4, 1, 1, 1)
         comps.append(t[:, 0] * ux + t[:, 1] * uy + t[:, 2] * uz + t[:, 3])
     return torch.stack(comps, dim=-1)
+
+
+def _rotate_cpu(volumes: torch.Tensor, matrices_xyz: torch.Tensor, shifts_zyx: torch.Tensor | None,
+                out_shape: tuple[int, int, int]) -> torch.Tensor:
+    """The CPU path of :func:`rotate_volumes`: source index ``= A^T (out index - c_out - shift) + c_in`` (x, y, z)."""
+    n = volumes.shape[0]
+    vols = volumes.detach().contiguous().numpy()
+    mats = matrices_xyz.detach().to(torch.float64).reshape(n, 3, 3).numpy()
+    shifts = np.zeros((n, 3)) if shifts_zyx is None else shifts_zyx.detach().to(torch.float64).reshape(n, 3).numpy()
+    out = np.empty((n, *out_shape), dtype=np.float32)
+    _trilinear_rotate(vols, np.ascontiguousarray(mats.transpose(0, 2, 1)), np.ascontiguousarray(shifts[:, ::-1]), out)
+    return torch.from_numpy(out)
+
+
+@numba.njit(cache=True, nogil=True)  # one thread: safe to call from several threads at once
+def _trilinear_rotate(vols, mats_t, shifts_xyz, out):  # pragma: no cover - compiled
+    n, d, h, w = vols.shape
+    _, od, oh, ow = out.shape
+    for task in range(n * od):
+        i, z = task // od, task % od
+        m = mats_t[i]
+        v = vols[i]
+        rz = z - od // 2 - shifts_xyz[i, 2]
+        for y in range(oh):
+            ry = y - oh // 2 - shifts_xyz[i, 1]
+            bx = m[0, 1] * ry + m[0, 2] * rz + w // 2
+            by = m[1, 1] * ry + m[1, 2] * rz + h // 2
+            bz = m[2, 1] * ry + m[2, 2] * rz + d // 2
+            for x in range(ow):
+                rx = x - ow // 2 - shifts_xyz[i, 0]
+                sx, sy, sz = bx + m[0, 0] * rx, by + m[1, 0] * rx, bz + m[2, 0] * rx
+                x0, y0, z0 = int(sx + 1.0) - 1, int(sy + 1.0) - 1, int(sz + 1.0) - 1  # floor for s > -1
+                if sx <= -1.0 or sy <= -1.0 or sz <= -1.0 or x0 >= w or y0 >= h or z0 >= d:
+                    out[i, z, y, x] = 0.0
+                    continue
+                fx, fy, fz = sx - x0, sy - y0, sz - z0
+                if 0 <= x0 < w - 1 and 0 <= y0 < h - 1 and 0 <= z0 < d - 1:  # interior: all 8 taps inside
+                    c00 = v[z0, y0, x0] + fx * (v[z0, y0, x0 + 1] - v[z0, y0, x0])
+                    c01 = v[z0, y0 + 1, x0] + fx * (v[z0, y0 + 1, x0 + 1] - v[z0, y0 + 1, x0])
+                    c10 = v[z0 + 1, y0, x0] + fx * (v[z0 + 1, y0, x0 + 1] - v[z0 + 1, y0, x0])
+                    c11 = v[z0 + 1, y0 + 1, x0] + fx * (v[z0 + 1, y0 + 1, x0 + 1] - v[z0 + 1, y0 + 1, x0])
+                    c0 = c00 + fy * (c01 - c00)
+                    out[i, z, y, x] = c0 + fz * (c10 + fy * (c11 - c10) - c0)
+                    continue
+                acc = 0.0
+                for cz in range(2):
+                    zz = z0 + cz
+                    if zz < 0 or zz >= d:
+                        continue
+                    wz = fz if cz else 1.0 - fz
+                    for cy in range(2):
+                        yy = y0 + cy
+                        if yy < 0 or yy >= h:
+                            continue
+                        wy = wz * (fy if cy else 1.0 - fy)
+                        for cx in range(2):
+                            xx = x0 + cx
+                            if 0 <= xx < w:
+                                acc += wy * (fx if cx else 1.0 - fx) * v[zz, yy, xx]
+                out[i, z, y, x] = acc

@@ -6,6 +6,7 @@ mrcfile already returns ``data[z, y, x]`` (sections, rows, columns), which is th
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -83,11 +84,33 @@ def write_mrc(
     vs = check_voxel_size(voxel_size_a, path)
     p = Path(path)
     with atomic_output(p) as tmp:
-        with mrcfile.new(tmp, overwrite=True) as mrc:
-            mrc.set_data(np.ascontiguousarray(arr, dtype=np.float32))
+        # mrcfile writes the header (and sizes the file) without touching the data pages; the data then goes in
+        # z-slabs with plain writes: no in-memory copy of a big tomogram, and no resident mapped pages
+        with mrcfile.new_mmap(tmp, shape=arr.shape, mrc_mode=2, overwrite=True) as mrc:
             set_geometry(mrc, vs, origin_zyx_a)
-            mrc.update_header_stats()
+            _set_header_stats(mrc, arr)
+            offset = mrc.header.nbytes + mrc.extended_header.nbytes
+            dtype = mrc.data.dtype
+        per = max(1, 2**24 // max(1, arr.shape[1] * arr.shape[2]))
+        with open(tmp, "r+b") as f:
+            f.seek(offset)
+            for z in range(0, arr.shape[0], per):
+                f.write(np.ascontiguousarray(arr[z : z + per], dtype=dtype).tobytes())
     return p
+
+
+def _set_header_stats(mrc: Any, data: np.ndarray, chunk_voxels: int = 2**24) -> None:
+    """What ``mrcfile``'s ``update_header_stats`` sets (min, max, mean, rms = standard deviation), computed in
+    z-slabs in float64 so that big tomograms need no full-size temporary."""
+    per = max(1, chunk_voxels // max(1, data.shape[1] * data.shape[2]))
+    lo, hi, total = math.inf, -math.inf, 0.0
+    for z in range(0, data.shape[0], per):
+        block = data[z : z + per]
+        lo, hi, total = min(lo, float(block.min())), max(hi, float(block.max())), total + float(block.sum(dtype=np.float64))
+    mean = total / data.size
+    ss = sum(float(np.square(data[z : z + per] - mean, dtype=np.float64).sum()) for z in range(0, data.shape[0], per))
+    mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = lo, hi, mean
+    mrc.header.rms = math.sqrt(ss / data.size)
 
 
 def set_geometry(mrc: Any, voxel_size_a: float, origin_zyx_a: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:

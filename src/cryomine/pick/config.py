@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from cryomine.acquisition.ctf import MicroscopeConfig
+from cryomine.devices import DEVICE_CHOICES
 from cryomine.errors import InputError
 from cryomine.geometry.tilts import check_tilt_range
 
@@ -197,7 +198,7 @@ class TemplateMatchConfig:
         _positive(self.memory_gb, "--memory-gb")
         if self.threads is not None:
             _positive_int(self.threads, "--threads")
-        if self.device not in ("auto", "cpu", "cuda"):
+        if self.device not in DEVICE_CHOICES:
             raise InputError(f"must be auto, cpu or cuda, got {self.device!r}", "--device")
         if not isinstance(self.peaks, PeakConfig):
             raise InputError("peaks must be a PeakConfig", "peaks")

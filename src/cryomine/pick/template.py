@@ -44,6 +44,7 @@ from tqdm import tqdm
 from cryomine import __version__
 from cryomine.acquisition import Acquisition
 from cryomine.acquisition.ctf import transfer_function
+from cryomine.devices import resolve_device
 from cryomine.errors import InputError
 from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, missing_wedge_mask
 from cryomine.io.atomic import atomic_output
@@ -114,14 +115,6 @@ def template_weight(size: int, voxel_size_a: float, config: TemplateMatchConfig)
     return weight.astype(np.float32)
 
 
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("CUDA requested but not available", "--device")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _check_template(template: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     t = np.asarray(template)
     if t.ndim != 3 or len(set(t.shape)) != 1:
@@ -188,7 +181,7 @@ def match_template(
         mk = custom
     angles = angular_sampling(config.angular_step_deg)
     mats = euler_zyz_to_matrix(angles)
-    device = _device(config.device)
+    device = resolve_device(config.device)
     mean, std = volume_stats(volume)
     if config.invert:
         std = -std  # read_window computes (v - mean) / std: the standardised tomogram, negated

@@ -5,7 +5,8 @@ convention: returned reconstructions have PROTEIN BRIGHT):
 
 - :mod:`cryomine.acquisition.ctf`: :class:`MicroscopeConfig`, electron wavelength, CTF, envelope, detector MTF.
 - :mod:`cryomine.simulate.tilt`: :class:`TiltSeriesConfig`, :func:`project`, :func:`backproject_wbp`.
-- :mod:`cryomine.simulate.imaging`: :class:`ImagingConfig`, :func:`image_scene`, :func:`image_scenes`.
+- :mod:`cryomine.simulate.imaging`: :class:`ImagingConfig`, :func:`image_scene`, :func:`image_scenes`,
+  :func:`image_tilt_series` (noise + WBP of detector images).
 - :mod:`cryomine.simulate.fourier`: :func:`fourier_approximation` (fast approximate alternative).
 
 Volumes are ``(d, h, w)`` = ``(z, y, x)``; the beam is along ``z`` at zero tilt and the tilt axis is ``y``.
@@ -29,6 +30,7 @@ from cryomine.simulate.imaging import (
     ImagingResult,
     image_scene,
     image_scenes,
+    image_tilt_series,
     reconstruct,
     simulate_tilt_series,
 )
@@ -49,6 +51,7 @@ __all__ = [
     "fourier_approximation",
     "image_scene",
     "image_scenes",
+    "image_tilt_series",
     "project",
     "reconstruct",
     "simulate_tilt_series",

@@ -62,7 +62,8 @@ def _own(t: Template, ang: np.ndarray, offset_zyx: np.ndarray, size: int) -> tup
     return place_in_box(np.clip(cube, 0.0, None), (size,) * 3), place_in_box((cube > t.mask_level).astype(np.float32), (size,) * 3)
 
 
-def tomogram_rows(config, templates: list[Template], tomogram: int, first: int, count: int) -> dict[str, np.ndarray]:
+def tomogram_rows(config, templates: list[Template], tomogram: int, first: int, count: int,
+                  device: torch.device | None = None) -> dict[str, np.ndarray]:
     """Rows ``[first, first + count)`` of the dataset: the first ``count`` particles of tomogram ``tomogram``
     (``config``: a :class:`~cryomine.simulate.config.SubtomogramDatasetConfig` with ``from_tomograms``)."""
     ft: FromTomogramsConfig = config.from_tomograms
@@ -75,7 +76,7 @@ def tomogram_rows(config, templates: list[Template], tomogram: int, first: int, 
         raise InputError(f"tomogram {tomogram} holds only {len(placed.class_ids)} particles, {count} boxes needed: "
                          "lower --tomogram-particles or enlarge --tomogram-shape", "--from-tomograms")  # fmt: skip
     imaging = image_scene(density, config.voxel_size_a, config.imaging, np.random.default_rng([config.seed, 7, tomogram]),
-                          chunk_rows=32, keep_unit_noise=True)  # fmt: skip
+                          chunk_rows=32, keep_unit_noise=True, device=device)  # fmt: skip
     centres = placed.coords_zyx[:count]
     mean = float(imaging.noisy.mean())
     boxes = {"subtomograms": cut_boxes(imaging.noisy, centres, size, mean),

@@ -26,7 +26,10 @@ import torch
 from cryomine.errors import InputError
 from cryomine.geometry import euler_zyz_to_matrix, random_eulers_zyz
 from cryomine.geometry.rotate_torch import rotate_volumes
+from cryomine.simulate.packing import flat_bank, pack_candidates
 from cryomine.simulate.templates import Template
+
+_CANDIDATES = 128  # candidates drawn at a time (the stream, not the result, depends on it)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class NeighbourBank:
             rotated = rotate_volumes(vols, mats).numpy()
             self.cubes.append(rotated)
             self.masks.append(rotated > t.mask_level)
+        self.bank_size = int(bank_size)
+        self.flat = flat_bank(self.cubes, self.masks)
 
 
 def overlap_slices(dest_shape: tuple[int, ...], m: int, centre_zyx: np.ndarray) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
@@ -123,36 +128,25 @@ def pack_scene(
     occupied = tmask.copy()
     density = tdens.copy()
     inner = (slice(config.pad, config.pad + size),) * 3
-    inner_voxels = float(size**3)
-    fraction = occupied[inner].sum() / inner_voxels
     neighbours: list[int] = []
-    failures = 0
+    target_count = config.volume_fraction * float(size**3)
+    count, failures, done = int(occupied[inner].sum()), 0, False
     n_classes = len(bank_templates)
-    while fraction < config.volume_fraction and failures < config.max_attempts:
-        k = int(rng.integers(n_classes))
-        j = int(rng.integers(bank.cubes[k].shape[0]))
-        r = int(np.ceil(bank_templates[k].radius_vox))
-        lo, hi = max(0, config.pad - r), min(s, config.pad + size + r)
-        centre = rng.integers(lo, hi, size=3)  # neighbours that reach the final box
-        region = overlap_slices(occupied.shape, bank.masks[k][j].shape[0], centre)
-        if region is None:
-            failures += 1
-            continue
-        d_sl, c_sl = region
-        nmask = bank.masks[k][j][c_sl]
-        if not nmask.any() or (occupied[d_sl] & nmask).any():
-            failures += 1
-            continue
-        failures = 0  # max_attempts counts consecutive rejections
-        occupied[d_sl] |= nmask
-        density[d_sl] += bank.cubes[k][j][c_sl]
-        new_fraction = occupied[inner].sum() / inner_voxels
-        if new_fraction > fraction:
-            neighbours.append(k)
-        fraction = new_fraction
+    radii = np.array([int(np.ceil(t.radius_vox)) for t in bank_templates])
+    lo_k, hi_k = np.maximum(0, config.pad - radii), np.minimum(s, config.pad + size + radii)  # neighbours reach the box
+    while not done:
+        ks = rng.integers(n_classes, size=_CANDIDATES)
+        js = rng.integers(bank.bank_size, size=_CANDIDATES)
+        centres = lo_k[ks, None] + (rng.random((_CANDIDATES, 3)) * (hi_k - lo_k)[ks, None]).astype(np.int64)
+        accepted = np.zeros(_CANDIDATES, dtype=np.int8)
+        _, count, failures, done = pack_candidates(occupied, density, *bank.flat, ks, js, centres, config.pad,
+                                                   config.pad + size, count, target_count, failures, config.max_attempts,
+                                                   accepted)  # fmt: skip
+        neighbours.extend(int(k) for k in ks[accepted == 1])
+    fraction = count / float(size**3)
     return Scene(
-        density=density.astype(np.float32),
-        target=tdens.astype(np.float32),
+        density=density,
+        target=tdens,
         target_mask=tmask,
         eulers_zyz=eulers.astype(np.float32),
         shift_zyx=shift.astype(np.float32),

@@ -17,9 +17,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from cryomine import __version__
+from cryomine.devices import resolve_device
 from cryomine.errors import InputError
 from cryomine.io.subtomo_h5 import create_dataset, read_header, write_rows
 from cryomine.simulate.aitom import aitom_convolution
@@ -59,9 +61,12 @@ def batch_imaging(config: SubtomogramDatasetConfig, start: int) -> ImagingConfig
 
 
 def simulate_batch(
-    config: SubtomogramDatasetConfig, templates: list[Template], bank: NeighbourBank, start: int, stop: int
+    config: SubtomogramDatasetConfig, templates: list[Template], bank: NeighbourBank, start: int, stop: int,
+    device: torch.device | None = None,
 ) -> dict[str, np.ndarray]:
-    """Simulate subtomograms ``[start, stop)``; returns the dataset rows (see :mod:`cryomine.io.subtomo_h5`)."""
+    """Simulate subtomograms ``[start, stop)``; returns the dataset rows (see :mod:`cryomine.io.subtomo_h5`).
+    ``device``: where the tilt series is imaged (default: CUDA when present); packing runs on the CPU."""
+    device = resolve_device(device)
     scenes: list[Scene] = []
     classes = [config.class_of(i) for i in range(start, stop)]
     for i, k in zip(range(start, stop), classes):
@@ -70,11 +75,11 @@ def simulate_batch(
     stack = np.stack([s.density for s in scenes])
     noise_rng = np.random.default_rng([config.seed, 1, start])
     imaging = batch_imaging(config, start)
-    if config.snr_definition == "aitom":
-        imager = aitom_convolution
+    if config.snr_definition == "aitom":  # numpy only
+        result = aitom_convolution(stack, config.voxel_size_a, imaging, noise_rng, crop=config.size, keep_unit_noise=True)
     else:
         imager = image_scenes if config.method == "wbp" else fourier_approximation
-    result = imager(stack, config.voxel_size_a, imaging, noise_rng, crop=config.size, keep_unit_noise=True)
+        result = imager(stack, config.voxel_size_a, imaging, noise_rng, crop=config.size, keep_unit_noise=True, device=device)
     pad = config.crowding.pad
     neighbours = np.full((len(scenes), max(1, max(len(s.neighbour_classes) for s in scenes))), -1, dtype=np.int16)
     for r, s in enumerate(scenes):
@@ -99,14 +104,19 @@ def simulate_batch(
 
 
 def simulate_subtomograms(
-    out: str | Path, config: SubtomogramDatasetConfig, *, resume: bool = False, force: bool = False, progress: bool = True
+    out: str | Path, config: SubtomogramDatasetConfig, *, resume: bool = False, force: bool = False, progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> Path:
     """Write (or, with ``resume``, continue) the dataset file ``out``; returns its path.
+
+    ``device``: ``"auto"``/None (CUDA when present), ``"cpu"`` or ``"cuda"`` for the imaging (not part of the
+    dataset's config: the arrays agree across devices to float32 rounding, not bit for bit).
 
     An existing ``out`` is continued with ``resume`` (only if it was made with the same config), replaced with
     ``force``, and refused otherwise.
     """
     out = Path(out)
+    device = resolve_device(device)
     resolve_structures(list(config.structures))  # unknown ids/files fail before any work
     names = class_names_of(config.structures)
     config_dict = config.to_dict()
@@ -131,20 +141,21 @@ def simulate_subtomograms(
         return out
     templates = load_templates(config)
     if config.from_tomograms is not None:
-        _write_from_tomograms(out, config, templates, start, progress)
+        _write_from_tomograms(out, config, templates, start, progress, device)
         return out
     bank = NeighbourBank(templates, config.crowding.bank_size, config.seed)
     bs = config.batch_size
     with tqdm(total=n, initial=start, desc="simulating subtomograms", unit="subtomo", disable=not progress) as bar:
         for b0 in range(start - start % bs, n, bs):
             b1 = min(b0 + bs, n)
-            rows = simulate_batch(config, templates, bank, b0, b1)
+            rows = simulate_batch(config, templates, bank, b0, b1, device)
             write_rows(out, b0, rows)
             bar.update(b1 - b0)
     return out
 
 
-def _write_from_tomograms(out: Path, config: SubtomogramDatasetConfig, templates: list[Template], start: int, progress: bool) -> None:
+def _write_from_tomograms(out: Path, config: SubtomogramDatasetConfig, templates: list[Template], start: int, progress: bool,
+                          device: torch.device) -> None:
     """Rows from whole tomograms (:mod:`cryomine.simulate.from_tomograms`), one tomogram at a time; resumes at
     the first row of the tomogram that was interrupted."""
     per, n = config.from_tomograms.particles, config.n_total
@@ -152,7 +163,7 @@ def _write_from_tomograms(out: Path, config: SubtomogramDatasetConfig, templates
         for t in range(start // per, -(-n // per)):
             first = t * per
             count = min(per, n - first)
-            write_rows(out, first, tomogram_rows(config, templates, t, first, count))
+            write_rows(out, first, tomogram_rows(config, templates, t, first, count, device))
             bar.update(count)
 
 

@@ -17,8 +17,9 @@ Geometry (the same as :mod:`cryomine.geometry.wedge`):
 Projector: Joseph's method (each ray is sampled once per voxel row, along ``z`` for ``|theta| <= 45`` degrees or
 along ``x`` beyond, with 1-D linear interpolation and zero outside the box, weighted by the step length
 ``1 / max(|cos|, |sin|)``). Back-projector: voxel-driven, 1-D linear interpolation of each filtered projection
-at ``x'`` of the voxel. Both are precomputed as sparse matrices acting on flattened ``(z, x)`` planes and cached
-per ``(d, w, angles, device)``: a batch is then one sparse matrix product.
+at ``x'`` of the voxel. Both are precomputed as sparse matrices acting on flattened ``(z, x)`` planes (cached
+per ``(d, w, angles, device)`` up to ~128 MB, e.g. for subtomogram batches): a batch is then one sparse matrix
+product.
 
 WBP: ``f = sum_theta dtheta * (ramp-filtered P_theta)(x')``, the discrete form of
 ``f = integral dtheta integral |k| P^_theta(k) exp(2 pi i k x') dk`` (``k`` in cycles per voxel), with no further
@@ -117,69 +118,94 @@ def angle_weights_rad(angles_deg) -> np.ndarray:
     return out
 
 
-def _csr(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple[int, int], device: str):
-    order = np.lexsort((cols, rows))
-    rows, cols, vals = rows[order], cols[order], vals[order]
+def _csr(rows: np.ndarray | None, cols: np.ndarray, vals: np.ndarray, shape: tuple[int, int], device: str, *,
+         row_counts: np.ndarray | None = None):
+    """A torch CSR matrix from COO entries, or (``rows`` None) from entries already in row order with
+    ``row_counts`` entries per row (no sort and no row array: big tomograms build ~10^8-entry operators)."""
+    if rows is not None:
+        order = np.lexsort((cols, rows))
+        rows, cols, vals = rows[order], cols[order], vals[order]
+        row_counts = np.bincount(rows, minlength=shape[0])
     crow = np.zeros(shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=shape[0]), out=crow[1:])
+    np.cumsum(row_counts, out=crow[1:])
     idx = np.int32 if max(shape) < 2**31 and len(vals) < 2**31 else np.int64
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
         return torch.sparse_csr_tensor(
             torch.from_numpy(crow.astype(idx)),
-            torch.from_numpy(cols.astype(idx)),
-            torch.from_numpy(vals.astype(np.float32)),
+            torch.from_numpy(cols.astype(idx, copy=False)),
+            torch.from_numpy(vals.astype(np.float32, copy=False)),
             size=shape,
             device=device,
         )
 
 
-def _lerp_entries(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Linear-interpolation taps of fractional indices ``pos`` on ``[0, n)``: (flat pos index, tap, weight)."""
+def _row_taps(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Linear-interpolation taps of ``(rows, steps)`` fractional indices on ``[0, n)``, in row order:
+    ``(entries per row, step index, tap, weight)`` of the taps that fall inside with a weight > 0."""
     base = np.floor(pos)
     frac = pos - base
-    base = base.astype(np.int64)
-    flat = np.arange(pos.size).reshape(pos.shape)
-    out = []
-    for tap, wgt in ((base, 1.0 - frac), (base + 1, frac)):
-        ok = (tap >= 0) & (tap < n) & (wgt > 0)
-        out.append((flat[ok], tap[ok], wgt[ok]))
-    return tuple(np.concatenate(parts) for parts in zip(*out))  # type: ignore[return-value]
+    tap = base.astype(np.int64)[..., None] + np.array([0, 1])  # (rows, steps, 2)
+    wgt = np.stack([1.0 - frac, frac], axis=-1)
+    ok = (tap >= 0) & (tap < n) & (wgt > 0)
+    step = np.broadcast_to(np.arange(pos.shape[1])[None, :, None], ok.shape)
+    return ok.reshape(len(pos), -1).sum(axis=1), step[ok], tap[ok], wgt[ok].astype(np.float32)
 
 
-@lru_cache(maxsize=4)
 def _projector(d: int, w: int, angles: tuple[float, ...], device: str):
-    """Sparse ``(n_tilts * w, d * w)`` Joseph projector on flattened ``(z, x)`` planes."""
+    """Sparse ``(n_tilts * w, d * w)`` Joseph projector on flattened ``(z, x)`` planes (entries in row order)."""
     zc = np.arange(d) - (d - 1) / 2.0
     xc = np.arange(w) - (w - 1) / 2.0
     det = xc
-    rows, cols, vals = [], [], []
-    for a, theta in enumerate(np.radians(angles)):
+    index = np.int32 if d * w < 2**31 else np.int64
+    counts, cols, vals = [], [], []
+    for theta in np.radians(angles):  # one tilt at a time: its rows are contiguous
         c, s = math.cos(theta), math.sin(theta)
         if abs(c) >= abs(s):  # step along z: x = x'/cos + z tan
             pos = det[:, None] / c + zc[None, :] * (s / c) + (w - 1) / 2.0  # (w_det, d)
-            flat, tap, wgt = _lerp_entries(pos, w)
-            k, i = np.divmod(flat, d)
-            rows.append(a * w + k), cols.append(i * w + tap), vals.append(wgt / abs(c))
+            n, step, tap, wgt = _row_taps(pos, w)
+            col, scale = step * w + tap, 1.0 / abs(c)
         else:  # step along x: z = x cot - x'/sin
             pos = xc[None, :] * (c / s) - det[:, None] / s + (d - 1) / 2.0  # (w_det, w)
-            flat, tap, wgt = _lerp_entries(pos, d)
-            k, j = np.divmod(flat, w)
-            rows.append(a * w + k), cols.append(tap * w + j), vals.append(wgt / abs(s))
-    return _csr(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), (len(angles) * w, d * w), device)
+            n, step, tap, wgt = _row_taps(pos, d)
+            col, scale = tap * w + step, 1.0 / abs(s)
+            order = np.lexsort((col, np.repeat(np.arange(len(n)), n)))  # columns ascending within each row
+            col, wgt = col[order], wgt[order]
+        counts.append(n), cols.append(col.astype(index)), vals.append(wgt * np.float32(scale))
+    shape = (len(angles) * w, d * w)
+    return _csr(None, np.concatenate(cols), np.concatenate(vals), shape, device, row_counts=np.concatenate(counts))
 
 
-@lru_cache(maxsize=4)
-def _backprojector(d: int, w: int, angles: tuple[float, ...], device: str):
-    """Sparse ``(d * w, n_tilts * w)`` voxel-driven back-projector (no weights) on flattened planes."""
-    zc = np.arange(d) - (d - 1) / 2.0
-    xc = np.arange(w) - (w - 1) / 2.0
-    rows, cols, vals = [], [], []
-    for a, theta in enumerate(np.radians(angles)):
-        pos = xc[None, :] * math.cos(theta) - zc[:, None] * math.sin(theta) + (w - 1) / 2.0  # (d, w)
-        flat, tap, wgt = _lerp_entries(pos, w)
-        rows.append(flat), cols.append(a * w + tap), vals.append(wgt)
-    return _csr(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), (d * w, len(angles) * w), device)
+def _backprojector(d: int, w: int, angles: tuple[float, ...], device: str, zx_range: tuple[int, int, int, int] | None = None):
+    """Sparse ``(nz * nx, n_tilts * w)`` voxel-driven back-projector (no weights) on flattened planes, into the
+    voxels ``z0 <= z < z1``, ``x0 <= x < x1`` (``zx_range``; default the whole ``(d, w)`` plane) of a ``d``-deep
+    reconstruction from a ``w``-wide detector. Entries are generated in row order (voxel, then tilt, then tap)."""
+    z0, z1, x0, x1 = zx_range if zx_range is not None else (0, d, 0, w)
+    nz, nx, t = z1 - z0, x1 - x0, len(angles)
+    zc = np.arange(z0, z1) - (d - 1) / 2.0
+    xc = np.arange(x0, x1) - (w - 1) / 2.0
+    th = np.radians(np.asarray(angles))
+    counts, cols, vals = [], [], []
+    for zi in range(nz):  # one z plane at a time: temporaries of (nx, t, 2), whatever the volume
+        pos = xc[:, None] * np.cos(th)[None, :] - zc[zi] * np.sin(th)[None, :] + (w - 1) / 2.0  # (nx, t)
+        n, tilt, tap, wgt = _row_taps(pos, w)
+        counts.append(n), cols.append((tilt * w + tap).astype(np.int32 if t * w < 2**31 else np.int64)), vals.append(wgt)
+    shape = (nz * nx, t * w)
+    return _csr(None, np.concatenate(cols), np.concatenate(vals), shape, device, row_counts=np.concatenate(counts))
+
+
+_cached_projector = lru_cache(maxsize=4)(_projector)
+_cached_backprojector = lru_cache(maxsize=4)(_backprojector)
+_CACHE_ENTRIES = 2**24  # operators up to ~128 MB are kept for the next batch; bigger ones (tomograms) are not
+
+
+def _operator(kind: str, d: int, w: int, angles: tuple[float, ...], device: str, zx_range=None):
+    """The projector or back-projector, from the cache when it is small (one per box size and tilt series)."""
+    nz, nx = (d, w) if zx_range is None else (zx_range[1] - zx_range[0], zx_range[3] - zx_range[2])
+    entries = 2 * len(angles) * (d * w if kind == "project" else nz * nx)
+    if kind == "project":
+        return (_cached_projector if entries <= _CACHE_ENTRIES else _projector)(d, w, angles, device)
+    return (_cached_backprojector if entries <= _CACHE_ENTRIES else _backprojector)(d, w, angles, device, zx_range)
 
 
 @lru_cache(maxsize=8)
@@ -236,7 +262,7 @@ def project(volume, angles_deg, *, device=None, chunk_rows: int | None = None) -
     *lead, d, h, w = vol.shape
     vol = vol.reshape(-1, d, h, w)
     n, t = vol.shape[0], len(angles)
-    op = _projector(d, w, angles, str(dev))
+    op = _operator("project", d, w, angles, str(dev))
     out = torch.empty((n, t, h, w), dtype=torch.float32, device=dev)
     rows = _rows_per_chunk(chunk_rows, h, 4 * n * w * (2 * d + 2 * t))
     for y0 in range(0, h, rows):
@@ -254,6 +280,17 @@ def ramp_filter(projections: torch.Tensor, angles: tuple[float, ...], apodisatio
     return (projections @ ramp).mul_(dtheta.view(-1, 1, 1))
 
 
+def _zx_range(crop_zx, depth: int, w: int) -> tuple[int, int, int, int] | None:
+    if crop_zx is None:
+        return None
+    zs, xs = crop_zx
+    z0, z1, _ = zs.indices(depth)
+    x0, x1, _ = xs.indices(w)
+    if z1 <= z0 or x1 <= x0 or zs.step not in (None, 1) or xs.step not in (None, 1):
+        raise InputError(f"crop_zx must be two non-empty unit-step slices of the ({depth}, {w}) plane, got {crop_zx}")
+    return z0, z1, x0, x1
+
+
 def backproject_wbp(
     projections,
     angles_deg,
@@ -262,11 +299,15 @@ def backproject_wbp(
     apodisation_start: float = 0.8,
     device=None,
     chunk_rows: int | None = None,
+    crop_zx: tuple[slice, slice] | None = None,
 ) -> torch.Tensor:
     """Weighted back-projection of ``(..., n_tilts, h, w)`` projections into ``(..., depth, h, w)`` volumes.
 
     Inverse of :func:`project` in the sampled Fourier region (see the module docstring for the filter,
     apodisation and normalisation). ``apodisation_start`` in ``(0, 1]`` (fraction of Nyquist; 1 = plain ramp).
+    ``crop_zx``: ``(z slice, x slice)`` of the ``(depth, w)`` plane to reconstruct (default all); the result is
+    then ``(..., nz, h, nx)``, equal to that part of the whole reconstruction, at a fraction of the cost (to crop
+    in ``y``, pass only those rows of the projections).
     """
     dev = _device(projections, device)
     proj = _as_tensor(projections, dev, "projections", 3)
@@ -279,15 +320,17 @@ def backproject_wbp(
     *lead, t, h, w = proj.shape
     if t != len(angles):
         raise InputError(f"projections have {t} tilts but {len(angles)} angles were given")
+    zx = _zx_range(crop_zx, depth, w)
+    nz, nx = (depth, w) if zx is None else (zx[1] - zx[0], zx[3] - zx[2])
     proj = proj.reshape(-1, t, h, w)
     n = proj.shape[0]
-    op = _backprojector(depth, w, angles, str(dev))
-    out = torch.empty((n, depth, h, w), dtype=torch.float32, device=dev)
-    rows = _rows_per_chunk(chunk_rows, h, 4 * n * w * (2 * depth + 6 * t))
+    op = _operator("backproject", depth, w, angles, str(dev), zx)
+    out = torch.empty((n, nz, h, nx), dtype=torch.float32, device=dev)
+    rows = _rows_per_chunk(chunk_rows, h, 4 * n * (2 * nz * nx + 6 * t * w))
     for y0 in range(0, h, rows):
         y1 = min(h, y0 + rows)
         q = ramp_filter(proj[:, :, y0:y1, :], angles, float(apodisation_start))  # (n, t, r, w)
         q = q.permute(1, 3, 0, 2).reshape(t * w, n * (y1 - y0))
-        v = (op @ q).reshape(depth, w, n, y1 - y0)
+        v = (op @ q).reshape(nz, nx, n, y1 - y0)
         out[:, :, y0:y1, :] = v.permute(2, 0, 3, 1)
-    return out.reshape(*lead, depth, h, w)
+    return out.reshape(*lead, nz, h, nx)

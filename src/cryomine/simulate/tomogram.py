@@ -19,11 +19,12 @@ import torch
 from tqdm import tqdm
 
 from cryomine import __version__
+from cryomine.devices import resolve_device
 from cryomine.errors import InputError
 from cryomine.geometry import euler_zyz_to_matrix, matrix_to_euler_zyz, random_eulers_zyz, rotate_volumes
 from cryomine.io import OpticsGroup, make_particles, write_mrc, write_particles
 from cryomine.io.atomic import atomic_output
-from cryomine.simulate.imaging import ImagingConfig, image_scene
+from cryomine.simulate.imaging import ImagingConfig, image_tilt_series, simulate_tilt_series
 from cryomine.simulate.membranes import Membrane, MembraneConfig, draw_membranes, normal_frame, render_membranes
 from cryomine.simulate.scene import overlap_slices
 from cryomine.simulate.templates import prepare_template
@@ -183,7 +184,8 @@ def _optics(config: TomogramConfig) -> OpticsGroup:
                        voltage_kv=mic.voltage_kv, cs_mm=mic.cs_mm, amplitude_contrast=mic.amplitude_contrast)  # fmt: skip
 
 
-def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool = True) -> dict:
+def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool = True,
+                      device: str | torch.device | None = None) -> dict:
     """Write ``out`` (MRC, voxel size in the header), ``<stem>.star`` (true particles) and ``<stem>.json``.
 
     The STAR has ``rlnCoordinateX/Y/Z`` (0-based voxels), ``rlnAngleRot/Tilt/Psi``, ``rlnClassNumber``
@@ -191,14 +193,17 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
     contrast of the simulation); membrane proteins have ``cmInMembrane`` 1. With membranes,
     ``<stem>_membranes.mrc`` holds their masks (uint8: 0 none, ``i`` membrane ``i`` of the JSON's
     ``membranes`` list). Returns a summary (also in the JSON: config, particles placed, measured SNR, volume
-    fraction, membranes).
+    fraction, membranes). ``device``: where it is imaged (``"auto"``/None: CUDA when present).
     """
     out = Path(out)
+    device = resolve_device(device)
     density, placed = pack_tomogram(config, progress)
     rng = np.random.default_rng([config.seed, 4])
     if progress:
         print(f"imaging {config.shape_zyx} tomogram ({config.imaging.tilt.n_tilts} tilts, WBP in y-row chunks)...", flush=True)
-    result = image_scene(density, config.voxel_size_a, config.imaging, rng, chunk_rows=32)
+    held = [simulate_tilt_series(density, config.voxel_size_a, config.imaging, device=device, chunk_rows=32)[None]]
+    del density  # the density is not needed once projected, nor the images once reconstructed: hand them over
+    result = image_tilt_series(held.pop(), config.imaging, config.shape_zyx[0], rng, chunk_rows=32)
     names = [Path(s).name.split(".")[0] for s in (*config.structures, *config.membrane_structures)]
     stem = out.with_suffix("")
     table = make_particles(
@@ -218,7 +223,7 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
         "membrane_particles_placed": int(placed.in_membrane.sum()) if placed.in_membrane is not None else 0,
         "membranes": [m.to_dict() for m in placed.membranes],
         "volume_fraction": placed.volume_fraction,
-        "snr_measured": float(result.measured_snr),
+        "snr_measured": float(result.measured_snr[0]),
         "class_names": names,
         "acquisition": config.imaging.acquisition(config.voxel_size_a, f"cryomine simulate tomogram {out.name}").to_dict(),
     }
@@ -227,5 +232,5 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
         tmp.write_text(json.dumps(summary, indent=2))
     if placed.membrane_mask is not None:
         write_mrc(Path(f"{stem}_membranes.mrc"), placed.membrane_mask.astype(np.float32), config.voxel_size_a)
-    write_mrc(out, result.noisy, config.voxel_size_a)
+    write_mrc(out, result.noisy[0], config.voxel_size_a)
     return summary

@@ -280,6 +280,3 @@ def resolve_bf16(requested: bool | None, device: torch.device, input_zyx: Sequen
     return supported
 
 
-def default_device() -> torch.device:
-    """CUDA if available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
