@@ -30,6 +30,13 @@ def test_demo_small_end_to_end(tmp_path, capsys):
     truth = read_particles(out / "tomogram.star").particles
     placed = json.loads((out / "tomogram.json").read_text())
     assert len(truth) == placed["particles_placed"] == placed["particles_requested"] == 10
+    # the vesicle: one membrane, its mask written, and no particle centre inside its keep-out shell
+    (vesicle,) = placed["membranes"]
+    mask = read_mrc(out / "tomogram_membranes.mrc").data
+    assert mask.max() == 1 and 0 < (mask > 0).mean() < 0.2
+    centre = np.asarray(vesicle["centre_zyx"])
+    dist = np.linalg.norm(truth[["rlnCoordinateZ", "rlnCoordinateY", "rlnCoordinateX"]].to_numpy() - centre, axis=1)
+    assert (np.abs(dist - vesicle["radius_vox"]) > 2.5).all()
     html = (out / "report.html").read_text()
     assert "<img" in html and 'src="http' not in html
     assert json.loads((out / "summary.json").read_text())["config"]["known"] == ["3j9i", "1bxn"]

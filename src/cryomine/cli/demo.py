@@ -5,7 +5,8 @@ Steps (every output stays in ``--out``; the layout is the one ``cryomine report`
 1. ``structures/``: the bundled complexes' maps and a montage;
 2. ``subtomograms.h5``: simulated crowded subtomograms of every class the pretrained DSM-Net knows; evaluated with it
    (``evaluation.json``: accuracy, mIoU, confusion matrix) and predicted (``predict/``: masks, recovered densities);
-3. ``tomogram.mrc`` + ``tomogram.star`` (truth): a crowded tomogram of those complexes plus one the model never saw;
+3. ``tomogram.mrc`` + ``tomogram.star`` (truth): a crowded tomogram of those complexes plus one the model never saw,
+   with a vesicle (a lipid bilayer; its mask in ``tomogram_membranes.mrc``) the particles keep out of;
 4. ``picks.star``: DoG picking;
 5. ``picks.h5``: the picks extracted (each labelled with its matched true class, for scoring only) and classified,
    segmented and recovered by the pretrained DSM-Net (``predict_picks/``); picks and their predicted classes
@@ -48,6 +49,8 @@ class DemoConfig:
     per_class: int = 3
     tomogram_shape_zyx: tuple[int, int, int] = (80, 256, 256)
     tomogram_particles: int = 60
+    vesicles: int = 1
+    vesicle_radius_a: tuple[float, float] = (120.0, 200.0)
     snr: float = 0.06
     average_iterations: int = 4
     seed: int = 0
@@ -144,7 +147,8 @@ def run_demo(out: Path, config: DemoConfig, force: bool = False) -> dict[str, ob
     # 3-4. tomogram with an unseen complex; DoG picking scored against the truth
     shape = ",".join(map(str, config.tomogram_shape_zyx))
     _run(["simulate", "tomogram", str(out / "tomogram.mrc"), "--shape", shape, "--particles", str(config.tomogram_particles),
-          "--structures", ",".join([*known, config.unseen]), "--snr", f"{config.snr:g}", "--voxel-size", vs, "--seed", s])  # fmt: skip
+          "--structures", ",".join([*known, config.unseen]), "--snr", f"{config.snr:g}", "--voxel-size", vs, "--seed", s,
+          *(["--vesicles", str(config.vesicles), "--vesicle-radius", "{:g},{:g}".format(*config.vesicle_radius_a)] if config.vesicles else [])])  # fmt: skip
     radius_a = float(np.median([i.diameter_a for i in list_structures() if i.id in known])) / 2
     _run(["pick", str(out / "tomogram.mrc"), "--method", "dog", "--radius", f"{radius_a:.0f}",
           "--top-n", str(int(config.tomogram_particles * 1.2)), "--out", str(out / "picks.star")])  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -60,18 +61,23 @@ def batch_imaging(config: SubtomogramDatasetConfig, start: int) -> ImagingConfig
     return config.variation.draw(config.imaging, np.random.default_rng([config.seed, 3, start]))
 
 
+def pack_batch(config: SubtomogramDatasetConfig, templates: list[Template], bank: NeighbourBank, start: int,
+               stop: int) -> list[Scene]:
+    """The packed scenes of subtomograms ``[start, stop)`` (scene ``i`` from ``default_rng([seed, 2, i])``)."""
+    return [pack_scene(templates[config.class_of(i)], bank, templates, config.size, config.crowding,
+                       np.random.default_rng([config.seed, 2, i])) for i in range(start, stop)]  # fmt: skip
+
+
 def simulate_batch(
     config: SubtomogramDatasetConfig, templates: list[Template], bank: NeighbourBank, start: int, stop: int,
-    device: torch.device | None = None,
+    device: torch.device | None = None, scenes: list[Scene] | None = None,
 ) -> dict[str, np.ndarray]:
     """Simulate subtomograms ``[start, stop)``; returns the dataset rows (see :mod:`cryomine.io.subtomo_h5`).
-    ``device``: where the tilt series is imaged (default: CUDA when present); packing runs on the CPU."""
+    ``device``: where the tilt series is imaged (default: CUDA when present); packing runs on the CPU.
+    ``scenes``: the batch's scenes if already packed (:func:`pack_batch`)."""
     device = resolve_device(device)
-    scenes: list[Scene] = []
+    scenes = pack_batch(config, templates, bank, start, stop) if scenes is None else scenes
     classes = [config.class_of(i) for i in range(start, stop)]
-    for i, k in zip(range(start, stop), classes):
-        rng = np.random.default_rng([config.seed, 2, i])
-        scenes.append(pack_scene(templates[k], bank, templates, config.size, config.crowding, rng))
     stack = np.stack([s.density for s in scenes])
     noise_rng = np.random.default_rng([config.seed, 1, start])
     imaging = batch_imaging(config, start)
@@ -145,13 +151,29 @@ def simulate_subtomograms(
         return out
     bank = NeighbourBank(templates, config.crowding.bank_size, config.seed)
     bs = config.batch_size
-    with tqdm(total=n, initial=start, desc="simulating subtomograms", unit="subtomo", disable=not progress) as bar:
-        for b0 in range(start - start % bs, n, bs):
+    starts = list(range(start - start % bs, n, bs))
+    # three stages overlap: packing the next batch (compiled, releases the GIL), imaging this one (torch), writing
+    # the last one; every batch is still packed, imaged and written exactly as on its own, in order
+    with ThreadPoolExecutor(1) as packer, ThreadPoolExecutor(1) as writer, \
+            tqdm(total=n, initial=start, desc="simulating subtomograms", unit="subtomo", disable=not progress) as bar:
+        packed = packer.submit(pack_batch, config, templates, bank, starts[0], min(starts[0] + bs, n))
+        written = None
+        for j, b0 in enumerate(starts):
             b1 = min(b0 + bs, n)
-            rows = simulate_batch(config, templates, bank, b0, b1, device)
-            write_rows(out, b0, rows)
-            bar.update(b1 - b0)
+            scenes = packed.result()
+            if j + 1 < len(starts):
+                packed = packer.submit(pack_batch, config, templates, bank, starts[j + 1], min(starts[j + 1] + bs, n))
+            rows = simulate_batch(config, templates, bank, b0, b1, device, scenes)
+            if written is not None:
+                bar.update(written.result())
+            written = writer.submit(_write, out, b0, rows)
+        bar.update(written.result())
     return out
+
+
+def _write(out: Path, start: int, rows: dict[str, np.ndarray]) -> int:
+    write_rows(out, start, rows)
+    return len(rows["class_id"])
 
 
 def _write_from_tomograms(out: Path, config: SubtomogramDatasetConfig, templates: list[Template], start: int, progress: bool,
