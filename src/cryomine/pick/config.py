@@ -57,8 +57,12 @@ class PeakConfig:
       radius of the picker.
     - ``top_n``: keep at most this many peaks (best first); ``None`` = no limit.
     - ``threshold``: keep peaks with ``score >= threshold``; ``None`` = automatic unless ``top_n`` is given.
-    - ``auto_sigma``: the automatic threshold (used when neither ``threshold`` nor ``top_n`` is given) is
+    - ``auto_sigma`` (DoG): the automatic threshold (used when neither ``threshold`` nor ``top_n`` is given) is
       ``median + auto_sigma * 1.4826 * MAD`` of the score map (a robust "n sigma above background").
+    - ``false_positives`` (template matching): the automatic threshold is the score above which this many
+      false positives are expected over the whole search space (voxels x orientations; Rickgauer et al. 2017,
+      pytom-match-pick's ``--number-of-false-positives``; see
+      :func:`~cryomine.pick.template.false_positive_threshold`).
     - ``border_vox``: no peak closer than this (voxels) to any face of the tomogram (a peak at index ``i`` on an
       axis of ``n`` voxels is kept when ``border_vox <= i < n - border_vox``); ``None`` = half the particle
       radius, rounded up (:meth:`border_for`): reconstruction artefacts and truncated particles at the faces
@@ -70,6 +74,7 @@ class PeakConfig:
     threshold: float | None = None
     auto_sigma: float = 6.0
     border_vox: int | None = None
+    false_positives: float = 1.0
 
     def __post_init__(self) -> None:
         if self.min_distance_vox is not None:
@@ -79,6 +84,7 @@ class PeakConfig:
         if self.threshold is not None:
             _finite(self.threshold, "--threshold")
         _positive(self.auto_sigma, "auto_sigma")
+        _positive(self.false_positives, "--false-positives")
         if self.border_vox is not None and (isinstance(self.border_vox, bool) or not isinstance(self.border_vox, int) or self.border_vox < 0):
             raise InputError(f"must be an integer >= 0 voxels, got {self.border_vox!r}", "--border-vox")
 
@@ -171,7 +177,7 @@ class TemplateMatchConfig:
     memory_gb: float = 2.0
     device: str = "auto"
     threads: int | None = None
-    peaks: PeakConfig = field(default_factory=lambda: PeakConfig(auto_sigma=10.0))
+    peaks: PeakConfig = field(default_factory=PeakConfig)
     invert: bool = False
     invert_template: bool = False
     recenter_template: bool = False

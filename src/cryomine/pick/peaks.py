@@ -3,8 +3,14 @@
 Shared by DoG and template matching. A score map may be processed in pieces (tiles): :func:`local_maxima`
 returns the candidates of one region (a voxel is a candidate when it is >= all 26 neighbours and > the floor),
 the candidates of all pieces are concatenated, and :func:`select_peaks` keeps, best first, each candidate that
-lies farther than ``min_distance`` from every candidate kept before it (exact greedy suppression with a k-d
-tree), up to ``top_n`` and down to ``threshold``.
+lies farther than ``min_distance`` from every candidate kept before it, up to ``top_n`` and down to
+``threshold``.
+
+Memory is bounded whatever the map size: :func:`map_candidates` reads a (memory-mapped) score map in z-slabs,
+and with ``top_n`` keeps only the best ``top_n * (1 + M)`` candidates, where ``M`` is the number of voxels
+closer than ``min_distance`` to a voxel (no kept peak can suppress more, so greedy suppression of that many
+gives the same picks as of all); the suppression itself (:func:`_greedy_nms`, compiled) looks only at kept
+peaks in the neighbouring cells of a grid, so it needs no neighbour lists.
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import cKDTree
 
 from cryomine.errors import InputError
 from cryomine.io.star import ParticleTable, coordinates_xyz_voxels, make_particles, read_particles
@@ -22,7 +28,7 @@ from cryomine.io.tomo_particles import tomo_key, tomo_names
 from cryomine.pick.config import PeakConfig
 
 __all__ = ["Picks", "read_picks", "predicted_classes", "Candidates", "local_maxima", "robust_threshold", "select_peaks", "find_peaks",
-           "candidate_floor"]
+           "candidate_floor", "map_candidates", "suppression_bound"]
 
 MAD_TO_SIGMA = 1.4826
 
@@ -117,21 +123,85 @@ def select_peaks(
         return Candidates.empty()
     order = np.lexsort((coords[:, 2], coords[:, 1], coords[:, 0], -scores.astype(np.float64)))
     coords, scores = coords[order], scores[order]
-    tree = cKDTree(coords.astype(np.float64))
-    # pairs closer than min_distance (strictly): r slightly below it so that "exactly min_distance" is allowed
-    neighbours = tree.query_ball_point(coords.astype(np.float64), r=float(min_distance_vox) * (1 - 1e-9))
-    suppressed = np.zeros(len(scores), bool)
-    kept: list[int] = []
     limit = top_n if top_n is not None else len(scores)
-    for i in range(len(scores)):
-        if suppressed[i]:
-            continue
-        kept.append(i)
-        if len(kept) >= limit:
-            break
-        suppressed[neighbours[i]] = True
-    sel = np.asarray(kept, dtype=np.int64)
+    span = coords.max(axis=0) - coords.min(axis=0) + 1
+    cell = max(float(min_distance_vox), float(np.prod(span.astype(np.float64)) / _MAX_CELLS) ** (1 / 3))
+    sel = _greedy_nms(np.ascontiguousarray(coords, np.int64), float(min_distance_vox) * (1 - 1e-9), int(limit), cell)
     return Candidates(coords[sel], scores[sel])
+
+
+_MAX_CELLS = 2**22  # the suppression grid's cells (int64 heads: 32 MB at most)
+
+
+@numba.njit(cache=True, nogil=True)
+def _greedy_nms(coords, radius, limit, cell):  # pragma: no cover - compiled
+    """Indices (in order) of the candidates kept by greedy suppression: ``coords`` ``(n, 3)`` sorted best first; a
+    candidate within ``radius`` (inclusive) of a kept one is dropped. Kept peaks are filed in a grid of ``cell``
+    (>= radius) voxels, so only the 27 cells around a candidate are searched."""
+    n = coords.shape[0]
+    lo = np.empty(3, np.int64)
+    dims = np.empty(3, np.int64)
+    for ax in range(3):
+        lo[ax], hi = coords[0, ax], coords[0, ax]
+        for i in range(n):
+            lo[ax] = min(lo[ax], coords[i, ax])
+            hi = max(hi, coords[i, ax])
+        dims[ax] = int((hi - lo[ax]) / cell) + 1
+    head = np.full(dims[0] * dims[1] * dims[2], -1, np.int64)
+    nxt = np.full(n, -1, np.int64)
+    kept = np.empty(min(n, limit), np.int64)
+    nk = 0
+    r2 = radius * radius
+    for i in range(n):
+        cz, cy, cx = int((coords[i, 0] - lo[0]) / cell), int((coords[i, 1] - lo[1]) / cell), int((coords[i, 2] - lo[2]) / cell)
+        free = True
+        for z in range(max(cz - 1, 0), min(cz + 2, dims[0])):
+            for y in range(max(cy - 1, 0), min(cy + 2, dims[1])):
+                for x in range(max(cx - 1, 0), min(cx + 2, dims[2])):
+                    j = head[(z * dims[1] + y) * dims[2] + x]
+                    while j >= 0 and free:
+                        dz, dy, dx = coords[i, 0] - coords[j, 0], coords[i, 1] - coords[j, 1], coords[i, 2] - coords[j, 2]
+                        if dz * dz + dy * dy + dx * dx <= r2:
+                            free = False
+                        j = nxt[j]
+        if free:
+            kept[nk] = i
+            nk += 1
+            c = (cz * dims[1] + cy) * dims[2] + cx
+            nxt[i], head[c] = head[c], i
+            if nk >= limit:
+                break
+    return kept[:nk]
+
+
+def suppression_bound(min_distance_vox: float) -> int:
+    """``M``: the number of voxels closer than ``min_distance_vox`` to a voxel (itself excluded), the most
+    candidates one kept peak can suppress."""
+    r = float(min_distance_vox)
+    k = int(np.ceil(r))
+    g = np.arange(-k, k + 1) ** 2
+    return int((g[:, None, None] + g[None, :, None] + g[None, None, :] < r * r).sum()) - 1
+
+
+def map_candidates(scores: np.ndarray, floor: float, *, top_n: int | None = None, min_distance_vox: float = 1.0,
+                   slab_voxels: int = 2**23) -> Candidates:  # fmt: skip
+    """The local maxima of a whole ``(d, h, w)`` score map above ``floor``, read in z-slabs with a 1-voxel halo
+    (``scores`` may be a memory map; working memory ~``slab_voxels`` voxels plus the candidates). With
+    ``top_n``, only the best ``top_n * (1 + M)`` are kept (module docstring): the same picks as from all."""
+    d, h, w = scores.shape
+    per = max(1, slab_voxels // max(1, h * w))
+    cap = None if top_n is None else int(top_n) * (1 + suppression_bound(min_distance_vox))
+    kept = Candidates.empty()
+    for z0 in range(0, d, per):
+        z1 = min(d, z0 + per)
+        a, b = max(0, z0 - 1), min(d, z1 + 1)
+        part = local_maxima(np.asarray(scores[a:b]), keep=(slice(z0 - a, z1 - a), slice(None), slice(None)), offset_zyx=(a, 0, 0),
+                            floor=floor)  # fmt: skip
+        kept = Candidates.concat([kept, part])
+        if cap is not None and len(kept) > cap:
+            best = np.argpartition(-kept.scores, cap - 1)[:cap]
+            kept = Candidates(kept.coords_zyx[best], kept.scores[best])
+    return kept
 
 
 def candidate_floor(threshold: float | None) -> float:

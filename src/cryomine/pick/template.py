@@ -31,6 +31,7 @@ reconstructions): the scores of an inverted protein-dark copy are those of the p
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -39,6 +40,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import torch
+from scipy import special
 from tqdm import tqdm
 
 from cryomine import __version__
@@ -54,13 +56,13 @@ from cryomine.io.volume import open_volume
 from cryomine.pick.config import TemplateMatchConfig
 from cryomine.pick.contrast import template_contrast, tomogram_contrast, warn_if_dark
 from cryomine.pick.correlate import _Correlator
-from cryomine.pick.peaks import Candidates, Picks, candidate_floor, local_maxima, robust_threshold, select_peaks
+from cryomine.pick.peaks import Picks, candidate_floor, map_candidates, select_peaks
 from cryomine.pick.template_input import load_match_template
 from cryomine.pick.tiles import plan_tiles, read_window, volume_stats
 
-__all__ = ["MatchResult", "match_template", "match_template_file", "template_weight", "spherical_mask", "template_radius_vox"]
+__all__ = ["MatchResult", "false_positive_threshold", "match_template",
+           "match_template_file", "template_weight", "spherical_mask", "template_radius_vox"]
 
-_SAMPLE_STRIDE = 3  # every 3rd voxel per axis of each core feeds the automatic threshold
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class MatchResult:
     ``scores``: ``(d, h, w)`` float32 maximum score over orientations. ``angle_index``: ``(d, h, w)`` index of the
     best orientation into ``angles_zyz`` (``(n, 3)`` RELION rot, tilt, psi degrees). ``picks``: the extracted
     peaks with their orientations. ``threshold``: the score threshold applied (None if only top-N).
+    ``search``: the statistics of every score of the search (each voxel, each orientation): ``n`` (the search
+    space), ``mean`` and ``std``; the automatic threshold comes from them (:func:`false_positive_threshold`).
     """
 
     scores: np.ndarray
@@ -78,6 +82,19 @@ class MatchResult:
     picks: Picks
     threshold: float | None
     n_tiles: int
+    search: dict[str, float]
+
+
+def false_positive_threshold(search: dict[str, float], false_positives: float) -> float:
+    """The score above which ``false_positives`` noise peaks are expected in the whole search (Rickgauer et al.
+    2017; pytom-match-pick's ``--number-of-false-positives``): scores of a search of ``n`` (voxel, orientation)
+    pairs, Gaussian of ``mean`` and ``std`` under noise, exceed ``mean + std * sqrt(2) * erfcinv(2 F / n)`` with
+    probability ``F / n``. Neighbouring scores are correlated, so the expected count is an upper bound."""
+    n = float(search["n"])
+    if not 0 < false_positives < n / 2:
+        raise InputError(f"expected false positives must be in (0, {n / 2:g}) for this search, got {false_positives:g}",
+                         "--false-positives")  # fmt: skip
+    return float(search["mean"] + search["std"] * math.sqrt(2.0) * special.erfcinv(2.0 * false_positives / n))
 
 
 def template_radius_vox(template: np.ndarray, level: float = 0.1) -> float:
@@ -190,44 +207,46 @@ def match_template(
     scores = scores_out if scores_out is not None else np.zeros(shape, np.float32)
     index = angles_out if angles_out is not None else np.zeros(shape, np.int32)
     peaks_cfg = config.peaks
-    floor = candidate_floor(peaks_cfg.threshold) if peaks_cfg.threshold is not None else 0.0
     total = len(tiles) * len(angles)
     threads = torch.get_num_threads()
     workers = (config.threads or threads) if device.type == "cpu" else 1
     if device.type == "cpu":
         torch.set_num_threads(1)  # parallel over orientations instead (one thread per worker)
     try:
-        parts, samples = _run_tiles(volume, tiles, corr, mean, std, scores, index, floor, total, progress, workers)
+        search = _run_tiles(volume, tiles, corr, mean, std, scores, index, total, progress, workers)
     finally:
         torch.set_num_threads(threads)
     threshold = peaks_cfg.threshold
     if threshold is None and peaks_cfg.top_n is None:
-        threshold = robust_threshold(np.concatenate(samples), peaks_cfg.auto_sigma)
+        threshold = false_positive_threshold(search, peaks_cfg.false_positives)
     dist = peaks_cfg.min_distance_vox if peaks_cfg.min_distance_vox is not None else radius
     border = peaks_cfg.border_for(radius)
-    found = select_peaks(Candidates.concat(parts), dist, peaks_cfg.top_n, threshold, shape, border)  # type: ignore[arg-type]
+    floor = candidate_floor(threshold) if threshold is not None else 0.0  # peaks must correlate positively
+    cands = map_candidates(scores, floor, top_n=peaks_cfg.top_n, min_distance_vox=dist)  # bounded memory
+    found = select_peaks(cands, dist, peaks_cfg.top_n, threshold, shape, border)  # type: ignore[arg-type]
     idx = np.asarray([index[tuple(c)] for c in found.coords_zyx], np.int64)
     picks = Picks(found.coords_zyx.astype(np.float64), found.scores, angles[idx] if len(idx) else np.zeros((0, 3)), class_name)
-    return MatchResult(scores, index, angles, picks, threshold, len(tiles))
+    return MatchResult(scores, index, angles, picks, threshold, len(tiles), search)
 
 
 def _run_tiles(volume: np.ndarray, tiles: list, corr: _Correlator, mean: float, std: float, scores: np.ndarray,
-               index: np.ndarray, floor: float, total: int, progress: bool, workers: int) -> tuple[list[Candidates], list[np.ndarray]]:  # fmt: skip
-    """Correlate every tile; fill ``scores`` / ``index`` cores; return per-tile peak candidates and score samples."""
-    parts: list[Candidates] = []
-    samples: list[np.ndarray] = []
+               index: np.ndarray, total: int, progress: bool, workers: int) -> dict[str, float]:  # fmt: skip
+    """Correlate every tile; fill ``scores`` / ``index`` cores; return the search statistics (``n``, ``mean``,
+    ``std`` of every score of every orientation at every voxel)."""
+    sums = np.zeros(2)
+    n = 0
     with tqdm(total=total, desc="template matching", unit="angle", disable=not progress, miniters=max(1, total // 200)) as bar:
         for tile in tiles:
             window = read_window(volume, tile.window_start_zyx, tile.window_shape_zyx, mean, std)
             lead = tuple(r.start - w for r, w in zip(tile.region, tile.window_start_zyx))
-            best, best_idx = corr.run(window, tile.region_shape, lead, bar, workers)
             core = tile.core_in_region
+            best, best_idx, part = corr.run(window, tile.region_shape, lead, bar, workers, core)
             scores[tile.core] = best[core]
             index[tile.core] = best_idx[core]
-            samples.append(best[core][::_SAMPLE_STRIDE, ::_SAMPLE_STRIDE, ::_SAMPLE_STRIDE].ravel())
-            offset = tuple(s.start for s in tile.region)
-            parts.append(local_maxima(best, keep=core, offset_zyx=offset, floor=floor))  # type: ignore[arg-type]
-    return parts, samples
+            sums += part
+            n += int(np.prod([c.stop - c.start for c in core])) * corr.mats.shape[0]
+    mean_s = sums[0] / n
+    return {"n": float(n), "mean": float(mean_s), "std": float(math.sqrt(max(sums[1] / n - mean_s**2, 0.0)))}
 
 
 def match_template_file(
@@ -291,7 +310,9 @@ def match_template_file(
         "origin_zyx_a": list(tomo.origin_zyx_a), "template_kind": tmpl.kind, "template_box_vox": int(tmpl.density.shape[0]),
         "template_voxel_size_a": tmpl.source_voxel_size_a, "template_rescaled_to_a": tmpl.voxel_size_a if tmpl.rescaled else None,
         "radius_vox": radius, "border_vox": config.peaks.border_for(radius), "n_orientations": len(result.angles_zyz),
-        "n_tiles": result.n_tiles, "threshold": result.threshold, "n_picks": len(result.picks),
+        "n_tiles": result.n_tiles, "threshold": result.threshold, "n_picks": len(result.picks), "search_space": result.search,
+        "threshold_rule": ("given" if config.peaks.threshold is not None else "top-n" if config.peaks.top_n is not None
+                           else f"{config.peaks.false_positives:g} expected false positive(s) over the search space"),
         "seconds": round(time.perf_counter() - t0, 2), "config": asdict(config), "cryomine_version": __version__,
         "acquisition": acquisition.to_dict() if acquisition is not None else None,
     }  # fmt: skip

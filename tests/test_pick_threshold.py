@@ -1,0 +1,74 @@
+"""Template matching's automatic threshold: the search statistics are those of every score, the threshold rule is
+the Gaussian tail bound, and planted particles are found in noise with no false positive."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, random_eulers_zyz
+from cryomine.geometry.validate import volume_stats
+from cryomine.pick import PeakConfig, TemplateMatchConfig, match_template
+from cryomine.pick.correlate import _Correlator
+from cryomine.pick.template import false_positive_threshold, spherical_mask, template_weight
+from cryomine.pick.tiles import read_window
+from test_pick import _asymmetric_template, _plant, _wedge_filter
+
+
+@pytest.mark.parametrize("spherical", [True, False])
+def test_search_statistics_are_those_of_every_orientations_scores(spherical):
+    rng = np.random.default_rng(11)
+    template = _asymmetric_template(11, 1.0)
+    vol = rng.standard_normal((17, 20, 19)).astype(np.float32)
+    mask = spherical_mask(11, 4.5)
+    if not spherical:
+        mask[:, :, :3] = 0  # not rotation invariant: sigma_M per orientation
+    config = TemplateMatchConfig(angular_step_deg=90.0, microscope=None, pad_edges=False)
+    mats = euler_zyz_to_matrix(angular_sampling(90.0)[:6])
+    mean, std = volume_stats(vol)
+    window = read_window(vol, (0, 0, 0), vol.shape, mean, std)
+    weight = template_weight(11, 10.0, config)
+    best, _, sums = _Correlator(template, mask, spherical, weight, mats, 4, torch.device("cpu")).run(window, vol.shape, (0, 0, 0))
+    each = np.stack([_Correlator(template, mask, spherical, weight, mats[k : k + 1], 1, torch.device("cpu")).run(window, vol.shape, (0, 0, 0))[0]
+                     for k in range(6)])  # fmt: skip
+    np.testing.assert_allclose(best, each.max(axis=0), atol=1e-6)
+    np.testing.assert_allclose(sums, [each.sum(dtype=np.float64), np.square(each, dtype=np.float64).sum()], rtol=1e-5)
+
+
+def test_tiled_search_has_the_same_statistics():
+    rng = np.random.default_rng(2)
+    template = _asymmetric_template(13, 1.0)
+    vol = rng.standard_normal((27, 31, 29)).astype(np.float32)
+    base = dict(angular_step_deg=90.0, microscope=None, peaks=PeakConfig(top_n=3))
+    one = match_template(vol, template, 10.0, TemplateMatchConfig(**base))
+    tiled = match_template(vol, template, 10.0, TemplateMatchConfig(**base, tile_vox=10))
+    assert tiled.n_tiles > 1 and one.search["n"] == tiled.search["n"] == vol.size * 24
+    assert tiled.search["mean"] == pytest.approx(one.search["mean"], abs=1e-7)
+    assert tiled.search["std"] == pytest.approx(one.search["std"], rel=1e-5)
+
+
+def test_threshold_is_the_gaussian_tail_bound():
+    search = {"n": 2.0e8, "mean": 0.01, "std": 0.05}
+    for f in (0.1, 1.0, 30.0):
+        assert false_positive_threshold(search, f) == pytest.approx(0.01 + 0.05 * stats.norm.isf(f / 2.0e8), rel=1e-9)
+    with pytest.raises(Exception, match="--false-positives"):
+        false_positive_threshold(search, 2.0e8)
+
+
+def test_automatic_threshold_finds_planted_particles_and_nothing_in_noise():
+    rng = np.random.default_rng(8)
+    template = _asymmetric_template(15, 1.3)
+    vol = 0.25 * rng.standard_normal((36, 52, 48)).astype(np.float32)
+    centres = np.array([[10, 12, 12], [25, 38, 14], [18, 26, 34], [26, 12, 36]])
+    for c, ang in zip(centres, random_eulers_zyz(4, rng)):
+        _plant(vol, template, c, ang)
+    vol = _wedge_filter(vol)
+    config = TemplateMatchConfig(angular_step_deg=45.0, microscope=None)  # no --top-n, no --threshold
+    res = match_template(vol, template, 10.0, config)
+    assert res.threshold == pytest.approx(false_positive_threshold(res.search, 1.0))
+    dist = np.linalg.norm(res.picks.coords_zyx[:, None] - centres[None], axis=-1)
+    assert len(res.picks) == 4 and (dist.min(axis=0) <= 2.0).all()  # each planted one found (45° steps), nothing else
+    noise = _wedge_filter(0.25 * rng.standard_normal((36, 52, 48)).astype(np.float32))
+    assert len(match_template(noise, template, 10.0, config).picks) <= 1
