@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cryomine.errors import InputError
-from cryomine.io.mrc import Volume, _set_header_stats, read_mrc, write_mrc, write_volume
+from cryomine.io.mrc import Volume, read_mrc, set_header_stats, write_mrc, write_volume
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MAP_1BXN = SHARED / "structures" / "maps_10A" / "1bxn.mrc"
@@ -166,5 +166,5 @@ def test_header_stats_equal_mrcfiles_own(tmp_path):
     np.testing.assert_allclose(got, expected, rtol=1e-6)
     with mrcfile.new(tmp_path / "slabs.mrc") as mrc:  # many slabs of 1-2 z planes
         mrc.set_data(data)
-        _set_header_stats(mrc, mrc.data, chunk_voxels=700)
+        set_header_stats(mrc, mrc.data, chunk_voxels=700)
         np.testing.assert_allclose([float(mrc.header[k]) for k in ("dmin", "dmax", "dmean", "rms")], expected, rtol=1e-6)

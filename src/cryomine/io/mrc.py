@@ -88,7 +88,7 @@ def write_mrc(
         # z-slabs with plain writes: no in-memory copy of a big tomogram, and no resident mapped pages
         with mrcfile.new_mmap(tmp, shape=arr.shape, mrc_mode=2, overwrite=True) as mrc:
             set_geometry(mrc, vs, origin_zyx_a)
-            _set_header_stats(mrc, arr)
+            set_header_stats(mrc, arr)
             offset = mrc.header.nbytes + mrc.extended_header.nbytes
             dtype = mrc.data.dtype
         per = max(1, 2**24 // max(1, arr.shape[1] * arr.shape[2]))
@@ -99,7 +99,7 @@ def write_mrc(
     return p
 
 
-def _set_header_stats(mrc: Any, data: np.ndarray, chunk_voxels: int = 2**24) -> None:
+def set_header_stats(mrc: Any, data: np.ndarray, chunk_voxels: int = 2**24) -> None:
     """What ``mrcfile``'s ``update_header_stats`` sets (min, max, mean, rms = standard deviation), computed in
     z-slabs in float64 so that big tomograms need no full-size temporary."""
     per = max(1, chunk_voxels // max(1, data.shape[1] * data.shape[2]))

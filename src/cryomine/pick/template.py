@@ -50,7 +50,7 @@ from cryomine.devices import resolve_device
 from cryomine.errors import InputError
 from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, missing_wedge_mask
 from cryomine.io.atomic import atomic_output
-from cryomine.io.mrc import set_geometry
+from cryomine.io.mrc import set_geometry, set_header_stats
 from cryomine.io.star import write_particles
 from cryomine.io.volume import open_volume
 from cryomine.pick.config import TemplateMatchConfig
@@ -298,7 +298,7 @@ def match_template_file(
                                         class_name=class_name or tmpl.name, scores_out=ms.data, angles_out=ma.data, progress=progress)  # fmt: skip
                 for mrc in (ms, ma):
                     set_geometry(mrc, vs, tomo.origin_zyx_a)
-                    mrc.update_header_stats()
+                    set_header_stats(mrc, mrc.data)  # in slabs: no full-size temporary
     write_particles(out, result.picks.to_table(Path(tomogram).stem), pixel_size_a=vs)
     with atomic_output(paths[3]) as tmp:
         idx = np.arange(len(result.angles_zyz))
