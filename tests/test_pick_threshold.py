@@ -72,3 +72,23 @@ def test_automatic_threshold_finds_planted_particles_and_nothing_in_noise():
     assert len(res.picks) == 4 and (dist.min(axis=0) <= 2.0).all()  # each planted one found (45° steps), nothing else
     noise = _wedge_filter(0.25 * rng.standard_normal((36, 52, 48)).astype(np.float32))
     assert len(match_template(noise, template, 10.0, config).picks) <= 1
+
+
+def test_tomogram_mask_limits_the_search_its_statistics_and_the_picks():
+    rng = np.random.default_rng(9)
+    template = _asymmetric_template(13, 1.1)
+    vol = 0.2 * rng.standard_normal((26, 40, 30)).astype(np.float32)
+    _plant(vol, template, (13, 10, 15), (30, 60, 90))
+    _plant(vol, template, (13, 30, 15), (200, 20, 10))
+    inside = np.zeros(vol.shape, np.float32)
+    inside[:, :20] = 1.0  # the half with the first particle
+    base = dict(angular_step_deg=90.0, microscope=None, peaks=PeakConfig(top_n=3), tile_vox=10)
+    full = match_template(vol, template, 10.0, TemplateMatchConfig(**base))
+    masked = match_template(vol, template, 10.0, TemplateMatchConfig(**base), search_mask=inside)
+    assert masked.search["n"] == inside.sum() * 24
+    assert (masked.scores[:, 20:] == 0).all()
+    np.testing.assert_allclose(masked.scores[:, :20], full.scores[:, :20], atol=1e-6)  # inside: the same scores
+    assert (masked.picks.coords_zyx[:, 1] < 20).all() and np.abs(masked.picks.coords_zyx[0] - [13, 10, 15]).max() <= 1
+    assert any(np.abs(c - [13, 30, 15]).max() <= 1 for c in full.picks.coords_zyx)
+    with pytest.raises(Exception, match="--tomogram-mask"):
+        match_template(vol, template, 10.0, TemplateMatchConfig(**base), search_mask=np.zeros(vol.shape))

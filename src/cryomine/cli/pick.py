@@ -25,6 +25,7 @@ def pick_cmd(
     template: str | None = typer.Option(None, "--template", help="Bundled structure id or PDB/mmCIF/MRC/.em file (template matching; for DoG it sets the radius)."),
     template_voxel_size: float | None = typer.Option(None, "--template-voxel-size", help="Voxel size (Å) of a --template map file; required for .em files whose header lacks it, overrides an MRC header."),
     angular_step: float | None = typer.Option(None, "--angular-step", help="Angular sampling step (degrees)."),
+    symmetry: str | None = typer.Option(None, "--symmetry", help="Template point group C<n> or D<n> about its z axis (RELION's convention): only the orientations it needs are searched (default C1)."),
     radius: float | None = typer.Option(None, "--radius", help="Particle radius (Å) for DoG (default: the --template structure's radius)."),
     min_distance: float | None = typer.Option(None, "--min-distance", help="Exclusion radius between picks (Å; default the particle radius)."),
     top_n: int | None = typer.Option(None, "--top-n", help="Keep at most N picks."),
@@ -47,12 +48,14 @@ def pick_cmd(
     class_name: str | None = typer.Option(None, "--class-name", help="Class name written to the picks (rlnClassName; default the template's id or file stem)."),
     ctf: bool | None = typer.Option(None, "--ctf/--no-ctf", help="Weight the template by the CTF (default on where the defocus is known)."),
     mask: Path | None = typer.Option(None, "--mask", help="Mask (MRC or .em) in the template's own box (default: a sphere)."),
+    tomogram_mask: Path | None = typer.Option(None, "--tomogram-mask", help="Search only inside this mask (MRC or .em of the tomogram's shape, > 0.5 inside; e.g. the lamella)."),
     pad_edges: bool | None = typer.Option(None, "--pad-edges/--no-pad-edges", help="Zero-pad the faces (exact, default) or correlate circularly (faster; one tile)."),
     tile_size: int | None = typer.Option(None, "--tile-size", help="Tile core edge (voxels; default: automatic from --memory-gb)."),
     memory_gb: float | None = typer.Option(None, "--memory-gb", help="Working memory per tile (GB)."),
     angle_batch: int | None = typer.Option(None, "--angle-batch", help="Orientations correlated together."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for template matching (default: all torch threads)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted template-matching search (same inputs and parameters) after its last finished tile."),
 ) -> None:
     """Pick particles by Difference of Gaussians or template matching; write a RELION STAR with scores."""
     from cryomine.acquisition import tomogram_acquisition
@@ -71,8 +74,9 @@ def pick_cmd(
     peak_kw = _given(top_n=top_n, threshold=threshold, border_vox=border_vox, false_positives=false_positives,
                      min_distance_vox=None if min_distance is None else min_distance / voxel_size_a)  # fmt: skip
     if chosen == "dog":
-        if invert_template or recenter_template or mask is not None:
-            raise InputError("--invert-template, --recenter-template and --mask are for template matching", "--method")
+        if invert_template or recenter_template or mask is not None or tomogram_mask is not None or symmetry is not None or resume:
+            raise InputError("--invert-template, --recenter-template, --mask, --tomogram-mask, --symmetry and --resume are for template matching",
+                             "--method")
         _pick_dog(tomogram, out, template, radius, voxel_size_a, peak_kw, dark)
         return
     if template is None:
@@ -80,14 +84,14 @@ def pick_cmd(
     lo, hi = acq.resolved_tilt_range("pick (missing-wedge weighting)")
     microscope = None if ctf is False else acq.microscope("pick (CTF weighting)")
     config = TemplateMatchConfig(
-        **_given(angular_step_deg=angular_step, pad_edges=pad_edges, tile_vox=tile_size, memory_gb=memory_gb, angle_batch=angle_batch,
+        **_given(angular_step_deg=angular_step, symmetry=symmetry, pad_edges=pad_edges, tile_vox=tile_size, memory_gb=memory_gb, angle_batch=angle_batch,
                  device=device, threads=threads, invert_template=invert_template, recenter_template=recenter_template,
                  template_lowpass_a=template_lowpass),
         tilt_min_deg=lo, tilt_max_deg=hi, invert=dark, microscope=microscope, peaks=replace(TemplateMatchConfig().peaks, **peak_kw),
     )  # fmt: skip
     result, paths_out = match_template_file(tomogram, template, out, config, mask=mask, voxel_size_a=voxel_size_a, progress=True,
                                             template_voxel_size_a=template_voxel_size, acquisition=acq,
-                                            class_name=class_name)
+                                            class_name=class_name, tomogram_mask=tomogram_mask, resume=resume)
     typer.echo(f"picked {len(result.picks)} particles ({len(result.angles_zyz)} orientations, {result.n_tiles} tile(s); wedge "
                f"{lo:g}..{hi:g} degrees, CTF {'off' if microscope is None else f'{microscope.defocus_um:g} µm'}): "
                f"{', '.join(map(str, paths_out))}")  # fmt: skip

@@ -25,7 +25,9 @@ from cryomine.geometry.sampling import (
     angular_sampling,
     random_eulers_zyz,
     random_rotations,
+    reduce_by_symmetry,
     rotation_angle_deg,
+    symmetry_group,
 )
 from cryomine.geometry.transform import default_center_zyx, rotate_volume
 from cryomine.geometry.validate import check_volume, check_voxel_size
@@ -43,6 +45,8 @@ __all__ = [
     "check_voxel_size",
     "MAX_GRID_ORIENTATIONS",
     "angular_sampling",
+    "reduce_by_symmetry",
+    "symmetry_group",
     "check_rotation_matrices",
     "default_center_zyx",
     "euler_zyz_to_matrix",

@@ -19,6 +19,8 @@ __all__ = [
     "random_rotations",
     "random_eulers_zyz",
     "angular_sampling",
+    "symmetry_group",
+    "reduce_by_symmetry",
     "rotation_angle_deg",
     "MAX_GRID_ORIENTATIONS",
 ]
@@ -61,6 +63,48 @@ def random_eulers_zyz(n: int, rng: np.random.Generator) -> np.ndarray:
     if mats.shape[0] == 0:
         return np.zeros((0, 3))
     return matrix_to_euler_zyz(mats)
+
+
+def symmetry_group(symmetry: str) -> np.ndarray:
+    """``(g, 3, 3)`` matrices (xyz) of the point group ``C<n>`` (n-fold axis z) or ``D<n>`` (plus 2-fold axes
+    perpendicular to z, one along x), RELION's convention; ``C1`` is the identity alone."""
+    text = str(symmetry).strip().upper()
+    if len(text) < 2 or text[0] not in "CD" or not text[1:].isdigit() or not 1 <= int(text[1:]) <= 100:
+        raise InputError(f"symmetry must be C<n> or D<n> with 1 <= n <= 100, got {symmetry!r}", "--symmetry")
+    n = int(text[1:])
+    a = np.arange(n) * (2 * np.pi / n)
+    c, s_ = np.cos(a), np.sin(a)
+    rz = np.zeros((n, 3, 3))
+    rz[:, 0, 0], rz[:, 0, 1], rz[:, 1, 0], rz[:, 1, 1], rz[:, 2, 2] = c, -s_, s_, c, 1.0
+    if text[0] == "C":
+        return rz
+    return np.concatenate([rz, rz @ np.diag([1.0, -1.0, -1.0])])  # D: the n-fold times the 2-fold about x
+
+
+def reduce_by_symmetry(angles_deg: np.ndarray, step_deg: float, symmetry: str) -> np.ndarray:
+    """The orientations of :func:`angular_sampling` ``(n, 3)`` grid ``angles_deg`` that a template of point group
+    ``symmetry`` (:func:`symmetry_group`; axis z of the template) needs: ``A`` and ``A g`` rotate it alike.
+
+    The first rotation (``rot``, about the template's own z) is kept in ``[0, 360 / n)`` (at the poles, where
+    ``rot`` and ``psi`` coincide, ``psi``), plus one grid spacing so that no orientation near the sector's edge
+    is lost; ``D<n>`` also keeps only ``tilt <= 90`` (its 2-fold maps ``tilt`` to ``180 - tilt``), plus one
+    ring. Between ``1 / |G|`` and ``2 / |G|`` of the grid remains (the sparse rings near the poles keep
+    relatively more); every orientation is within the grid's coverage of a kept one times a symmetry element.
+    """
+    group = symmetry_group(symmetry)
+    n = group.shape[0] // (2 if str(symmetry).strip().upper().startswith("D") else 1)
+    if group.shape[0] == 1:
+        return np.asarray(angles_deg)
+    tilts, n_rot, n_psi = _grid_layout(step_deg)
+    ang = np.asarray(angles_deg, np.float64)
+    ring = np.rint(ang[:, 1] / (180.0 / (len(tilts) - 1))).astype(int)
+    spacing = 360.0 / n_rot[ring]
+    pole = (ring == 0) | (ring == len(tilts) - 1)
+    sector = 360.0 / n
+    keep = np.where(pole, ang[:, 2] < sector + 360.0 / n_psi - 1e-6, np.mod(ang[:, 0], 360.0) < sector + spacing - 1e-6)
+    if str(symmetry).strip().upper().startswith("D"):  # tilt <= 90, plus one ring (the rings' rot offsets alternate)
+        keep &= ang[:, 1] < 90.0 + 180.0 / (len(tilts) - 1) - 1e-6
+    return ang[keep]
 
 
 def _grid_layout(step_deg: float) -> tuple[np.ndarray, np.ndarray, int]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from cryomine.acquisition.ctf import MicroscopeConfig
 from cryomine.devices import DEVICE_CHOICES
 from cryomine.errors import InputError
+from cryomine.geometry.sampling import symmetry_group
 from cryomine.geometry.tilts import check_tilt_range
 
 __all__ = ["PeakConfig", "DogConfig", "TemplateMatchConfig", "MatchingConfig", "METHODS"]
@@ -134,6 +135,9 @@ class TemplateMatchConfig:
     """FFT template matching (fast local correlation, Roseman 2003) over a uniform angular grid.
 
     - ``angular_step_deg``: step of :func:`cryomine.geometry.angular_sampling`, in (0, 180].
+    - ``symmetry``: the template's point group, ``C<n>`` or ``D<n>`` about its z axis (RELION's convention):
+      only the orientations it needs are searched (:func:`cryomine.geometry.reduce_by_symmetry`, about
+      ``1 / |G|`` of the grid). ``C1``: none.
     - ``tilt_min_deg`` / ``tilt_max_deg``: the tomogram's tilt range; the template is multiplied by the
       missing-wedge mask of this range (``wedge=False`` to skip).
     - ``microscope``: optics for CTF weighting of the template (``-CTF * envelope * MTF``, the transfer of a
@@ -166,6 +170,7 @@ class TemplateMatchConfig:
     """
 
     angular_step_deg: float = 15.0
+    symmetry: str = "C1"
     tilt_min_deg: float = -60.0
     tilt_max_deg: float = 60.0
     wedge: bool = True
@@ -191,6 +196,8 @@ class TemplateMatchConfig:
         step = _finite(self.angular_step_deg, "--angular-step")
         if not 0.0 < step <= 180.0:
             raise InputError(f"angular step must be in (0, 180] degrees, got {step:g}", "--angular-step")
+        symmetry_group(self.symmetry)  # validates C<n> / D<n>
+        object.__setattr__(self, "symmetry", str(self.symmetry).strip().upper())
         check_tilt_range(self.tilt_min_deg, self.tilt_max_deg, "--tilt-min/--tilt-max")
         if self.microscope is not None and not isinstance(self.microscope, MicroscopeConfig):
             raise InputError("microscope must be a MicroscopeConfig or None", "microscope")

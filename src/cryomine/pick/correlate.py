@@ -111,15 +111,18 @@ class _Correlator:
         return torch.where(var > _VAR_EPS, torch.rsqrt(var.clamp_min(_VAR_EPS)), torch.zeros_like(var))
 
     def _scan(self, batches: list[int], fft: _FFT, vf: torch.Tensor, v2f: torch.Tensor, inv: torch.Tensor | None,
-              region: tuple[int, int, int], core: tuple[slice, ...],
+              region: tuple[int, int, int], core: tuple[slice, ...], within: torch.Tensor | None,
               bar: tqdm | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         """Running maximum and its orientation index over the angle batches starting at ``batches``, and the sum
-        and sum of squares (float64) of every score in the ``core`` of the region (each orientation, each voxel)."""
+        and sum of squares (float64) of every score in the ``core`` of the region (each orientation, each voxel;
+        only where the bool ``within`` of the core's shape is set, if given)."""
         best = torch.full(region, -torch.inf, device=self.device)
         best_idx = torch.zeros(region, dtype=torch.int32, device=self.device)
         better = torch.empty(region, dtype=torch.bool, device=self.device)
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)
         inv_core = None if inv is None else inv[core]
+        if within is not None and inv_core is not None:
+            inv_core = inv_core[within]
         for start in batches:
             mats = self.mats[start : start + self.batch]
             t, mk = self._prepare(mats)
@@ -130,7 +133,8 @@ class _Correlator:
                 torch.gt(score, best, out=better)
                 torch.maximum(best, score, out=best)
                 best_idx.masked_fill_(better, start + k)
-                a = (score[core] * inv_core if inv_core is not None else score[core].contiguous()).reshape(-1)
+                a = score[core] if within is None else score[core][within]
+                a = (a * inv_core if inv_core is not None else a.contiguous()).reshape(-1)
                 sums[0] += a.sum(dtype=torch.float64)
                 sums[1] += torch.dot(a, a).double()
             if bar is not None:
@@ -139,11 +143,13 @@ class _Correlator:
 
     @torch.no_grad()
     def run(self, window: np.ndarray, region: tuple[int, int, int], lead: tuple[int, int, int], bar: tqdm | None = None,
-            workers: int = 1, core: tuple[slice, ...] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+            workers: int = 1, core: tuple[slice, ...] | None = None,
+            within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
         """Best score and best orientation index ``(region)`` for a standardised window (``L`` per axis) whose
         voxel ``lead`` is the region's first voxel (``m // 2`` with edge padding, 0 for circular matching), and
         ``[sum, sum of squares]`` (float64) of all scores (every orientation) in the region's ``core`` (default the
-        whole region): the statistics of the search space that the automatic threshold needs.
+        whole region; only its voxels where ``within`` is set, if given): the statistics of the search space that
+        the automatic threshold needs.
 
         The product of a window spectrum with a flipped box's spectrum is a convolution in which region voxel
         ``j`` sits at index ``j + lead + m - 1 - m // 2`` (mod ``L``); the window spectra are multiplied once by
@@ -165,11 +171,12 @@ class _Correlator:
         inv = self._inv_sigma(self.mask[None], fft, vf, v2f, region)[0] if self.spherical else None
         starts = list(range(0, self.mats.shape[0], self.batch))
         core = core if core is not None else (slice(None),) * 3
+        inside = None if within is None else torch.from_numpy(np.ascontiguousarray(within, bool)).to(self.device)
         if workers <= 1 or self.device.type != "cpu" or len(starts) < 2:
-            best, best_idx, sums = self._scan(starts, fft, vf, v2f, inv, region, core, bar)
+            best, best_idx, sums = self._scan(starts, fft, vf, v2f, inv, region, core, inside, bar)
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                parts = list(pool.map(lambda w: self._scan(starts[w::workers], fft, vf, v2f, inv, region, core, bar), range(workers)))
+                parts = list(pool.map(lambda w: self._scan(starts[w::workers], fft, vf, v2f, inv, region, core, inside, bar), range(workers)))
             best, best_idx, sums = parts[0]
             for b, i, s in parts[1:]:
                 take = (b > best) | ((b == best) & (i < best_idx))

@@ -37,7 +37,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 import torch
 from scipy import special
@@ -48,7 +47,7 @@ from cryomine.acquisition import Acquisition
 from cryomine.acquisition.ctf import transfer_function
 from cryomine.devices import resolve_device
 from cryomine.errors import InputError
-from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, missing_wedge_mask
+from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, missing_wedge_mask, reduce_by_symmetry
 from cryomine.io.atomic import atomic_output
 from cryomine.io.mrc import set_geometry, set_header_stats
 from cryomine.io.star import write_particles
@@ -56,7 +55,8 @@ from cryomine.io.volume import open_volume
 from cryomine.pick.config import TemplateMatchConfig
 from cryomine.pick.contrast import template_contrast, tomogram_contrast, warn_if_dark
 from cryomine.pick.correlate import _Correlator
-from cryomine.pick.peaks import Picks, candidate_floor, map_candidates, select_peaks
+from cryomine.pick.job import SearchJob, TileProgress
+from cryomine.pick.peaks import Candidates, Picks, candidate_floor, map_candidates, select_peaks
 from cryomine.pick.template_input import load_match_template
 from cryomine.pick.tiles import plan_tiles, read_window, volume_stats
 
@@ -162,6 +162,8 @@ def match_template(
     scores_out: np.ndarray | None = None,
     angles_out: np.ndarray | None = None,
     progress: bool = False,
+    search_mask: np.ndarray | None = None,
+    tiles_done: TileProgress | None = None,
 ) -> MatchResult:
     """Match ``template`` against ``volume`` over all orientations of ``config`` and extract peaks.
 
@@ -178,6 +180,12 @@ def match_template(
         class_name: stored with the picks (``rlnClassName``).
         scores_out, angles_out: optional preallocated ``(d, h, w)`` outputs (e.g. memory maps of the result MRCs).
         progress: show a progress bar.
+        search_mask: optional ``(d, h, w)`` region to search (e.g. the lamella; > 0.5 = inside, like
+            pytom-match-pick's ``--tomogram-mask``): tiles wholly outside are skipped, scores outside are 0, no
+            pick lies outside, and the search statistics count only voxels inside.
+        tiles_done: a resumed search's progress (:class:`~cryomine.pick.job.TileProgress`): its finished tiles
+            are skipped (their scores must already be in ``scores_out`` / ``angles_out``) and its callback is told
+            of every tile finished.
 
     Returns:
         :class:`MatchResult`. Raises :class:`InputError` for a template larger than the tomogram, a bad mask,
@@ -196,9 +204,10 @@ def match_template(
         mk = spherical_mask(m, mask_r)
     else:
         mk = custom
-    angles = angular_sampling(config.angular_step_deg)
+    angles = reduce_by_symmetry(angular_sampling(config.angular_step_deg), config.angular_step_deg, config.symmetry)
     mats = euler_zyz_to_matrix(angles)
     device = resolve_device(config.device)
+    within = _check_search_mask(search_mask, shape)
     mean, std = volume_stats(volume)
     if config.invert:
         std = -std  # read_window computes (v - mean) / std: the standardised tomogram, negated
@@ -213,7 +222,8 @@ def match_template(
     if device.type == "cpu":
         torch.set_num_threads(1)  # parallel over orientations instead (one thread per worker)
     try:
-        search = _run_tiles(volume, tiles, corr, mean, std, scores, index, total, progress, workers)
+        search = _run_tiles(volume, tiles, corr, mean, std, scores, index, total, progress, workers, within,
+                            tiles_done or TileProgress())  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     threshold = peaks_cfg.threshold
@@ -223,28 +233,65 @@ def match_template(
     border = peaks_cfg.border_for(radius)
     floor = candidate_floor(threshold) if threshold is not None else 0.0  # peaks must correlate positively
     cands = map_candidates(scores, floor, top_n=peaks_cfg.top_n, min_distance_vox=dist)  # bounded memory
+    if within is not None:  # no pick outside the searched region
+        inside = within[tuple(cands.coords_zyx.T)] if len(cands) else np.zeros(0, bool)
+        cands = Candidates(cands.coords_zyx[inside], cands.scores[inside])
     found = select_peaks(cands, dist, peaks_cfg.top_n, threshold, shape, border)  # type: ignore[arg-type]
     idx = np.asarray([index[tuple(c)] for c in found.coords_zyx], np.int64)
     picks = Picks(found.coords_zyx.astype(np.float64), found.scores, angles[idx] if len(idx) else np.zeros((0, 3)), class_name)
     return MatchResult(scores, index, angles, picks, threshold, len(tiles), search)
 
 
+def _check_search_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The search region as a bool array of the tomogram's shape (> 0.5 inside), or None."""
+    if mask is None:
+        return None
+    arr = np.asarray(mask)
+    if arr.shape != tuple(shape):
+        raise InputError(f"tomogram mask shape {arr.shape} differs from the tomogram's {tuple(shape)}", "--tomogram-mask")
+    if not np.isfinite(arr).all():
+        raise InputError("tomogram mask contains NaN or infinite voxels", "--tomogram-mask")
+    inside = arr > 0.5
+    if not inside.any():
+        raise InputError("tomogram mask has no voxel above 0.5: nothing to search", "--tomogram-mask")
+    return inside
+
+
 def _run_tiles(volume: np.ndarray, tiles: list, corr: _Correlator, mean: float, std: float, scores: np.ndarray,
-               index: np.ndarray, total: int, progress: bool, workers: int) -> dict[str, float]:  # fmt: skip
-    """Correlate every tile; fill ``scores`` / ``index`` cores; return the search statistics (``n``, ``mean``,
-    ``std`` of every score of every orientation at every voxel)."""
-    sums = np.zeros(2)
-    n = 0
+               index: np.ndarray, total: int, progress: bool, workers: int, within: np.ndarray | None,
+               state: TileProgress) -> dict[str, float]:  # fmt: skip
+    """Correlate every tile not yet in ``state.done`` (skipping those wholly outside ``within``); fill ``scores`` /
+    ``index`` cores (0 outside ``within``); return the search statistics (``n``, ``mean``, ``std`` of every score
+    of every orientation at every searched voxel)."""
+    sums, n = np.array(state.sums, np.float64), int(state.n)
     with tqdm(total=total, desc="template matching", unit="angle", disable=not progress, miniters=max(1, total // 200)) as bar:
-        for tile in tiles:
-            window = read_window(volume, tile.window_start_zyx, tile.window_shape_zyx, mean, std)
-            lead = tuple(r.start - w for r, w in zip(tile.region, tile.window_start_zyx))
-            core = tile.core_in_region
-            best, best_idx, part = corr.run(window, tile.region_shape, lead, bar, workers, core)
-            scores[tile.core] = best[core]
-            index[tile.core] = best_idx[core]
-            sums += part
-            n += int(np.prod([c.stop - c.start for c in core])) * corr.mats.shape[0]
+        bar.update(len(state.done) * corr.mats.shape[0])
+        for ti, tile in enumerate(tiles):
+            if ti in state.done:
+                continue
+            part_mask = None if within is None else within[tile.core]
+            if part_mask is not None and not part_mask.any():
+                scores[tile.core], index[tile.core] = 0.0, 0
+                bar.update(corr.mats.shape[0])
+            else:
+                window = read_window(volume, tile.window_start_zyx, tile.window_shape_zyx, mean, std)
+                lead = tuple(r.start - w for r, w in zip(tile.region, tile.window_start_zyx))
+                core = tile.core_in_region
+                best, best_idx, part = corr.run(window, tile.region_shape, lead, bar, workers, core,
+                                                None if part_mask is None or part_mask.all() else part_mask)  # fmt: skip
+                if part_mask is not None:
+                    best[core] = np.where(part_mask, best[core], 0.0)
+                scores[tile.core] = best[core]
+                index[tile.core] = best_idx[core]
+                sums += part
+                n += (int(part_mask.sum()) if part_mask is not None else best[core].size) * corr.mats.shape[0]
+            if state.on_tile is not None:
+                for arr in (scores, index):
+                    if hasattr(arr, "flush"):
+                        arr.flush()
+                state.on_tile(ti, sums, n)
+    if n == 0:
+        raise InputError("nothing was searched", "--tomogram-mask")
     mean_s = sums[0] / n
     return {"n": float(n), "mean": float(mean_s), "std": float(math.sqrt(max(sums[1] / n - mean_s**2, 0.0)))}
 
@@ -261,6 +308,8 @@ def match_template_file(
     template_voxel_size_a: float | None = None,
     acquisition: Acquisition | None = None,
     class_name: str | None = None,
+    tomogram_mask: str | os.PathLike[str] | None = None,
+    resume: bool = False,
 ) -> tuple[MatchResult, list[Path]]:
     """Template-match a tomogram MRC and write the results beside the picks STAR ``out``.
 
@@ -277,7 +326,9 @@ def match_template_file(
     and angle maps are written through memory maps (the returned result's ``scores`` and ``angle_index`` are
     memory maps of the written files). ``acquisition``: the tomogram's metadata, recorded in the JSON (the
     config's tilt range and optics are what the matching used). ``class_name`` names the picks' class
-    (``rlnClassName``; default the template's name: a bundled id or the file's stem).
+    (``rlnClassName``; default the template's name: a bundled id or the file's stem). ``tomogram_mask``: an MRC
+    (or ``.em``) of the tomogram's shape, the region to search (``search_mask`` of :func:`match_template`).
+    The search can be resumed after an interruption (``resume``; :mod:`cryomine.pick.job`).
     """
     if class_name is not None and (not str(class_name).strip() or any(c.isspace() for c in str(class_name))):
         raise InputError(f"class name must be one word without spaces, got {class_name!r}", "--class-name")
@@ -292,13 +343,28 @@ def match_template_file(
             warn_if_dark(template_contrast(tmpl.density, tmpl.mask), template, "--invert-template", config.invert_template)
         warn_if_dark(tomogram_contrast(vol, config.invert), tomogram, "--invert", config.invert)
         shape = tuple(int(s) for s in vol.shape)
-        with atomic_output(paths[1]) as tmp_s, atomic_output(paths[2]) as tmp_a:
-            with mrcfile.new_mmap(tmp_s, shape, mrc_mode=2, overwrite=True) as ms, mrcfile.new_mmap(tmp_a, shape, mrc_mode=2, overwrite=True) as ma:
+        search_mask = None
+        if tomogram_mask is not None:
+            with open_volume(tomogram_mask, vs, option="--tomogram-mask") as region:
+                search_mask = _check_search_mask(np.asarray(region.data), shape)
+        key = SearchJob.key_of({"tomogram": tomogram, "template": template, "mask": mask, "tomogram_mask": tomogram_mask},
+                               {"config": asdict(config), "voxel_size_a": vs, "template_voxel_size_a": template_voxel_size_a,
+                                "class_name": class_name})  # fmt: skip
+        job = SearchJob(stem, key, shape)
+        job.start(resume)
+        try:
+            with job.maps() as (ms, ma):
                 result = match_template(vol, tmpl.density, vs, config, mask=tmpl.mask, radius_vox=tmpl.radius_vox,
-                                        class_name=class_name or tmpl.name, scores_out=ms.data, angles_out=ma.data, progress=progress)  # fmt: skip
+                                        class_name=class_name or tmpl.name, scores_out=ms.data, angles_out=ma.data, progress=progress,
+                                        search_mask=search_mask, tiles_done=job.progress)  # fmt: skip
                 for mrc in (ms, ma):
                     set_geometry(mrc, vs, tomo.origin_zyx_a)
                     set_header_stats(mrc, mrc.data)  # in slabs: no full-size temporary
+        except InputError:
+            if not job.progress.done:  # refused before any work: leave nothing behind
+                job.discard()
+            raise
+        job.finish(paths[1], paths[2])
     write_particles(out, result.picks.to_table(Path(tomogram).stem), pixel_size_a=vs)
     with atomic_output(paths[3]) as tmp:
         idx = np.arange(len(result.angles_zyz))
@@ -315,6 +381,7 @@ def match_template_file(
                            else f"{config.peaks.false_positives:g} expected false positive(s) over the search space"),
         "seconds": round(time.perf_counter() - t0, 2), "config": asdict(config), "cryomine_version": __version__,
         "acquisition": acquisition.to_dict() if acquisition is not None else None,
+        "tomogram_mask": None if tomogram_mask is None else str(tomogram_mask),
     }  # fmt: skip
     with atomic_output(paths[4]) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
