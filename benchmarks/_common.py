@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,20 +48,24 @@ def machine() -> dict[str, object]:
 
 
 def timed_run(args: list[str]) -> dict[str, object]:
-    """Run a command; returns wall seconds and the peak RSS (GB) of the child, failing loudly on error."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run a command; returns wall seconds and the peak RSS (GiB) of that child alone (``wait4``: earlier, bigger
+    jobs of the same benchmark do not count), failing loudly on error."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if proc.returncode != 0:
-        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr[-2000:]}")
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(args)}\n{stderr[-2000:]}")
     return {
         "command": " ".join(args),
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "wall_s": round(wall, 1),
-        "peak_rss_gb": round(max(peak_kb, before) / 2**20, 2),
-        "stdout_tail": proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else [],
+        "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
+        "stdout_tail": stdout.strip().splitlines()[-1:] if stdout.strip() else [],
     }
 
 

@@ -47,6 +47,7 @@ def pick_cmd(
     tomo_name: str | None = tomo_name_option(),
     class_name: str | None = typer.Option(None, "--class-name", help="Class name written to the picks (rlnClassName; default the template's id or file stem)."),
     ctf: bool | None = typer.Option(None, "--ctf/--no-ctf", help="Weight the template by the CTF (default on where the defocus is known)."),
+    per_tilt_weighting: bool = typer.Option(False, "--per-tilt-weighting", help="Weight the template tilt by tilt (the metadata's tilt angles, per-tilt defocus and accumulated dose; pytom-match-pick's option) instead of a continuous wedge and one CTF."),
     mask: Path | None = typer.Option(None, "--mask", help="Mask (MRC or .em) in the template's own box (default: a sphere)."),
     tomogram_mask: Path | None = typer.Option(None, "--tomogram-mask", help="Search only inside this mask (MRC or .em of the tomogram's shape, > 0.5 inside; e.g. the lamella)."),
     pad_edges: bool | None = typer.Option(None, "--pad-edges/--no-pad-edges", help="Zero-pad the faces (exact, default) or correlate circularly (faster; one tile)."),
@@ -61,6 +62,7 @@ def pick_cmd(
     from cryomine.acquisition import tomogram_acquisition
     from cryomine.pick.config import METHODS, TemplateMatchConfig
     from cryomine.pick.template import match_template_file
+    from cryomine.pick.weighting import TiltWeighting
 
     chosen = method or ("template" if template else "dog")
     if chosen not in METHODS:
@@ -74,8 +76,9 @@ def pick_cmd(
     peak_kw = _given(top_n=top_n, threshold=threshold, border_vox=border_vox, false_positives=false_positives,
                      min_distance_vox=None if min_distance is None else min_distance / voxel_size_a)  # fmt: skip
     if chosen == "dog":
-        if invert_template or recenter_template or mask is not None or tomogram_mask is not None or symmetry is not None or resume:
-            raise InputError("--invert-template, --recenter-template, --mask, --tomogram-mask, --symmetry and --resume are for template matching",
+        if invert_template or recenter_template or mask is not None or tomogram_mask is not None or symmetry is not None or resume or per_tilt_weighting:
+            raise InputError("--invert-template, --recenter-template, --mask, --tomogram-mask, --symmetry, --resume and --per-tilt-weighting "
+                             "are for template matching",
                              "--method")
         _pick_dog(tomogram, out, template, radius, voxel_size_a, peak_kw, dark)
         return
@@ -83,11 +86,18 @@ def pick_cmd(
         raise InputError("template matching needs --template (bundled structure id or file)", "--template")
     lo, hi = acq.resolved_tilt_range("pick (missing-wedge weighting)")
     microscope = None if ctf is False else acq.microscope("pick (CTF weighting)")
+    tilts = None
+    if per_tilt_weighting:
+        if acq.tilt_angles_deg is None:
+            raise InputError("needs the tilt angles: give the tilt series' metadata (--acquisition .tlt/.star/.xml, or a "
+                             "sidecar file named like the tomogram)", "--per-tilt-weighting")  # fmt: skip
+        tilts = TiltWeighting(acq.tilt_angles_deg, acq.defocus_um if microscope is not None else None, acq.dose_e_a2)
     config = TemplateMatchConfig(
         **_given(angular_step_deg=angular_step, symmetry=symmetry, pad_edges=pad_edges, tile_vox=tile_size, memory_gb=memory_gb, angle_batch=angle_batch,
                  device=device, threads=threads, invert_template=invert_template, recenter_template=recenter_template,
                  template_lowpass_a=template_lowpass),
         tilt_min_deg=lo, tilt_max_deg=hi, invert=dark, microscope=microscope, peaks=replace(TemplateMatchConfig().peaks, **peak_kw),
+        tilt_weighting=tilts,
     )  # fmt: skip
     result, paths_out = match_template_file(tomogram, template, out, config, mask=mask, voxel_size_a=voxel_size_a, progress=True,
                                             template_voxel_size_a=template_voxel_size, acquisition=acq,

@@ -15,6 +15,7 @@ from cryomine.devices import DEVICE_CHOICES
 from cryomine.errors import InputError
 from cryomine.geometry.sampling import symmetry_group
 from cryomine.geometry.tilts import check_tilt_range
+from cryomine.pick.weighting import TiltWeighting
 
 __all__ = ["PeakConfig", "DogConfig", "TemplateMatchConfig", "MatchingConfig", "METHODS"]
 
@@ -142,6 +143,9 @@ class TemplateMatchConfig:
       missing-wedge mask of this range (``wedge=False`` to skip).
     - ``microscope``: optics for CTF weighting of the template (``-CTF * envelope * MTF``, the transfer of a
       protein-bright tomogram); ``None`` = no CTF weighting.
+    - ``tilt_weighting``: per-tilt weighting of the template (:class:`~cryomine.pick.weighting.TiltWeighting`:
+      the tilt angles, per-tilt defocus and accumulated dose, from the metadata; pytom-match-pick's
+      ``--per-tilt-weighting``) instead of the continuous wedge x one CTF; ``None`` = the continuous model.
     - ``mask_radius_vox``: radius of the spherical correlation mask; ``None`` = the template's own radius.
       A custom (non-spherical) mask, when given to :func:`~cryomine.pick.template.match_template`, wins.
     - ``pad_edges``: zero-pad the tomogram at its faces so that correlations never wrap around (exact at the
@@ -175,6 +179,7 @@ class TemplateMatchConfig:
     tilt_max_deg: float = 60.0
     wedge: bool = True
     microscope: MicroscopeConfig | None = field(default_factory=MicroscopeConfig)
+    tilt_weighting: TiltWeighting | None = None
     mask_radius_vox: float | None = None
     pad_edges: bool = True
     tile_vox: int | None = None
@@ -201,6 +206,8 @@ class TemplateMatchConfig:
         check_tilt_range(self.tilt_min_deg, self.tilt_max_deg, "--tilt-min/--tilt-max")
         if self.microscope is not None and not isinstance(self.microscope, MicroscopeConfig):
             raise InputError("microscope must be a MicroscopeConfig or None", "microscope")
+        if self.tilt_weighting is not None and not isinstance(self.tilt_weighting, TiltWeighting):
+            raise InputError("tilt_weighting must be a TiltWeighting or None", "--per-tilt-weighting")
         if self.mask_radius_vox is not None and _positive(self.mask_radius_vox, "--mask-radius") < 1.0:
             raise InputError(f"mask radius must be >= 1 voxel, got {self.mask_radius_vox:g}", "--mask-radius")
         if self.tile_vox is not None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -59,6 +60,7 @@ from cryomine.pick.job import SearchJob, TileProgress
 from cryomine.pick.peaks import Candidates, Picks, candidate_floor, map_candidates, select_peaks
 from cryomine.pick.template_input import load_match_template
 from cryomine.pick.tiles import plan_tiles, read_window, volume_stats
+from cryomine.pick.weighting import per_tilt_weight
 
 __all__ = ["MatchResult", "false_positive_threshold", "match_template",
            "match_template_file", "template_weight", "spherical_mask", "template_radius_vox"]
@@ -118,8 +120,11 @@ def template_weight(size: int, voxel_size_a: float, config: TemplateMatchConfig)
     """Fourier weight of an ``(m, m, m)`` template box, ``(m, m, m // 2 + 1)`` float32 (``rfftn`` layout).
 
     Missing-wedge mask of the tilt range (if ``config.wedge``) times ``-transfer_function(|k|)`` (if
-    ``config.microscope``), ``|k|`` in 1/Å from the voxel size.
+    ``config.microscope``), ``|k|`` in 1/Å from the voxel size; with ``config.tilt_weighting``, the per-tilt
+    weight of :func:`cryomine.pick.weighting.per_tilt_weight` instead.
     """
+    if config.tilt_weighting is not None:
+        return per_tilt_weight(size, voxel_size_a, config.tilt_weighting, config.microscope)
     weight = np.ones((size, size, size // 2 + 1), np.float64)
     if config.wedge:
         weight *= missing_wedge_mask((size, size, size), config.tilt_min_deg, config.tilt_max_deg, rfft=True)
@@ -242,6 +247,17 @@ def match_template(
     return MatchResult(scores, index, angles, picks, threshold, len(tiles), search)
 
 
+def _release(*maps: np.ndarray) -> None:
+    """Write memory-mapped output maps to their files and let the kernel drop their pages, so that the maps of a
+    big tomogram do not accumulate in resident memory as tiles finish (no-op for in-memory arrays)."""
+    for arr in maps:
+        if isinstance(arr, np.memmap):
+            arr.flush()
+            handle = getattr(arr, "_mmap", None)  # numpy keeps the mmap object here
+            if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
+                handle.madvise(mmap.MADV_DONTNEED)
+
+
 def _check_search_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
     """The search region as a bool array of the tomogram's shape (> 0.5 inside), or None."""
     if mask is None:
@@ -286,9 +302,7 @@ def _run_tiles(volume: np.ndarray, tiles: list, corr: _Correlator, mean: float, 
                 sums += part
                 n += (int(part_mask.sum()) if part_mask is not None else best[core].size) * corr.mats.shape[0]
             if state.on_tile is not None:
-                for arr in (scores, index):
-                    if hasattr(arr, "flush"):
-                        arr.flush()
+                _release(scores, index)
                 state.on_tile(ti, sums, n)
     if n == 0:
         raise InputError("nothing was searched", "--tomogram-mask")
