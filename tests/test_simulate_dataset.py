@@ -144,6 +144,9 @@ def test_tomogram_plant_and_recover(tmp_path):
     xyz = df[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]].to_numpy()
     at = vol.data[tuple(np.round(xyz[:, ::-1]).astype(int).T)]
     assert at.mean() > vol.data.mean() + 2 * vol.data.std()  # bright protein at every true position
+    # a name with dots keeps them in every output (t.snr0.06.star, not t.snr0.star)
+    simulate_tomogram(tmp_path / "t.snr0.06.mrc", cfg, progress=False)
+    assert {p.name for p in tmp_path.glob("t.snr0.06.*")} == {"t.snr0.06.mrc", "t.snr0.06.star", "t.snr0.06.json"}
 
 
 @pytest.mark.parametrize(

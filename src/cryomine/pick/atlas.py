@@ -169,7 +169,7 @@ def make_atlas(
     atlas = build_atlas(shape, voxel_size_a, coords, names, eul, mapping)  # type: ignore[arg-type]
     out = Path(out)
     stem = out.with_suffix("")
-    label_path, png_path = Path(f"{stem}_labels.mrc"), stem.with_suffix(".png")
+    label_path, png_path = Path(f"{stem}_labels.mrc"), Path(f"{stem}.png")
     write_mrc(out, atlas.density, voxel_size_a, origin)
     write_mrc(label_path, atlas.labels.astype(np.float32), voxel_size_a, origin)
     save_atlas_png(atlas, png_path, title=f"{Path(picks).name}: {sum(atlas.counts.values())} particles")

@@ -88,7 +88,7 @@ def pick_dog_file(
     result = pick_dog(vol.data, config, class_name)
     out = Path(out)
     stem = out.with_suffix("")
-    paths = [out, Path(f"{stem}_scores.mrc"), stem.with_suffix(".json")]
+    paths = [out, Path(f"{stem}_scores.mrc"), Path(f"{stem}.json")]
     write_particles(out, result.picks.to_table(Path(tomogram).stem), pixel_size_a=vol.voxel_size_a)
     write_mrc(paths[1], result.scores, vol.voxel_size_a, vol.origin_zyx_a)
     summary = {

@@ -349,7 +349,7 @@ def match_template_file(
     t0 = time.perf_counter()
     out = Path(out)
     stem = out.with_suffix("")
-    paths = [out, Path(f"{stem}_scores.mrc"), Path(f"{stem}_angles.mrc"), Path(f"{stem}_angles.csv"), stem.with_suffix(".json")]
+    paths = [out, Path(f"{stem}_scores.mrc"), Path(f"{stem}_angles.mrc"), Path(f"{stem}_angles.csv"), Path(f"{stem}.json")]
     with open_volume(tomogram, voxel_size_a, option="--voxel-size") as tomo:
         vol, vs = tomo.data, tomo.voxel_size_a
         tmpl = load_match_template(template, vs, config, mask, template_voxel_size_a)

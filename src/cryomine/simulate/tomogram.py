@@ -227,8 +227,8 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
         "class_names": names,
         "acquisition": config.imaging.acquisition(config.voxel_size_a, f"cryomine simulate tomogram {out.name}").to_dict(),
     }
-    write_particles(stem.with_suffix(".star"), table)
-    with atomic_output(stem.with_suffix(".json")) as tmp:
+    write_particles(Path(f"{stem}.star"), table)
+    with atomic_output(Path(f"{stem}.json")) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     if placed.membrane_mask is not None:
         write_mrc(Path(f"{stem}_membranes.mrc"), placed.membrane_mask.astype(np.float32), config.voxel_size_a)
