@@ -21,7 +21,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cryomine"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
-    ("devices",),
+    ("devices", "resources"),
     ("",),
     ("geometry",),
     ("io",),

@@ -80,6 +80,8 @@ class SubtomogramDatasetConfig:
             raise InputError(f"total count must be >= 1, got {self.total}", "--total")
         if self.size < 8:
             raise InputError(f"box size must be >= 8 voxels, got {self.size}", "--size")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError(f"seed must be an integer >= 0, got {self.seed!r}", "--seed")
         if not (math.isfinite(self.voxel_size_a) and self.voxel_size_a > 0):
             raise InputError(f"voxel size must be > 0 Å, got {self.voxel_size_a:g}", "--voxel-size")
         if self.method not in ("wbp", "fourier"):
@@ -91,6 +93,18 @@ class SubtomogramDatasetConfig:
             raise InputError(f"batch size must be >= 1, got {self.batch_size}", "--batch-size")
         if not 0.0 < self.mask_threshold < 1.0:
             raise InputError(f"mask threshold must be in (0, 1), got {self.mask_threshold:g}", "--mask-threshold")
+
+    def resource_estimate(self) -> tuple[float, float]:
+        """``(disk bytes of the dataset file, working memory bytes of one batch)``, before anything is made: per
+        voxel of a row the file holds the subtomogram, clean density, noise-free and unit-noise reconstructions
+        (float32) and the mask (uint8); a batch holds ~16 float32 arrays of the padded scene per row."""
+        scene = float(self.size + 2 * self.crowding.pad) ** 3
+        if self.from_tomograms is not None:
+            z, y, x = self.from_tomograms.shape_zyx
+            batch = 10.0 * 4 * z * y * x  # a whole tomogram: density, occupancy, projections, 3 reconstructions
+        else:
+            batch = 16.0 * 4 * scene * self.batch_size
+        return 17.0 * float(self.n_total) * float(self.size) ** 3, batch
 
     @property
     def n_total(self) -> int:

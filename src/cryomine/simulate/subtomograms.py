@@ -25,6 +25,7 @@ from cryomine import __version__
 from cryomine.devices import resolve_device
 from cryomine.errors import InputError
 from cryomine.io.subtomo_h5 import create_dataset, read_header, write_rows
+from cryomine.resources import check_disk, check_memory
 from cryomine.simulate.aitom import aitom_convolution
 from cryomine.simulate.config import SubtomogramDatasetConfig
 from cryomine.simulate.fourier import fourier_approximation
@@ -126,6 +127,12 @@ def simulate_subtomograms(
     resolve_structures(list(config.structures))  # unknown ids/files fail before any work
     names = class_names_of(config.structures)
     config_dict = config.to_dict()
+    disk, batch = config.resource_estimate()
+    size_opts = "--per-class/--total/--size"
+    check_memory(batch, f"a batch of {config.batch_size} subtomograms of {config.size}³ voxels", "--size/--batch-size")
+    if not (out.exists() and resume):
+        check_disk(out, disk, f"a dataset of {config.n_total} subtomograms of {config.size}³ voxels", size_opts)
+    templates = load_templates(config)  # bad structure files and absurd voxel sizes fail before anything is written
     if out.exists() and not force:
         if not resume:
             raise InputError("dataset exists; use --resume to continue it or --force to replace it", out)
@@ -145,10 +152,12 @@ def simulate_subtomograms(
     n = config.n_total
     if start >= n:
         return out
-    templates = load_templates(config)
     if config.from_tomograms is not None:
         _write_from_tomograms(out, config, templates, start, progress, device)
         return out
+    cubes = sum(float(t.density.shape[0]) ** 3 for t in templates)
+    check_memory(10.0 * config.crowding.bank_size * cubes, f"the neighbour bank ({len(templates)} classes x "
+                 f"{config.crowding.bank_size} orientations at {config.voxel_size_a:g} Å)", "--voxel-size")  # fmt: skip
     bank = NeighbourBank(templates, config.crowding.bank_size, config.seed)
     bs = config.batch_size
     starts = list(range(start - start % bs, n, bs))

@@ -24,6 +24,7 @@ from cryomine.errors import InputError
 from cryomine.geometry import euler_zyz_to_matrix, matrix_to_euler_zyz, random_eulers_zyz, rotate_volumes
 from cryomine.io import OpticsGroup, make_particles, write_mrc, write_particles
 from cryomine.io.atomic import atomic_output
+from cryomine.resources import check_disk, check_memory
 from cryomine.simulate.imaging import ImagingConfig, image_tilt_series, simulate_tilt_series
 from cryomine.simulate.membranes import Membrane, MembraneConfig, draw_membranes, normal_frame, render_membranes
 from cryomine.simulate.scene import overlap_slices
@@ -62,6 +63,8 @@ class TomogramConfig:
             raise InputError("need at least one structure", "--structures")
         if not self.voxel_size_a > 0:
             raise InputError(f"voxel size must be > 0 Å, got {self.voxel_size_a:g}", "--voxel-size")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError(f"seed must be an integer >= 0, got {self.seed!r}", "--seed")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -197,6 +200,10 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
     """
     out = Path(out)
     device = resolve_device(device)
+    voxels = float(np.prod(np.asarray(config.shape_zyx, np.float64)))
+    shape = "x".join(map(str, config.shape_zyx))
+    check_memory(12.0 * voxels, f"a {shape} tomogram", "--shape")  # measured: 3.5 GiB for 300 x 1024 x 1024
+    check_disk(out, 4.0 * voxels * (2 if config.membranes.active else 1), f"a {shape} tomogram", "--shape")
     density, placed = pack_tomogram(config, progress)
     rng = np.random.default_rng([config.seed, 4])
     if progress:

@@ -33,6 +33,7 @@ import numpy as np
 from cryomine.errors import InputError
 from cryomine.geometry.validate import check_volume, check_voxel_size
 from cryomine.io.mrc import Volume
+from cryomine.resources import check_memory
 
 #: Resolution-blur Gaussian sigma per Å of resolution (ChimeraX molmap convention, 1 / (pi * sqrt(2))).
 SIGMA_PER_RESOLUTION = 1.0 / (math.pi * math.sqrt(2.0))
@@ -83,7 +84,10 @@ def atom_coords_and_masses(structure: gemmi.Structure) -> tuple[np.ndarray, np.n
                 masses.append(atom.element.weight * atom.occ)
     if not coords:
         raise InputError("structure has no atoms")
-    return np.asarray(coords, dtype=np.float64), np.asarray(masses, dtype=np.float64)
+    xyz, mass = np.asarray(coords, dtype=np.float64), np.asarray(masses, dtype=np.float64)
+    if not (np.isfinite(xyz).all() and np.isfinite(mass).all()):
+        raise InputError(f"{int((~np.isfinite(xyz).all(axis=1)).sum())} atoms have NaN or infinite coordinates or occupancies")
+    return xyz, mass
 
 
 def center_of_mass_xyz(structure: gemmi.Structure) -> np.ndarray:
@@ -142,6 +146,8 @@ def density_from_model(
     sigma = SIGMA_PER_RESOLUTION * res
     k = 2 if sigma < vs else 1  # sub-samples per voxel and axis
     fine_n = k * n
+    # gemmi's grid (float32) and the zoom's float64 copy, refused before allocation when absurd (e.g. 1e-6 Å voxels)
+    check_memory(12.0 * float(fine_n) ** 3, f"a density map of {n}³ voxels at {vs:g} Å", "--voxel-size")
 
     st = structure.clone()
     while len(st) > 1:

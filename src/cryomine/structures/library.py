@@ -275,7 +275,12 @@ def _load_cached(
         path = Path(name)
         file_kind = _file_kind(path)
         if file_kind == "atoms":
-            vol = density_from_model(atoms_from_file(path), voxel_size_a, resolution_a)
+            try:
+                vol = density_from_model(atoms_from_file(path), voxel_size_a, resolution_a)
+            except InputError as exc:  # name the file, unless the message already does (or names an option)
+                if str(exc).startswith((str(path), "--")):
+                    raise
+                raise InputError(str(exc), path) from None
         elif file_kind == "map":
             own = read_volume(path, map_voxel_size_a, option=map_voxel_size_name)
             vol = _map_volume(own, voxel_size_a, resolution_a, source=path)

@@ -1,0 +1,57 @@
+"""The one place where a job's size is checked before it starts: memory and disk it would need, against what the
+machine has. Absurd requests are refused with the estimate in the message ("needs 3.6 PiB of memory"), before
+any output is created."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from cryomine.errors import InputError
+
+__all__ = ["format_bytes", "available_memory_bytes", "check_memory", "check_disk"]
+
+MEMORY_FRACTION = 0.9  # of the available memory a job may plan to use
+
+
+def format_bytes(n: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``; binary units up to YiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB"):
+        if abs(value) < 1024 or unit == "ZiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} YiB"  # pragma: no cover - beyond ZiB
+
+
+def available_memory_bytes() -> int:
+    """Memory available to a new job (``MemAvailable`` of ``/proc/meminfo``; the physical memory elsewhere)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not Linux/macOS
+        return 2**63
+
+
+def check_memory(needed: float, what: str, option: str | None = None) -> None:
+    """Refuse (:class:`InputError` naming ``option``) a job whose working memory ``needed`` (bytes) exceeds
+    :data:`MEMORY_FRACTION` of the available memory."""
+    have = available_memory_bytes()
+    if needed > MEMORY_FRACTION * have:
+        raise InputError(f"{what} needs {format_bytes(needed)} of memory; {format_bytes(have)} is available", option)
+
+
+def check_disk(path: str | os.PathLike[str], needed: float, what: str, option: str | None = None) -> None:
+    """Refuse a job whose output ``needed`` (bytes) would not fit the free space of ``path``'s file system."""
+    folder = Path(path).resolve().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise InputError(f"{what} needs {format_bytes(needed)} of disk; {format_bytes(free)} is free in {folder}", option)

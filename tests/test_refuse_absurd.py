@@ -1,0 +1,45 @@
+"""Absurd or impossible jobs are refused before anything is written: one line naming the option, with the
+estimate, exit 2, and an untouched output folder (issue 17, item 1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cryomine.cli import main
+from cryomine.resources import check_disk, check_memory, format_bytes
+
+BAD_PDB = "ATOM      1  CA  ALA A   1         nan   2.000   3.000  1.00  0.00           C\nEND\n"
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["simulate", "subtomograms", "OUT/d.h5", "--per-class", "1000000000000", "--size", "24"], "--per-class/--total/--size: "),
+        (["simulate", "subtomograms", "OUT/d.h5", "--per-class", "2", "--size", "2000"], "--size/--batch-size: "),
+        (["simulate", "subtomograms", "OUT/d.h5", "--per-class", "2", "--size", "24", "--voxel-size", "1e-6"], "--voxel-size: "),
+        (["simulate", "subtomograms", "OUT/d.h5", "--per-class", "2", "--size", "24", "--seed", "-1"], "--seed: "),
+        (["simulate", "subtomograms", "OUT/d.h5", "--per-class", "2", "--size", "24", "--structures", "1bxn,BAD"], "bad.pdb: "),
+        (["simulate", "tomogram", "OUT/t.mrc", "--shape", "2000,2000,2000"], "--shape: "),
+        (["simulate", "tomogram", "OUT/t.mrc", "--shape", "20,30,40", "--seed", "-3"], "--seed: "),
+        (["structures", "show", "BAD", "--out", "OUT/x.mrc"], "bad.pdb: "),
+    ],
+)
+def test_refused_before_anything_is_written(tmp_path, capsys, args, needle):
+    (tmp_path / "bad.pdb").write_text(BAD_PDB)
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = [a.replace("OUT", str(out)).replace("BAD", str(tmp_path / "bad.pdb")) for a in args]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and err.count("\n") == 0 and needle in err and "Traceback" not in err, err
+    assert list(out.iterdir()) == []
+
+
+def test_estimates_are_stated_in_binary_units(tmp_path):
+    assert format_bytes(1536) == "1.5 KiB" and format_bytes(3.6 * 2**50) == "3.6 PiB" and format_bytes(12) == "12 B"
+    with pytest.raises(Exception, match=r"--x: a job needs 1\.0 ZiB of memory"):
+        check_memory(2.0**70, "a job", "--x")
+    with pytest.raises(Exception, match=r"--y: a file needs 1\.0 EiB of disk"):
+        check_disk(tmp_path / "deep" / "er" / "f.h5", 2.0**60, "a file", "--y")
+    check_memory(1024, "a small job")  # fits: no error
