@@ -92,3 +92,38 @@ def test_tomogram_mask_limits_the_search_its_statistics_and_the_picks():
     assert any(np.abs(c - [13, 30, 15]).max() <= 1 for c in full.picks.coords_zyx)
     with pytest.raises(Exception, match="--tomogram-mask"):
         match_template(vol, template, 10.0, TemplateMatchConfig(**base), search_mask=np.zeros(vol.shape))
+
+
+def test_population_split_finds_two_groups_and_leaves_one_alone():
+    from cryomine.pick.peaks import population_split
+
+    rng = np.random.default_rng(0)
+    low, high = rng.normal(0.12, 0.015, 80), rng.normal(0.35, 0.03, 12)
+    assert population_split(np.concatenate([low, high])) == pytest.approx(high.min())
+    assert population_split(rng.normal(0.2, 0.03, 60)) is None  # one group: no split
+    assert population_split(np.array([0.5, 0.52, 0.2])) is None  # too few to tell
+
+
+def test_split_keeps_the_target_and_drops_other_complexes_above_noise():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(21)
+    template = _asymmetric_template(15, 1.3)
+    other = np.zeros_like(template)  # one of the template's four lobes: it correlates, but less than the target
+    other[7, 11, 7] = 1.0
+    other = ndimage.gaussian_filter(other, 1.3)
+    other /= other.max()
+    vol = 0.15 * rng.standard_normal((40, 64, 56)).astype(np.float32)
+    targets = np.array([[10, 12, 12], [28, 48, 14], [20, 30, 40], [30, 14, 42]])
+    for c, ang in zip(targets, random_eulers_zyz(4, rng)):
+        _plant(vol, template, c, ang)
+    for c in ([10, 40, 30], [30, 32, 12], [12, 52, 44], [29, 54, 40], [20, 12, 28], [11, 26, 44]):
+        _plant(vol, other, c, (0, 0, 0))
+    vol = _wedge_filter(vol)
+    base = dict(angular_step_deg=30.0, microscope=None)
+    split = match_template(vol, template, 10.0, TemplateMatchConfig(**base))
+    plain = match_template(vol, template, 10.0, TemplateMatchConfig(**base, peaks=PeakConfig(split_populations=False)))
+    hit = lambda picks: (np.linalg.norm(picks.coords_zyx[:, None] - targets[None], axis=-1).min(axis=1) <= 2.0)  # noqa: E731
+    assert plain.threshold_rule == "false positives" and len(plain.picks) > 4 and hit(plain.picks).sum() == 4
+    assert split.threshold_rule == "population split" and split.threshold > plain.threshold
+    assert len(split.picks) == 4 and hit(split.picks).all()

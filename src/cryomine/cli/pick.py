@@ -30,6 +30,7 @@ def pick_cmd(
     min_distance: float | None = typer.Option(None, "--min-distance", help="Exclusion radius between picks (Å; default the particle radius)."),
     top_n: int | None = typer.Option(None, "--top-n", help="Keep at most N picks."),
     threshold: float | None = typer.Option(None, "--threshold", help="Keep picks scoring at least this (default: automatic, unless --top-n)."),
+    split_populations: bool | None = typer.Option(None, "--split-populations/--no-split-populations", help="Template matching's automatic threshold: when the peaks above it form two clearly separate groups (other complexes and the target), keep the upper one (default on)."),
     false_positives: float | None = typer.Option(None, "--false-positives", help="Template matching's automatic threshold: the score above which this many false positives are expected over the search (voxels x orientations; pytom-match-pick's --number-of-false-positives; default 1)."),
     border_vox: int | None = typer.Option(None, "--border-vox", help="No pick closer than this to a face (voxels; default half the particle radius, rounded up; 0 = none)."),
     voxel_size: float | None = acq_option("voxel_size_a"),
@@ -71,9 +72,9 @@ def pick_cmd(
                       cs_mm=cs, amplitude_contrast=amplitude_contrast, invert=invert)
     acq = tomogram_acquisition(tomogram, flags, paths(acquisition), tomo_name=tomo_name)
     voxel_size_a, dark = float(acq.voxel_size_a), acq.polarity == "dark"
-    if false_positives is not None and chosen == "dog":
+    if (false_positives is not None or split_populations is not None) and chosen == "dog":
         raise InputError("--false-positives sets template matching's threshold (DoG's is robust, from the score map)", "--false-positives")
-    peak_kw = _given(top_n=top_n, threshold=threshold, border_vox=border_vox, false_positives=false_positives,
+    peak_kw = _given(top_n=top_n, threshold=threshold, border_vox=border_vox, false_positives=false_positives, split_populations=split_populations,
                      min_distance_vox=None if min_distance is None else min_distance / voxel_size_a)  # fmt: skip
     if chosen == "dog":
         if invert_template or recenter_template or mask is not None or tomogram_mask is not None or symmetry is not None or resume or per_tilt_weighting:

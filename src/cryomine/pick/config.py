@@ -65,6 +65,10 @@ class PeakConfig:
       false positives are expected over the whole search space (voxels x orientations; Rickgauer et al. 2017,
       pytom-match-pick's ``--number-of-false-positives``; see
       :func:`~cryomine.pick.template.false_positive_threshold`).
+    - ``split_populations`` (template matching, automatic threshold): when the scores of the peaks above that
+      threshold fall into two clearly separate groups (Otsu's split with Ashman's D > 4), keep only the upper
+      group. In a crowded tomogram other complexes correlate with a template far above noise; noise statistics
+      cannot tell them from the target, their scores' gap can (:func:`~cryomine.pick.peaks.population_split`).
     - ``border_vox``: no peak closer than this (voxels) to any face of the tomogram (a peak at index ``i`` on an
       axis of ``n`` voxels is kept when ``border_vox <= i < n - border_vox``); ``None`` = half the particle
       radius, rounded up (:meth:`border_for`): reconstruction artefacts and truncated particles at the faces
@@ -77,8 +81,10 @@ class PeakConfig:
     auto_sigma: float = 6.0
     border_vox: int | None = None
     false_positives: float = 1.0
+    split_populations: bool = True
 
     def __post_init__(self) -> None:
+        _flag(self.split_populations, "--split-populations")
         if self.min_distance_vox is not None:
             _positive(self.min_distance_vox, "--min-distance")
         if self.top_n is not None:

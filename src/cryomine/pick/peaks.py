@@ -15,6 +15,7 @@ peaks in the neighbouring cells of a grid, so it needs no neighbour lists.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from cryomine.io.tomo_particles import tomo_key, tomo_names
 from cryomine.pick.config import PeakConfig
 
 __all__ = ["Picks", "read_picks", "predicted_classes", "Candidates", "local_maxima", "robust_threshold", "select_peaks", "find_peaks",
-           "candidate_floor", "map_candidates", "suppression_bound"]
+           "candidate_floor", "map_candidates", "suppression_bound", "population_split"]
 
 MAD_TO_SIGMA = 1.4826
 
@@ -172,6 +173,34 @@ def _greedy_nms(coords, radius, limit, cell):  # pragma: no cover - compiled
             if nk >= limit:
                 break
     return kept[:nk]
+
+
+ASHMAN_D = 4.0  # groups further apart than this (pooled standard deviations) are "clearly separate": Otsu's split of
+# one Gaussian sample gives D ~ 2.7
+MIN_LOWER = 3  # the lower group (what is dropped) must hold at least this many peaks
+
+
+def population_split(scores: np.ndarray) -> float | None:
+    """The score between two clearly separate groups of peak scores, or None when there is one group.
+
+    Otsu's split of the sorted scores (the cut maximising the between-group variance), accepted when Ashman's
+    ``D = |m1 - m2| / sqrt((s1^2 + s2^2) / 2)`` exceeds :data:`ASHMAN_D` (clearly bimodal) and the lower group
+    holds at least :data:`MIN_LOWER` peaks; the threshold returned is the lowest score of the upper group.
+    """
+    s = np.sort(np.asarray(scores, np.float64))
+    n = s.size
+    if n < MIN_LOWER + 1:
+        return None
+    csum = np.cumsum(s)
+    k = np.arange(1, n)  # lower group s[:k], upper s[k:]
+    m1, m2 = csum[k - 1] / k, (csum[-1] - csum[k - 1]) / (n - k)
+    cut = int(np.argmax(k * (n - k) * (m2 - m1) ** 2)) + 1
+    lo, hi = s[:cut], s[cut:]
+    if lo.size < MIN_LOWER:
+        return None
+    spread = math.sqrt((lo.var() + hi.var()) / 2.0)
+    d = (hi.mean() - lo.mean()) / max(spread, 1e-12)
+    return float(hi[0]) if d > ASHMAN_D else None
 
 
 def suppression_bound(min_distance_vox: float) -> int:

@@ -57,7 +57,7 @@ from cryomine.pick.config import TemplateMatchConfig
 from cryomine.pick.contrast import template_contrast, tomogram_contrast, warn_if_dark
 from cryomine.pick.correlate import _Correlator
 from cryomine.pick.job import SearchJob, TileProgress
-from cryomine.pick.peaks import Candidates, Picks, candidate_floor, map_candidates, select_peaks
+from cryomine.pick.peaks import Candidates, Picks, candidate_floor, map_candidates, population_split, select_peaks
 from cryomine.pick.template_input import load_match_template
 from cryomine.pick.tiles import plan_tiles, read_window, volume_stats
 from cryomine.pick.weighting import per_tilt_weight
@@ -76,6 +76,8 @@ class MatchResult:
     peaks with their orientations. ``threshold``: the score threshold applied (None if only top-N).
     ``search``: the statistics of every score of the search (each voxel, each orientation): ``n`` (the search
     space), ``mean`` and ``std``; the automatic threshold comes from them (:func:`false_positive_threshold`).
+    ``threshold_rule``: ``"given"``, ``"top-n"``, ``"false positives"`` or ``"population split"``
+    (:attr:`~cryomine.pick.config.PeakConfig.split_populations`).
     """
 
     scores: np.ndarray
@@ -85,6 +87,7 @@ class MatchResult:
     threshold: float | None
     n_tiles: int
     search: dict[str, float]
+    threshold_rule: str = "given"
 
 
 def false_positive_threshold(search: dict[str, float], false_positives: float) -> float:
@@ -242,9 +245,15 @@ def match_template(
         inside = within[tuple(cands.coords_zyx.T)] if len(cands) else np.zeros(0, bool)
         cands = Candidates(cands.coords_zyx[inside], cands.scores[inside])
     found = select_peaks(cands, dist, peaks_cfg.top_n, threshold, shape, border)  # type: ignore[arg-type]
+    rule = "given" if peaks_cfg.threshold is not None else "top-n" if peaks_cfg.top_n is not None else "false positives"
+    if rule == "false positives" and peaks_cfg.split_populations:
+        split = population_split(found.scores)
+        if split is not None and split > threshold:  # greedy suppression above a higher threshold keeps a prefix
+            threshold, rule = split, "population split"
+            found = Candidates(found.coords_zyx[found.scores >= split], found.scores[found.scores >= split])
     idx = np.asarray([index[tuple(c)] for c in found.coords_zyx], np.int64)
     picks = Picks(found.coords_zyx.astype(np.float64), found.scores, angles[idx] if len(idx) else np.zeros((0, 3)), class_name)
-    return MatchResult(scores, index, angles, picks, threshold, len(tiles), search)
+    return MatchResult(scores, index, angles, picks, threshold, len(tiles), search, rule)
 
 
 def _release(*maps: np.ndarray) -> None:
@@ -391,8 +400,10 @@ def match_template_file(
         "template_voxel_size_a": tmpl.source_voxel_size_a, "template_rescaled_to_a": tmpl.voxel_size_a if tmpl.rescaled else None,
         "radius_vox": radius, "border_vox": config.peaks.border_for(radius), "n_orientations": len(result.angles_zyz),
         "n_tiles": result.n_tiles, "threshold": result.threshold, "n_picks": len(result.picks), "search_space": result.search,
-        "threshold_rule": ("given" if config.peaks.threshold is not None else "top-n" if config.peaks.top_n is not None
-                           else f"{config.peaks.false_positives:g} expected false positive(s) over the search space"),
+        "threshold_rule": {"given": "--threshold", "top-n": "--top-n (no threshold)",
+                           "false positives": f"{config.peaks.false_positives:g} expected false positive(s) over the search space",
+                           "population split": "the gap above the other peaks' population (above the false-positive threshold)",
+                           }[result.threshold_rule],
         "seconds": round(time.perf_counter() - t0, 2), "config": asdict(config), "cryomine_version": __version__,
         "acquisition": acquisition.to_dict() if acquisition is not None else None,
         "tomogram_mask": None if tomogram_mask is None else str(tomogram_mask),
