@@ -43,3 +43,37 @@ def test_estimates_are_stated_in_binary_units(tmp_path):
     with pytest.raises(Exception, match=r"--y: a file needs 1\.0 EiB of disk"):
         check_disk(tmp_path / "deep" / "er" / "f.h5", 2.0**60, "a file", "--y")
     check_memory(1024, "a small job")  # fits: no error
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["simulate", "subtomograms", "x.h5", "--per-class", "abc"], "'--per-class'"),
+        (["pick"], "Missing argument"),
+        (["nosuch"], "No such command"),
+        (["simulate", "subtomograms", "x.h5", "--bogus", "3"], "--bogus"),
+    ],
+)
+def test_typers_own_errors_are_one_line_exit_2(capsys, args, needle):
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and err.count("\n") == 0 and needle in err, err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):
+    import numpy as np
+
+    import cryomine.pick.dog as dog
+    from cryomine.io import write_mrc
+
+    write_mrc(tmp_path / "t.mrc", np.random.default_rng(0).normal(size=(16, 20, 18)).astype(np.float32), 10.0)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dog, "pick_dog_file", interrupted)
+    capsys.readouterr()
+    assert main(["pick", str(tmp_path / "t.mrc"), "--radius", "50", "--out", str(tmp_path / "p.star")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("interrupted: ") and err.count("\n") == 0, err

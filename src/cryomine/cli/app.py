@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 import typer
+from typer.exceptions import TyperException
 
 from cryomine import __version__
 from cryomine.errors import CryomineWarning, InputError
@@ -61,16 +62,25 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     """
     try:
         with _warnings_as_lines():
-            app(args=list(argv) if argv is not None else None, prog_name="cryomine")
-        code = 0
+            rv = app(args=list(argv) if argv is not None else None, prog_name="cryomine", standalone_mode=False)
+        code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
         code = 2
-    except KeyboardInterrupt:
-        typer.echo("interrupted: finished work is kept; rerun with --resume where supported", err=True)
+    except TyperException as exc:  # typer's own checks (bad option values, unknown options, ...): one line too
+        ctx = getattr(exc, "ctx", None)
+        path = getattr(ctx, "command_path", "") or ""
+        where = f" (see '{path} -h')" if " " in path else ""
+        typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
+        code = exc.exit_code if exc.exit_code else 2
+    except (KeyboardInterrupt, typer.Abort):
         code = 130
-    except SystemExit as exc:  # typer's standalone mode ends with SystemExit (usage errors: code 2)
+    except typer.Exit as exc:  # typer turns Ctrl-C into Exit(130)
+        code = exc.exit_code
+    except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if code == 130:
+        typer.echo("interrupted: finished work is kept; rerun with --resume where supported", err=True)
     if argv is None:
         sys.exit(code)
     return code
