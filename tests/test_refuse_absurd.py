@@ -77,3 +77,46 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):
     assert main(["pick", str(tmp_path / "t.mrc"), "--radius", "50", "--out", str(tmp_path / "p.star")]) == 130
     err = capsys.readouterr().err.strip()
     assert err.startswith("interrupted: ") and err.count("\n") == 0, err
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    from cryomine.simulate.config import build_dataset_config
+    from cryomine.simulate.subtomograms import simulate_subtomograms
+
+    path = tmp_path_factory.mktemp("ds") / "d.h5"
+    return simulate_subtomograms(path, build_dataset_config(structures=("1bxn", "3gl1"), per_class=10, size=16, seed=1), progress=False)
+
+
+def _copy(src, dst, edit):
+    import shutil
+
+    import h5py
+
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        edit(f)
+    return dst
+
+
+def test_nan_rows_and_inflated_headers_are_refused(small_dataset, tmp_path, capsys):
+    import numpy as np
+
+    def poison(f):
+        for name in ("subtomograms", "noise_free"):  # what plain and fresh-noise training read
+            f[name][4, 3, 3, 3] = np.nan
+
+    def inflate(f):
+        f.attrs["n_written"] = 999
+        f.attrs["n_planned"] = 999
+
+    nan = _copy(small_dataset, tmp_path / "nan.h5", poison)
+    big = _copy(small_dataset, tmp_path / "big.h5", inflate)
+    capsys.readouterr()
+    assert main(["train", str(nan), "--out", str(tmp_path / "run"), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nan.h5: " in err and "holds NaN or infinite voxels in 1 row(s), e.g. row(s) 4" in err and err.count("\n") == 0, err
+    assert not (tmp_path / "run" / "best.pt").exists()
+    assert main(["dataset", "info", str(big)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "big.h5: header says 999 rows are written but the file holds 20" in err, err

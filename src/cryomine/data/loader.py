@@ -86,6 +86,16 @@ def dataset_snr(header: DatasetHeader) -> float:
         raise InputError(f"dataset config records no SNR ({exc})") from None
 
 
+def _check_finite(raw: dict[str, np.ndarray], rows: np.ndarray, path) -> None:
+    """Refuse rows with NaN/inf voxels, naming the field and the first rows (a model trained on them is NaN)."""
+    for name, values in raw.items():
+        if np.issubdtype(values.dtype, np.floating):
+            bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+            if bad.any():
+                raise InputError(f"{name} holds NaN or infinite voxels in {int(bad.sum())} row(s), e.g. row(s) "
+                                 f"{', '.join(map(str, rows[bad][:5]))}", path)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ClassMap:
     """Which dataset classes a model sees, and their new ids.
@@ -285,6 +295,7 @@ class SubtomoDataset(Dataset):
                 lo, hi = int(blk[0]), int(blk[-1]) + 1
                 dense = hi - lo <= 2 * blk.size  # one contiguous read beats a long point selection
                 raw = {name: (f[name][lo:hi][blk - lo] if dense else f[name][blk]) for name in self.fields}
+                _check_finite(raw, blk, self.path)
                 dst = slice(start, start + blk.size)
                 if key == "x":
                     out["x"][dst] = normalise(raw["subtomograms"])

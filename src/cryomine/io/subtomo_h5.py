@@ -152,6 +152,28 @@ def write_rows(path: str | os.PathLike[str], start: int, rows: Mapping[str, np.n
         return int(f.attrs["n_written"])
 
 
+def _check_arrays(f: h5py.File, p: Path) -> None:
+    """The header's counts against the arrays: every box array ``(n, s, s, s)`` of a real type and at least
+    ``n_written`` rows long (a file whose header claims more rows than it holds is refused)."""
+    n_written, n_planned, size = int(f.attrs["n_written"]), int(f.attrs["n_planned"]), int(f.attrs["size"])
+    if not 0 <= n_written <= n_planned:
+        raise InputError(f"header says {n_written} rows written of {n_planned} planned", p)
+    for name in ("subtomograms", "class_id"):
+        if name not in f:
+            raise InputError(f"dataset has no {name!r} array", p)
+    for name in ("subtomograms", "target_density", "target_mask", "noise_free", "noise_unit"):
+        if name not in f:
+            continue
+        ds = f[name]
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 4 or tuple(ds.shape[1:]) != (size,) * 3:
+            raise InputError(f"{name!r} has shape {getattr(ds, 'shape', None)}, not (n, {size}, {size}, {size})", p)
+        if ds.dtype.kind not in "fiu":
+            raise InputError(f"{name!r} holds {ds.dtype}, not numbers", p)
+    held = min(int(f[name].shape[0]) for name in ("subtomograms", "class_id"))
+    if held < n_written:
+        raise InputError(f"header says {n_written} rows are written but the file holds {held}", p)
+
+
 def read_header(path: str | os.PathLike[str]) -> DatasetHeader:
     """Read and validate the attributes of a dataset file (InputError naming the file on any problem)."""
     p = Path(path)
@@ -161,6 +183,7 @@ def read_header(path: str | os.PathLike[str]) -> DatasetHeader:
         with h5py.File(p, "r") as f:
             if f.attrs.get("format") != FORMAT:
                 raise InputError("not a cryomine subtomogram dataset (no 'format' attribute)", p)
+            _check_arrays(f, p)
             return DatasetHeader(
                 class_names=json.loads(f.attrs["class_names"]),
                 voxel_size_a=float(f.attrs["voxel_size_a"]),
