@@ -31,8 +31,6 @@ reconstructions): the scores of an inverted protein-dark copy are those of the p
 from __future__ import annotations
 
 import json
-import math
-import mmap
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -40,8 +38,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import special
-from tqdm import tqdm
 
 from cryomine import __version__
 from cryomine.acquisition import Acquisition
@@ -58,8 +54,9 @@ from cryomine.pick.contrast import template_contrast, tomogram_contrast, warn_if
 from cryomine.pick.correlate import _Correlator
 from cryomine.pick.job import SearchJob, TileProgress
 from cryomine.pick.peaks import Candidates, Picks, candidate_floor, map_candidates, population_split, select_peaks
+from cryomine.pick.search import check_search_mask, false_positive_threshold, run_tiles
 from cryomine.pick.template_input import load_match_template
-from cryomine.pick.tiles import plan_tiles, read_window, volume_stats
+from cryomine.pick.tiles import plan_tiles, volume_stats
 from cryomine.pick.weighting import per_tilt_weight
 
 __all__ = ["MatchResult", "false_positive_threshold", "match_template",
@@ -88,18 +85,6 @@ class MatchResult:
     n_tiles: int
     search: dict[str, float]
     threshold_rule: str = "given"
-
-
-def false_positive_threshold(search: dict[str, float], false_positives: float) -> float:
-    """The score above which ``false_positives`` noise peaks are expected in the whole search (Rickgauer et al.
-    2017; pytom-match-pick's ``--number-of-false-positives``): scores of a search of ``n`` (voxel, orientation)
-    pairs, Gaussian of ``mean`` and ``std`` under noise, exceed ``mean + std * sqrt(2) * erfcinv(2 F / n)`` with
-    probability ``F / n``. Neighbouring scores are correlated, so the expected count is an upper bound."""
-    n = float(search["n"])
-    if not 0 < false_positives < n / 2:
-        raise InputError(f"expected false positives must be in (0, {n / 2:g}) for this search, got {false_positives:g}",
-                         "--false-positives")  # fmt: skip
-    return float(search["mean"] + search["std"] * math.sqrt(2.0) * special.erfcinv(2.0 * false_positives / n))
 
 
 def template_radius_vox(template: np.ndarray, level: float = 0.1) -> float:
@@ -215,7 +200,7 @@ def match_template(
     angles = reduce_by_symmetry(angular_sampling(config.angular_step_deg), config.angular_step_deg, config.symmetry)
     mats = euler_zyz_to_matrix(angles)
     device = resolve_device(config.device)
-    within = _check_search_mask(search_mask, shape)
+    within = check_search_mask(search_mask, shape)
     mean, std = volume_stats(volume)
     if config.invert:
         std = -std  # read_window computes (v - mean) / std: the standardised tomogram, negated
@@ -230,7 +215,7 @@ def match_template(
     if device.type == "cpu":
         torch.set_num_threads(1)  # parallel over orientations instead (one thread per worker)
     try:
-        search = _run_tiles(volume, tiles, corr, mean, std, scores, index, total, progress, workers, within,
+        search = run_tiles(volume, tiles, corr, mean, std, scores, index, total, progress, workers, within,
                             tiles_done or TileProgress())  # fmt: skip
     finally:
         torch.set_num_threads(threads)
@@ -254,69 +239,6 @@ def match_template(
     idx = np.asarray([index[tuple(c)] for c in found.coords_zyx], np.int64)
     picks = Picks(found.coords_zyx.astype(np.float64), found.scores, angles[idx] if len(idx) else np.zeros((0, 3)), class_name)
     return MatchResult(scores, index, angles, picks, threshold, len(tiles), search, rule)
-
-
-def _release(*maps: np.ndarray) -> None:
-    """Write memory-mapped output maps to their files and let the kernel drop their pages, so that the maps of a
-    big tomogram do not accumulate in resident memory as tiles finish (no-op for in-memory arrays)."""
-    for arr in maps:
-        if isinstance(arr, np.memmap):
-            arr.flush()
-            handle = getattr(arr, "_mmap", None)  # numpy keeps the mmap object here
-            if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
-                handle.madvise(mmap.MADV_DONTNEED)
-
-
-def _check_search_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
-    """The search region as a bool array of the tomogram's shape (> 0.5 inside), or None."""
-    if mask is None:
-        return None
-    arr = np.asarray(mask)
-    if arr.shape != tuple(shape):
-        raise InputError(f"tomogram mask shape {arr.shape} differs from the tomogram's {tuple(shape)}", "--tomogram-mask")
-    if not np.isfinite(arr).all():
-        raise InputError("tomogram mask contains NaN or infinite voxels", "--tomogram-mask")
-    inside = arr > 0.5
-    if not inside.any():
-        raise InputError("tomogram mask has no voxel above 0.5: nothing to search", "--tomogram-mask")
-    return inside
-
-
-def _run_tiles(volume: np.ndarray, tiles: list, corr: _Correlator, mean: float, std: float, scores: np.ndarray,
-               index: np.ndarray, total: int, progress: bool, workers: int, within: np.ndarray | None,
-               state: TileProgress) -> dict[str, float]:  # fmt: skip
-    """Correlate every tile not yet in ``state.done`` (skipping those wholly outside ``within``); fill ``scores`` /
-    ``index`` cores (0 outside ``within``); return the search statistics (``n``, ``mean``, ``std`` of every score
-    of every orientation at every searched voxel)."""
-    sums, n = np.array(state.sums, np.float64), int(state.n)
-    with tqdm(total=total, desc="template matching", unit="angle", disable=not progress, miniters=max(1, total // 200)) as bar:
-        bar.update(len(state.done) * corr.mats.shape[0])
-        for ti, tile in enumerate(tiles):
-            if ti in state.done:
-                continue
-            part_mask = None if within is None else within[tile.core]
-            if part_mask is not None and not part_mask.any():
-                scores[tile.core], index[tile.core] = 0.0, 0
-                bar.update(corr.mats.shape[0])
-            else:
-                window = read_window(volume, tile.window_start_zyx, tile.window_shape_zyx, mean, std)
-                lead = tuple(r.start - w for r, w in zip(tile.region, tile.window_start_zyx))
-                core = tile.core_in_region
-                best, best_idx, part = corr.run(window, tile.region_shape, lead, bar, workers, core,
-                                                None if part_mask is None or part_mask.all() else part_mask)  # fmt: skip
-                if part_mask is not None:
-                    best[core] = np.where(part_mask, best[core], 0.0)
-                scores[tile.core] = best[core]
-                index[tile.core] = best_idx[core]
-                sums += part
-                n += (int(part_mask.sum()) if part_mask is not None else best[core].size) * corr.mats.shape[0]
-            if state.on_tile is not None:
-                _release(scores, index)
-                state.on_tile(ti, sums, n)
-    if n == 0:
-        raise InputError("nothing was searched", "--tomogram-mask")
-    mean_s = sums[0] / n
-    return {"n": float(n), "mean": float(mean_s), "std": float(math.sqrt(max(sums[1] / n - mean_s**2, 0.0)))}
 
 
 def match_template_file(
@@ -369,7 +291,7 @@ def match_template_file(
         search_mask = None
         if tomogram_mask is not None:
             with open_volume(tomogram_mask, vs, option="--tomogram-mask") as region:
-                search_mask = _check_search_mask(np.asarray(region.data), shape)
+                search_mask = check_search_mask(np.asarray(region.data), shape)
         key = SearchJob.key_of({"tomogram": tomogram, "template": template, "mask": mask, "tomogram_mask": tomogram_mask},
                                {"config": asdict(config), "voxel_size_a": vs, "template_voxel_size_a": template_voxel_size_a,
                                 "class_name": class_name})  # fmt: skip
