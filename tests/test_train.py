@@ -209,3 +209,22 @@ def test_training_fits_the_training_set(blob_dataset: Path, tmp_path: Path) -> N
     batch = data.batch(np.arange(len(data)))
     pred = infer(run.model, batch["x"], bf16=False).logits.argmax(1)
     assert (pred == batch["label"]).float().mean() >= 0.9
+
+
+def test_a_run_killed_in_its_first_epoch_starts_again(blob_dataset: Path, tmp_path: Path, monkeypatch) -> None:
+    import cryomine.train.loop as loop
+
+    real = loop.train_one_epoch
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train_one_epoch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(blob_dataset, tmp_path / "run", model="dsmnet", model_options=TINY, train={"max_epochs": 1, "batch_size": 8})
+    assert (tmp_path / "run" / "config.json").exists() and not (tmp_path / "run" / "last.pt").exists()
+    monkeypatch.setattr(loop, "train_one_epoch", real)
+    with pytest.raises(InputError, match="before finishing its first epoch"):
+        train_run(blob_dataset, tmp_path / "run", resume=True)
+    res = train_run(blob_dataset, tmp_path / "run", model="dsmnet", model_options=TINY, train={"max_epochs": 1, "batch_size": 8})
+    assert res.epochs == 1 and (tmp_path / "run" / "last.pt").exists()

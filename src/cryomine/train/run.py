@@ -262,7 +262,11 @@ def train_run(
     header = open_dataset(dataset)
     options = dict(model_options or {})
     has_run = (run_dir / CONFIG_FILE).exists()
+    unstarted = has_run and not (run_dir / LAST_FILE).exists() and not (run_dir / BEST_FILE).exists()
     if resume:
+        if unstarted:
+            raise InputError("nothing to resume: the run stopped before finishing its first epoch (no last.pt); "
+                             "start it again without --resume", run_dir)  # fmt: skip
         if not has_run or not (run_dir / LAST_FILE).exists():
             raise InputError("nothing to resume: no config.json / last.pt in the run folder", run_dir)
         stored = read_run_config(run_dir)
@@ -279,7 +283,7 @@ def train_run(
         class_map = ClassMap(tuple(stored["classes"]["dataset_class_names"]), tuple(stored["classes"]["excluded"]))
         split = read_split(run_dir)
     else:
-        if has_run:
+        if has_run and not unstarted:  # a run that never finished an epoch holds nothing to keep: it starts again
             raise InputError("run folder already holds a run; use --resume to continue it or another --out", run_dir)
         train_cfg = _resolve_train(None, train)
         class_map = ClassMap.build(header.class_names, train_cfg.exclude_classes)
