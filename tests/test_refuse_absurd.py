@@ -22,13 +22,20 @@ BAD_PDB = "ATOM      1  CA  ALA A   1         nan   2.000   3.000  1.00  0.00   
         (["simulate", "tomogram", "OUT/t.mrc", "--shape", "2000,2000,2000"], "--shape: "),
         (["simulate", "tomogram", "OUT/t.mrc", "--shape", "20,30,40", "--seed", "-3"], "--seed: "),
         (["structures", "show", "BAD", "--out", "OUT/x.mrc"], "bad.pdb: "),
+        (["structures", "show", "1bxn", "--voxel-size", "1e6", "--out", "OUT/x.mrc"], "--voxel-size: "),  # hung before
+        (["pick", "TOMO", "--radius", "1e6", "--out", "OUT/p.star"], "--radius: "),  # hung before
     ],
 )
 def test_refused_before_anything_is_written(tmp_path, capsys, args, needle):
+    import numpy as np
+
+    from cryomine.io import write_mrc
+
     (tmp_path / "bad.pdb").write_text(BAD_PDB)
+    write_mrc(tmp_path / "tomo.mrc", np.random.default_rng(0).normal(size=(20, 24, 22)).astype(np.float32), 10.0)
     out = tmp_path / "out"
     out.mkdir()
-    argv = [a.replace("OUT", str(out)).replace("BAD", str(tmp_path / "bad.pdb")) for a in args]
+    argv = [a.replace("OUT", str(out)).replace("BAD", str(tmp_path / "bad.pdb")).replace("TOMO", str(tmp_path / "tomo.mrc")) for a in args]
     capsys.readouterr()
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

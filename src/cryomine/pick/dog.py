@@ -62,6 +62,9 @@ def pick_dog(volume: np.ndarray, config: DogConfig, class_name: str | None = Non
     """Pick bright blobs of ``config.radius_vox`` in a ``(d, h, w)`` tomogram (negated first with
     ``config.invert``); scores are the standardised DoG."""
     vol = check_volume(volume, name="tomogram")
+    if 2 * float(config.radius_vox) > min(vol.shape):
+        raise InputError(f"particle radius {float(config.radius_vox):.4g} voxels is more than half the tomogram's smallest side "
+                         f"({min(vol.shape)} voxels)", "--radius")  # fmt: skip
     scores = dog_response(-vol if config.invert else vol, config)
     peaks = config.peaks
     threshold = peaks.threshold

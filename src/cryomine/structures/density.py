@@ -135,6 +135,10 @@ def density_from_model(
         )
     if len(structure) == 0 or structure[0].count_atom_sites() == 0:
         raise InputError("structure has no atoms")
+    across_a = 2.0 * max_radius_a(structure)
+    if across_a < 2.0 * vs:
+        raise InputError(f"voxel size {vs:g} Å is more than half the structure's extent ({across_a:.0f} Å): it would fill "
+                         "fewer than 2 voxels", "--voxel-size")  # fmt: skip
     auto = default_box_size(structure, vs, res)
     if box_size is not None:
         if isinstance(box_size, bool) or not isinstance(box_size, (int, np.integer)) or box_size < 1:
