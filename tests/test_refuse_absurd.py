@@ -24,6 +24,9 @@ BAD_PDB = "ATOM      1  CA  ALA A   1         nan   2.000   3.000  1.00  0.00   
         (["structures", "show", "BAD", "--out", "OUT/x.mrc"], "bad.pdb: "),
         (["structures", "show", "1bxn", "--voxel-size", "1e6", "--out", "OUT/x.mrc"], "--voxel-size: "),  # hung before
         (["pick", "TOMO", "--radius", "1e6", "--out", "OUT/p.star"], "--radius: "),  # hung before
+        (["pick", "TOMO", "--template", "3gl1", "--tile-size", "1", "--no-ctf", "--tilt-min", "-60", "--tilt-max", "60",
+          "--out", "OUT/p.star"], "--tile-size: "),
+        (["dataset", "info", "FIFO"], "fifo: not a regular file"),  # h5py waited on the pipe forever
     ],
 )
 def test_refused_before_anything_is_written(tmp_path, capsys, args, needle):
@@ -33,9 +36,17 @@ def test_refused_before_anything_is_written(tmp_path, capsys, args, needle):
 
     (tmp_path / "bad.pdb").write_text(BAD_PDB)
     write_mrc(tmp_path / "tomo.mrc", np.random.default_rng(0).normal(size=(20, 24, 22)).astype(np.float32), 10.0)
+    import os
+
+    os.mkfifo(tmp_path / "fifo")
     out = tmp_path / "out"
     out.mkdir()
-    argv = [a.replace("OUT", str(out)).replace("BAD", str(tmp_path / "bad.pdb")).replace("TOMO", str(tmp_path / "tomo.mrc")) for a in args]
+    names = {"FIFO": tmp_path / "fifo", "OUT": out, "BAD": tmp_path / "bad.pdb", "TOMO": tmp_path / "tomo.mrc"}
+    argv = []
+    for a in args:
+        for key, value in names.items():
+            a = a.replace(key, str(value))
+        argv.append(a)
     capsys.readouterr()
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -179,6 +179,8 @@ def read_header(path: str | os.PathLike[str]) -> DatasetHeader:
     p = Path(path)
     if not p.exists():
         raise InputError("dataset not found", p)
+    if not p.is_file():  # a folder, a named pipe (h5py would wait on it forever), a device
+        raise InputError("not a regular file", p)
     try:
         with h5py.File(p, "r") as f:
             if f.attrs.get("format") != FORMAT:

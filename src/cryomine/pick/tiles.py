@@ -68,6 +68,9 @@ def _splits(n: int, pieces: int) -> list[tuple[int, int]]:
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
+MAX_TILE_OVERHEAD = 16.0  # a --tile-size that multiplies the FFT work by more than this is refused
+
+
 def plan_tiles(
     shape_zyx: tuple[int, int, int],
     template_size: int,
@@ -99,6 +102,12 @@ def plan_tiles(
         whole = tuple(slice(0, s) for s in shape)
         return [Tile(core=whole, region=whole, window_start_zyx=(0, 0, 0), window_shape_zyx=win)]  # type: ignore[arg-type]
     pieces = [1, 1, 1] if core_vox is None else [math.ceil(s / max(int(core_vox), 1)) for s in shape]
+    if core_vox is not None:  # every tile redoes the correlation over its core plus the template's reach
+        work = np.prod([p * good_fft_size(math.ceil(s / p) + 2 * halo + m - 1) for s, p in zip(shape, pieces)], dtype=np.float64)
+        whole = np.prod([good_fft_size(s + m - 1) for s in shape], dtype=np.float64)
+        if work > MAX_TILE_OVERHEAD * whole:
+            raise InputError(f"tiles of {int(core_vox)} voxels would multiply the work by {work / whole:.3g} (template box {m} "
+                             f"voxels); use tiles of at least {m} voxels or leave --tile-size out", "--tile-size")  # fmt: skip
 
     def window(pc: list[int]) -> tuple[int, int, int]:
         return tuple(good_fft_size(math.ceil(s / p) + 2 * halo + m - 1) for s, p in zip(shape, pc))  # type: ignore[return-value]
