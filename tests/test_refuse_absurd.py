@@ -27,6 +27,9 @@ BAD_PDB = "ATOM      1  CA  ALA A   1         nan   2.000   3.000  1.00  0.00   
         (["pick", "TOMO", "--template", "3gl1", "--tile-size", "1", "--no-ctf", "--tilt-min", "-60", "--tilt-max", "60",
           "--out", "OUT/p.star"], "--tile-size: "),
         (["dataset", "info", "FIFO"], "fifo: not a regular file"),  # h5py waited on the pipe forever
+        (["structures", "show", "1bxn", "--out", "AFILE/x.mrc"], "afile is a file, not a folder"),  # tracebacks before
+        (["simulate", "subtomograms", "AFILE/d.h5", "--per-class", "1", "--size", "16", "--structures", "1bxn"], "afile: "),
+        (["structures", "show", "1bxn", "--out", "OUT"], "is a folder, not a file"),
     ],
 )
 def test_refused_before_anything_is_written(tmp_path, capsys, args, needle):
@@ -41,7 +44,8 @@ def test_refused_before_anything_is_written(tmp_path, capsys, args, needle):
     os.mkfifo(tmp_path / "fifo")
     out = tmp_path / "out"
     out.mkdir()
-    names = {"FIFO": tmp_path / "fifo", "OUT": out, "BAD": tmp_path / "bad.pdb", "TOMO": tmp_path / "tomo.mrc"}
+    (tmp_path / "afile").write_text("not a folder")
+    names = {"AFILE": tmp_path / "afile", "FIFO": tmp_path / "fifo", "OUT": out, "BAD": tmp_path / "bad.pdb", "TOMO": tmp_path / "tomo.mrc"}
     argv = []
     for a in args:
         for key, value in names.items():

@@ -73,6 +73,13 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         where = f" (see '{path} -h')" if " " in path else ""
         typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
         code = exc.exit_code if exc.exit_code else 2
+    except OSError as exc:  # the environment: read-only folder, a file where a folder should be, disk full, ...
+        where = exc.filename if exc.filename is not None else "output"
+        what = exc.strerror or " ".join(str(exc).split())
+        if isinstance(exc, (FileExistsError, NotADirectoryError)) and where != "output":
+            what = f"{what} (a file stands where a folder is needed)"
+        typer.echo(f"error: {where}: {what}", err=True)
+        code = 2
     except (KeyboardInterrupt, typer.Abort):
         code = 130
     except typer.Exit as exc:  # typer turns Ctrl-C into Exit(130)

@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from cryomine.errors import InputError
+
 
 def _umask() -> int:
     mask = os.umask(0o022)
@@ -23,8 +25,16 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     the temporary file is removed and ``path`` is left untouched.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tmp" + final.suffix, dir=final.parent)
+    if final.is_dir():
+        raise InputError("is a folder, not a file: choose a file name", final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tmp" + final.suffix, dir=final.parent)
+    except OSError as exc:  # a read-only folder, a file where a folder should be, ...
+        parent = next((a for a in final.parents if a.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise InputError(f"cannot write here: {parent} is a file, not a folder", final) from None
+        raise InputError(f"cannot write here ({exc.strerror or exc})", final) from None
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
