@@ -30,6 +30,7 @@ BAD_PDB = "ATOM      1  CA  ALA A   1         nan   2.000   3.000  1.00  0.00   
         (["structures", "show", "1bxn", "--out", "AFILE/x.mrc"], "afile is a file, not a folder"),  # tracebacks before
         (["simulate", "subtomograms", "AFILE/d.h5", "--per-class", "1", "--size", "16", "--structures", "1bxn"], "afile: "),
         (["structures", "show", "1bxn", "--out", "OUT"], "is a folder, not a file"),
+        (["structures", "show", "CPLX", "--out", "OUT/x.mrc"], "holds complex values (MRC mode 4)"),  # imaginary part dropped before
     ],
 )
 def test_refused_before_anything_is_written(tmp_path, capsys, args, needle):
@@ -44,8 +45,13 @@ def test_refused_before_anything_is_written(tmp_path, capsys, args, needle):
     os.mkfifo(tmp_path / "fifo")
     out = tmp_path / "out"
     out.mkdir()
+    import mrcfile
+
     (tmp_path / "afile").write_text("not a folder")
-    names = {"AFILE": tmp_path / "afile", "FIFO": tmp_path / "fifo", "OUT": out, "BAD": tmp_path / "bad.pdb", "TOMO": tmp_path / "tomo.mrc"}
+    with mrcfile.new(tmp_path / "cplx.mrc") as mrc:
+        mrc.set_data(np.full((8, 9, 10), 1 + 2j, np.complex64))
+    names = {"CPLX": tmp_path / "cplx.mrc", "AFILE": tmp_path / "afile", "FIFO": tmp_path / "fifo", "OUT": out,
+             "BAD": tmp_path / "bad.pdb", "TOMO": tmp_path / "tomo.mrc"}
     argv = []
     for a in args:
         for key, value in names.items():

@@ -61,6 +61,9 @@ def read_mrc(path: str | os.PathLike[str], *, allow_stack: bool = False, voxel_s
     """
     p = Path(path)
     with _open_checked(p, mrcfile.open) as mrc:
+        if mrc.data is None or np.iscomplexobj(mrc.data):
+            raise InputError(f"holds {'no data' if mrc.data is None else 'complex values (MRC mode ' + str(int(mrc.header.mode)) + ')'}, "
+                             "not a real-valued volume", p)  # fmt: skip
         data = np.array(mrc.data, dtype=np.float32, copy=True)
         vs = float(mrc.voxel_size.x)
         origin = mrc.header.origin
