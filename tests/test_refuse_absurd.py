@@ -31,6 +31,10 @@ BAD_PDB = "ATOM      1  CA  ALA A   1         nan   2.000   3.000  1.00  0.00   
         (["simulate", "subtomograms", "AFILE/d.h5", "--per-class", "1", "--size", "16", "--structures", "1bxn"], "afile: "),
         (["structures", "show", "1bxn", "--out", "OUT"], "is a folder, not a file"),
         (["structures", "show", "CPLX", "--out", "OUT/x.mrc"], "holds complex values (MRC mode 4)"),  # imaginary part dropped before
+        # accepted with exit 0 before:
+        (["simulate", "subtomograms", "OUT/d.h5", "--per-class", "2", "--size", "16", "--tilt-step", "1000"], "--tilt-step: "),
+        (["simulate", "tomogram", "OUT/t.mrc", "--particles", "4", "--shape", ""], "--shape: "),
+        (["simulate", "tomogram", "OUT/t.mrc", "--particles", "1000000000", "--shape", "32,64,64", "--structures", "1bxn"], "--particles: "),
     ],
 )
 def test_refused_before_anything_is_written(tmp_path, capsys, args, needle):

@@ -253,6 +253,7 @@ def test_noise_free_and_empty_scene():
         lambda: TiltSeriesConfig(step_deg=0),
         lambda: TiltSeriesConfig(step_deg=-3),
         lambda: TiltSeriesConfig(min_deg=10, max_deg=5),
+        lambda: TiltSeriesConfig(step_deg=1000),
         lambda: TiltSeriesConfig(min_deg=float("nan")),
         lambda: ImagingConfig(snr=0),
         lambda: ImagingConfig(snr=-0.1),

@@ -140,7 +140,7 @@ def tomogram_cmd(
     from cryomine.simulate.variation import parse_range
 
     given = {
-        "shape_zyx": _shape(shape) if shape else None,
+        "shape_zyx": _shape(shape) if shape is not None else None,
         "particles": particles,
         "structures": tuple(_structures(structures)) if structures else None,
         "voxel_size_a": voxel_size,

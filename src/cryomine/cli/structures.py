@@ -33,8 +33,10 @@ def show_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output MRC file."),
     voxel_size: float = typer.Option(10.0, "--voxel-size", help="Voxel size of the map (Å)."),
     resolution: float | None = typer.Option(None, "--resolution", help="Resolution (Å) of maps computed from atoms; default 2 x voxel size."),
+    map_voxel_size: float | None = typer.Option(None, "--map-voxel-size", help="Voxel size (Å) of a map STRUCTURE whose header lacks it (or is wrong)."),
 ) -> None:
     """Write the density map of STRUCTURE at the requested voxel size as MRC."""
-    volume = load_structure(structure, voxel_size_a=voxel_size, resolution_a=resolution)
+    volume = load_structure(structure, voxel_size_a=voxel_size, resolution_a=resolution, map_voxel_size_a=map_voxel_size,
+                            map_voxel_size_name="--map-voxel-size")  # fmt: skip
     write_mrc(out, volume.data, volume.voxel_size_a)
     typer.echo(f"wrote {out} ({'x'.join(map(str, volume.data.shape))} voxels at {volume.voxel_size_a:g} Å)")

@@ -73,7 +73,10 @@ class TiltSeriesConfig:
         if not self.step_deg > 0:
             raise InputError(f"tilt step must be > 0 degrees, got {self.step_deg:g}")
         if (self.max_deg - self.min_deg) / self.step_deg > 3600:
-            raise InputError(f"tilt step {self.step_deg:g} degrees gives more than 3600 tilts")
+            raise InputError(f"tilt step {self.step_deg:g} degrees gives more than 3600 tilts", "--tilt-step")
+        if self.step_deg > 0.5 * (self.max_deg - self.min_deg):
+            raise InputError(f"tilt step {self.step_deg:g} degrees leaves fewer than 3 tilts in {self.min_deg:g}..{self.max_deg:g}: "
+                             "not a tilt series", "--tilt-step")  # fmt: skip
 
     @property
     def angles_deg(self) -> np.ndarray:

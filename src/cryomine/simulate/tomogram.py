@@ -141,6 +141,11 @@ def pack_tomogram(config: TomogramConfig, progress: bool = True) -> tuple[np.nda
     ``shape_zyx`` density volume; returns the density and the ground truth."""
     templates = [prepare_template(s, config.voxel_size_a, config.mask_threshold) for s in config.structures]
     m_templates = [prepare_template(s, config.voxel_size_a, config.mask_threshold) for s in config.membrane_structures]
+    need = sum(templates[k % len(templates)].mask_voxels for k in range(min(config.particles, len(templates))))
+    need = need / max(1, min(config.particles, len(templates))) * config.particles
+    if need > np.prod(np.asarray(config.shape_zyx, np.float64)):
+        raise InputError(f"{config.particles} particles fill {need:.3g} voxels; the tomogram holds "
+                         f"{int(np.prod(config.shape_zyx))}", "--particles")  # fmt: skip
     rng = np.random.default_rng([config.seed, 3])
     shape = np.array(config.shape_zyx)
     membranes = draw_membranes(config.shape_zyx, config.voxel_size_a, config.membranes, np.random.default_rng([config.seed, 5]))
