@@ -152,3 +152,17 @@ def test_nan_rows_and_inflated_headers_are_refused(small_dataset, tmp_path, caps
     assert main(["dataset", "info", str(big)]) == 2
     err = capsys.readouterr().err.strip()
     assert "big.h5: header says 999 rows are written but the file holds 20" in err, err
+
+
+def test_report_says_what_it_could_not_read_and_draws_truth_without_picks(tmp_path, capsys):
+    from cryomine.simulate.config import build_imaging_config
+    from cryomine.simulate.tomogram import TomogramConfig, simulate_tomogram
+
+    simulate_tomogram(tmp_path / "tomogram.mrc", TomogramConfig(shape_zyx=(24, 40, 40), particles=3, structures=("3gl1",),
+                                                                imaging=build_imaging_config(snr=1.0)), progress=False)  # fmt: skip
+    (tmp_path / "summary.json").write_text('{"figures": ')  # truncated
+    capsys.readouterr()
+    assert main(["report", str(tmp_path)]) == 0  # no picks: the truth alone is drawn (this crashed before)
+    err = capsys.readouterr().err
+    assert "warning: report: " in err and "summary.json: unreadable JSON" in err, err
+    assert "Traceback" not in err and (tmp_path / "report.html").exists()

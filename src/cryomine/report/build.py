@@ -48,12 +48,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from numbers import Real
 from pathlib import Path
 
 from cryomine import __version__
-from cryomine.errors import InputError
+from cryomine.errors import CryomineWarning, InputError
 from cryomine.io.atomic import atomic_output
 from cryomine.report.html import Section, escape, flatten, not_available, page, param_text, table
 from cryomine.report.inputs import JsonFile, ReportInputs, find_inputs
@@ -148,6 +149,8 @@ def _inputs_body(ctx: Context) -> str:
     notes = [*inp.notes, *ctx.notes]
     if notes:
         body += "<ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>"
+    for note in notes:  # said on the command line too, one line each: the page was built without these
+        warnings.warn(f"report: {note}", CryomineWarning, stacklevel=2)
     return body
 
 

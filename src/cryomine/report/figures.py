@@ -124,7 +124,8 @@ def tomogram_picks_figure(volume: np.ndarray, picks: Points | None, truth: Point
         raise InputError(f"particle radius must be > 0 voxels, got {radius_vox}")
     d, h, w = vol.shape
     xy, xz, _ = central_slices(vol)
-    names = sorted({*(picks.classes or ()), *((truth.classes or ()) if truth is not None else ())}) or ["particle"]
+    names = sorted({*((picks.classes or ()) if picks is not None else ()),
+                    *((truth.classes or ()) if truth is not None else ())}) or ["particle"]  # fmt: skip
     if (picks is not None and picks.classes is None) or (truth is not None and truth.classes is None):
         names = sorted(set(names) | {"particle"})
     colours = class_colours(names)
