@@ -170,7 +170,7 @@ def test_bad_input(trained_run: Path, blob_dataset: Path, blob_dataset_factory: 
     _bad(["train", ds, "--exclude-class", "banana", "--out", str(tmp_path / "x")], capsys, "unknown class 'banana'")
     _bad(["train", ds, "--exclude-class", "9", "--out", str(tmp_path / "x")], capsys, "no class id 9")
     _bad(["train", ds, "--loss-weights", "0:0:0", "--out", str(tmp_path / "w")], capsys, "all zero")
-    _bad(["train", ds, "--loss-weights", "1:-10:1", "--out", str(tmp_path / "w")], capsys, "w_seg")
+    _bad(["train", ds, "--loss-weights", "1:-10:1", "--out", str(tmp_path / "w")], capsys, "--loss-weights (seg)")
     _bad(["train", ds, "--model", "seg", "--loss-weights", "1:0:1", "--out", str(tmp_path / "w")], capsys, "heads (seg) are zero")
     _bad(["train", ds, "--out", run], capsys, "already holds a run")
     _bad(["train", ds, "--out", str(tmp_path / "none"), "--resume"], capsys, "nothing to resume")
@@ -218,4 +218,4 @@ def test_recipe_and_augmentation_options_reach_the_run_config(blob_dataset: Path
     _bad(["train", str(blob_dataset), "--out", str(tmp_path / "b1"), "--snr-range", "2,0.5"], capsys, "snr_range")
     _bad(["train", str(blob_dataset), "--out", str(tmp_path / "b2"), "--recipe", "adam"], capsys, "unknown recipe")
     _bad(["train", str(blob_dataset), "--out", str(tmp_path / "b3"), "--optimizer", "adam", "--weight-decay", "0.1"],
-         capsys, "weight_decay")
+         capsys, "--weight-decay: needs --optimizer adamw")

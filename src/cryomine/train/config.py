@@ -57,6 +57,16 @@ def parse_loss_weights(text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
+#: TrainConfig fields and the ``cryomine train`` options that set them (errors name the option a user typed)
+OPTIONS = {"max_epochs": "--epochs", "batch_size": "--batch-size", "patience": "--patience", "seed": "--seed",
+           "weight_decay": "--weight-decay", "label_smoothing": "--label-smoothing", "warmup_epochs": "--warmup-epochs"}
+
+
+def _option(field: str) -> str:
+    """The CLI option of a TrainConfig field, or the field's name when no option sets it (config files only)."""
+    return OPTIONS.get(field, field)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train (all validated; bad values raise :class:`InputError` naming the field).
@@ -121,12 +131,12 @@ class TrainConfig:
         for key in ("w_cls", "w_seg", "w_rec"):
             v = getattr(self, key)
             if not _is_num(v) or v < 0:
-                raise InputError(f"loss weight {key}: must be a finite number >= 0, got {v!r}")
+                raise InputError(f"--loss-weights ({key[2:]}): must be a finite number >= 0, got {v!r}")
             object.__setattr__(self, key, float(v))
         if self.w_cls + self.w_seg + self.w_rec <= 0:
-            raise InputError("loss weights: at least one of cls:seg:rec must be > 0, got all zero")
+            raise InputError("--loss-weights: at least one of cls:seg:rec must be > 0, got all zero")
         if not _is_num(self.lr) or self.lr < 0:
-            raise InputError(f"lr: must be a finite number >= 0, got {self.lr!r}")
+            raise InputError(f"--lr: must be a finite number >= 0, got {self.lr!r}")
         object.__setattr__(self, "lr", float(self.lr))
         betas = tuple(self.betas) if isinstance(self.betas, (list, tuple)) else ()
         if len(betas) != 2 or not all(_is_num(b) and 0 <= b < 1 for b in betas):
@@ -136,40 +146,40 @@ class TrainConfig:
         for key, low in (("batch_size", 1), ("max_epochs", 1), ("patience", 1), ("seed", 0), ("precise_bn_batches", 0)):
             v = getattr(self, key)
             if not _is_int(v) or v < low:
-                raise InputError(f"{key}: must be an integer >= {low}, got {v!r}")
+                raise InputError(f"{_option(key)}: must be an integer >= {low}, got {v!r}")
         fr = tuple(self.split_fractions) if isinstance(self.split_fractions, (list, tuple)) else ()
         if (len(fr) != 3 or not all(_is_num(f) and f >= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6
                 or fr[0] <= 0 or fr[1] <= 0):
             raise InputError(f"split_fractions: need three numbers >= 0 (train, val > 0) summing to 1, got {self.split_fractions!r}")
         object.__setattr__(self, "split_fractions", tuple(float(f) for f in fr))
         if isinstance(self.exclude_classes, (str, int)) or not isinstance(self.exclude_classes, Sequence):
-            raise InputError(f"exclude_classes: must be a list of class ids or names, got {self.exclude_classes!r}")
+            raise InputError(f"--exclude-class: must be a list of class ids or names, got {self.exclude_classes!r}")
         object.__setattr__(self, "exclude_classes", tuple(str(c).strip() for c in self.exclude_classes))
         if self.max_train is not None and (not _is_int(self.max_train) or self.max_train < 1):
-            raise InputError(f"max_train: must be an integer >= 1, got {self.max_train!r}")
+            raise InputError(f"--max-train: must be an integer >= 1, got {self.max_train!r}")
         if self.bf16 is not None and not isinstance(self.bf16, bool):
             raise InputError(f"bf16: must be true, false or null (automatic), got {self.bf16!r}")
         if not isinstance(self.channels_last, bool):
             raise InputError(f"channels_last: must be true or false, got {self.channels_last!r}")
         if self.num_threads is not None and (not _is_int(self.num_threads) or self.num_threads < 1):
-            raise InputError(f"num_threads: must be an integer >= 1, got {self.num_threads!r}")
+            raise InputError(f"--num-threads: must be an integer >= 1, got {self.num_threads!r}")
         if not _is_num(self.cache_limit_gb) or self.cache_limit_gb < 0:
-            raise InputError(f"cache_limit_gb: must be a number >= 0, got {self.cache_limit_gb!r}")
+            raise InputError(f"--cache-limit-gb: must be a number >= 0, got {self.cache_limit_gb!r}")
 
     def _check_recipe(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise InputError(f"optimizer: must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise InputError(f"--optimizer: must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise InputError(f"lr_schedule: must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+            raise InputError(f"--lr-schedule: must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         for key, high in (("weight_decay", 10.0), ("min_lr_fraction", 1.0), ("label_smoothing", 0.5)):
             v = getattr(self, key)
             if not _is_num(v) or not 0 <= v <= high:
-                raise InputError(f"{key}: must be a number in [0, {high:g}], got {v!r}")
+                raise InputError(f"{_option(key)}: must be a number in [0, {high:g}], got {v!r}")
             object.__setattr__(self, key, float(v))
         if self.optimizer == "adam" and self.weight_decay > 0:
-            raise InputError("weight_decay: needs --optimizer adamw (Adam's L2 penalty is not offered)")
+            raise InputError("--weight-decay: needs --optimizer adamw (Adam's L2 penalty is not offered)")
         if not _is_int(self.warmup_epochs) or not 0 <= self.warmup_epochs <= 1000:
-            raise InputError(f"warmup_epochs: must be an integer in 0..1000, got {self.warmup_epochs!r}")
+            raise InputError(f"--warmup-epochs: must be an integer in 0..1000, got {self.warmup_epochs!r}")
         if isinstance(self.augment, Mapping):
             object.__setattr__(self, "augment", AugmentConfig.from_dict(self.augment))
         if not isinstance(self.augment, AugmentConfig):
