@@ -112,6 +112,9 @@ def default_box_size(structure: gemmi.Structure, voxel_size_a: float, resolution
     return max(2, n + (n % 2))
 
 
+MAX_VOXEL_SIZE_A = 1000.0  # larger voxels than any cryo-ET data has (binned tomograms reach ~40 Å)
+
+
 def density_from_model(
     structure: gemmi.Structure,
     voxel_size_a: float = 10.0,
@@ -135,10 +138,8 @@ def density_from_model(
         )
     if len(structure) == 0 or structure[0].count_atom_sites() == 0:
         raise InputError("structure has no atoms")
-    across_a = 2.0 * max_radius_a(structure)
-    if across_a < 2.0 * vs:
-        raise InputError(f"voxel size {vs:g} Å is more than half the structure's extent ({across_a:.0f} Å): it would fill "
-                         "fewer than 2 voxels", "--voxel-size")  # fmt: skip
+    if vs > MAX_VOXEL_SIZE_A:  # gemmi's blur grows with the voxel size: at 1e6 Å it ran for hours
+        raise InputError(f"voxel size {vs:g} Å is beyond {MAX_VOXEL_SIZE_A:g} Å: no structure is resolved at it", "--voxel-size")
     auto = default_box_size(structure, vs, res)
     if box_size is not None:
         if isinstance(box_size, bool) or not isinstance(box_size, (int, np.integer)) or box_size < 1:
