@@ -71,7 +71,9 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         ctx = getattr(exc, "ctx", None)
         path = getattr(ctx, "command_path", "") or ""
         where = f" (see '{path} -h')" if " " in path else ""
-        typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
+        message = " ".join(exc.format_message().split())
+        if message:  # empty when typer has just shown the help (a command group given no subcommand)
+            typer.echo(f"error: {message}{where}", err=True)
         code = exc.exit_code if exc.exit_code else 2
     except OSError as exc:  # the environment: read-only folder, a file where a folder should be, disk full, ...
         where = exc.filename if exc.filename is not None else "output"
