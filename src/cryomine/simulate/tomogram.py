@@ -98,6 +98,7 @@ class _Packer:
         self.eulers: list[np.ndarray] = []
         self.classes: list[int] = []
         self.membrane: list[bool] = []
+        self.n_membrane = 0  # sum(self.membrane), kept so that the packing loops do not recount every attempt
 
     def place(self, t, k: int, centre: np.ndarray, ang: np.ndarray, in_membrane: bool) -> bool:
         whole = np.round(centre).astype(int)
@@ -119,6 +120,7 @@ class _Packer:
         self.eulers.append(ang)
         self.classes.append(k)
         self.membrane.append(in_membrane)
+        self.n_membrane += int(in_membrane)
         return True
 
 
@@ -141,8 +143,8 @@ def pack_tomogram(config: TomogramConfig, progress: bool = True) -> tuple[np.nda
     ``shape_zyx`` density volume; returns the density and the ground truth."""
     templates = [prepare_template(s, config.voxel_size_a, config.mask_threshold) for s in config.structures]
     m_templates = [prepare_template(s, config.voxel_size_a, config.mask_threshold) for s in config.membrane_structures]
-    need = sum(templates[k % len(templates)].mask_voxels for k in range(min(config.particles, len(templates))))
-    need = need / max(1, min(config.particles, len(templates))) * config.particles
+    used = templates[: min(config.particles, len(templates))]  # the classes placed round robin
+    need = config.particles * float(np.mean([t.mask_voxels for t in used])) if used else 0.0
     if need > np.prod(np.asarray(config.shape_zyx, np.float64)):
         raise InputError(f"{config.particles} particles fill {need:.3g} voxels; the tomogram holds "
                          f"{int(np.prod(config.shape_zyx))}", "--particles")  # fmt: skip
@@ -154,8 +156,8 @@ def pack_tomogram(config: TomogramConfig, progress: bool = True) -> tuple[np.nda
     total = config.particles + config.membrane_particles
     with tqdm(total=total, desc="packing particles", unit="particle", disable=not progress) as bar:
         failures = 0
-        while sum(packer.membrane) < config.membrane_particles and failures < config.max_attempts:
-            j = sum(packer.membrane) % len(m_templates)
+        while packer.n_membrane < config.membrane_particles and failures < config.max_attempts:
+            j = packer.n_membrane % len(m_templates)
             centre, normal = _membrane_site(membranes[int(rng.integers(len(membranes)))], shape, rng)
             inside = np.all(centre >= config.margin) and np.all(centre <= shape - 1 - config.margin)
             ang = matrix_to_euler_zyz(normal_frame(normal, rng.uniform(0, 2 * np.pi))[None])[0]
@@ -165,8 +167,8 @@ def pack_tomogram(config: TomogramConfig, progress: bool = True) -> tuple[np.nda
             else:
                 failures += 1
         failures = 0
-        while len(packer.coords) - sum(packer.membrane) < config.particles and failures < config.max_attempts:
-            k = (len(packer.coords) - sum(packer.membrane)) % len(templates)
+        while len(packer.coords) - packer.n_membrane < config.particles and failures < config.max_attempts:
+            k = (len(packer.coords) - packer.n_membrane) % len(templates)
             centre = np.array([rng.uniform(config.margin, n - 1 - config.margin) for n in shape])
             if packer.place(templates[k], k, centre, random_eulers_zyz(1, rng)[0], False):
                 failures = 0
