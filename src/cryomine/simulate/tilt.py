@@ -121,14 +121,9 @@ def angle_weights_rad(angles_deg) -> np.ndarray:
     return out
 
 
-def _csr(rows: np.ndarray | None, cols: np.ndarray, vals: np.ndarray, shape: tuple[int, int], device: str, *,
-         row_counts: np.ndarray | None = None):
-    """A torch CSR matrix from COO entries, or (``rows`` None) from entries already in row order with
-    ``row_counts`` entries per row (no sort and no row array: big tomograms build ~10^8-entry operators)."""
-    if rows is not None:
-        order = np.lexsort((cols, rows))
-        rows, cols, vals = rows[order], cols[order], vals[order]
-        row_counts = np.bincount(rows, minlength=shape[0])
+def _csr(row_counts: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple[int, int], device: str):
+    """A torch CSR matrix from entries already in row order (columns ascending within a row), ``row_counts`` per
+    row: no sort and no row array, so big tomograms can build ~10^8-entry operators."""
     crow = np.zeros(shape[0] + 1, dtype=np.int64)
     np.cumsum(row_counts, out=crow[1:])
     idx = np.int32 if max(shape) < 2**31 and len(vals) < 2**31 else np.int64
@@ -176,7 +171,7 @@ def _projector(d: int, w: int, angles: tuple[float, ...], device: str):
             col, wgt = col[order], wgt[order]
         counts.append(n), cols.append(col.astype(index)), vals.append(wgt * np.float32(scale))
     shape = (len(angles) * w, d * w)
-    return _csr(None, np.concatenate(cols), np.concatenate(vals), shape, device, row_counts=np.concatenate(counts))
+    return _csr(np.concatenate(counts), np.concatenate(cols), np.concatenate(vals), shape, device)
 
 
 def _backprojector(d: int, w: int, angles: tuple[float, ...], device: str, zx_range: tuple[int, int, int, int] | None = None):
@@ -194,7 +189,7 @@ def _backprojector(d: int, w: int, angles: tuple[float, ...], device: str, zx_ra
         n, tilt, tap, wgt = _row_taps(pos, w)
         counts.append(n), cols.append((tilt * w + tap).astype(np.int32 if t * w < 2**31 else np.int64)), vals.append(wgt)
     shape = (nz * nx, t * w)
-    return _csr(None, np.concatenate(cols), np.concatenate(vals), shape, device, row_counts=np.concatenate(counts))
+    return _csr(np.concatenate(counts), np.concatenate(cols), np.concatenate(vals), shape, device)
 
 
 _cached_projector = lru_cache(maxsize=4)(_projector)
@@ -202,13 +197,9 @@ _cached_backprojector = lru_cache(maxsize=4)(_backprojector)
 _CACHE_ENTRIES = 2**24  # operators up to ~128 MB are kept for the next batch; bigger ones (tomograms) are not
 
 
-def _operator(kind: str, d: int, w: int, angles: tuple[float, ...], device: str, zx_range=None):
-    """The projector or back-projector, from the cache when it is small (one per box size and tilt series)."""
-    nz, nx = (d, w) if zx_range is None else (zx_range[1] - zx_range[0], zx_range[3] - zx_range[2])
-    entries = 2 * len(angles) * (d * w if kind == "project" else nz * nx)
-    if kind == "project":
-        return (_cached_projector if entries <= _CACHE_ENTRIES else _projector)(d, w, angles, device)
-    return (_cached_backprojector if entries <= _CACHE_ENTRIES else _backprojector)(d, w, angles, device, zx_range)
+def _maybe_cached(build, cached, entries: int, *args):
+    """``build(*args)``, through its cache when the operator (``entries`` non-zeros) is small."""
+    return (cached if entries <= _CACHE_ENTRIES else build)(*args)
 
 
 @lru_cache(maxsize=8)
@@ -265,7 +256,7 @@ def project(volume, angles_deg, *, device=None, chunk_rows: int | None = None) -
     *lead, d, h, w = vol.shape
     vol = vol.reshape(-1, d, h, w)
     n, t = vol.shape[0], len(angles)
-    op = _operator("project", d, w, angles, str(dev))
+    op = _maybe_cached(_projector, _cached_projector, 2 * t * d * w, d, w, angles, str(dev))
     out = torch.empty((n, t, h, w), dtype=torch.float32, device=dev)
     rows = _rows_per_chunk(chunk_rows, h, 4 * n * w * (2 * d + 2 * t))
     for y0 in range(0, h, rows):
@@ -327,7 +318,7 @@ def backproject_wbp(
     nz, nx = (depth, w) if zx is None else (zx[1] - zx[0], zx[3] - zx[2])
     proj = proj.reshape(-1, t, h, w)
     n = proj.shape[0]
-    op = _operator("backproject", depth, w, angles, str(dev), zx)
+    op = _maybe_cached(_backprojector, _cached_backprojector, 2 * t * nz * nx, depth, w, angles, str(dev), zx)
     out = torch.empty((n, nz, h, nx), dtype=torch.float32, device=dev)
     rows = _rows_per_chunk(chunk_rows, h, 4 * n * (2 * nz * nx + 6 * t * w))
     for y0 in range(0, h, rows):
