@@ -41,25 +41,36 @@ def check_voxel_size(voxel_size_a: float, source: str | os.PathLike[str] | None 
     return value
 
 
-def volume_stats(volume: np.ndarray, source: str | os.PathLike[str] | None = None, chunk_voxels: int = 2**24) -> tuple[float, float]:
-    """Mean and standard deviation of a ``(d, h, w)`` volume read in z-slabs (works on memory maps).
-
-    Raises :class:`InputError` naming ``source`` for NaN/inf voxels or a constant volume.
-    """
+def slab_moments(volume: np.ndarray, chunk_voxels: int = 2**24) -> tuple[float, float, float, float]:
+    """``(min, max, mean, std)`` (population std) of a ``(d, h, w)`` volume read in z-slabs in float64 (works on
+    memory maps; no full-size temporary). NaN/inf voxels make the results NaN/inf; nothing is checked."""
     d = volume.shape[0]
     per = max(1, chunk_voxels // max(1, volume.shape[1] * volume.shape[2]))
-    n, mean, m2 = 0, 0.0, 0.0  # Chan et al. pairwise merge of per-slab mean and sum of squared deviations
+    n, mean, m2, lo, hi = 0, 0.0, 0.0, math.inf, -math.inf  # Chan et al. pairwise merge of per-slab moments
     for z in range(0, d, per):
         block = np.asarray(volume[z : z + per], dtype=np.float64)
-        if not np.isfinite(block).all():
-            raise InputError(f"volume contains {int((~np.isfinite(block)).sum())} NaN/inf voxels (in z {z}..{z + len(block) - 1})", source)
         nb, mb = block.size, float(block.mean())
         m2b = float(np.square(block - mb).sum())
         delta = mb - mean
         m2 += m2b + delta * delta * n * nb / (n + nb)
         mean += delta * nb / (n + nb)
         n += nb
-    std = math.sqrt(m2 / n)
+        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    return lo, hi, mean, math.sqrt(m2 / n)
+
+
+def volume_stats(volume: np.ndarray, source: str | os.PathLike[str] | None = None, chunk_voxels: int = 2**24) -> tuple[float, float]:
+    """Mean and standard deviation of a ``(d, h, w)`` volume read in z-slabs (works on memory maps).
+
+    Raises :class:`InputError` naming ``source`` for NaN/inf voxels or a constant volume.
+    """
+    lo, hi, mean, std = slab_moments(volume, chunk_voxels)
+    if not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(mean)):
+        per = max(1, chunk_voxels // max(1, volume.shape[1] * volume.shape[2]))
+        for z in range(0, volume.shape[0], per):  # name the first slab that holds them
+            block = np.asarray(volume[z : z + per], dtype=np.float64)
+            if not np.isfinite(block).all():
+                raise InputError(f"volume contains {int((~np.isfinite(block)).sum())} NaN/inf voxels (in z {z}..{z + len(block) - 1})", source)
     if not std > 1e-12 * max(1.0, abs(mean)):
         raise InputError("volume is constant (zero variance)", source)
     return mean, std

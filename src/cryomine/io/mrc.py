@@ -6,7 +6,6 @@ mrcfile already returns ``data[z, y, x]`` (sections, rows, columns), which is th
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ import mrcfile
 import numpy as np
 
 from cryomine.errors import InputError
-from cryomine.geometry.validate import check_volume, check_voxel_size, resolve_voxel_size
+from cryomine.geometry.validate import check_volume, check_voxel_size, resolve_voxel_size, slab_moments
 from cryomine.io.atomic import atomic_output
 
 
@@ -104,16 +103,8 @@ def write_mrc(
 
 def set_header_stats(mrc: Any, data: np.ndarray, chunk_voxels: int = 2**24) -> None:
     """What ``mrcfile``'s ``update_header_stats`` sets (min, max, mean, rms = standard deviation), computed in
-    z-slabs in float64 so that big tomograms need no full-size temporary."""
-    per = max(1, chunk_voxels // max(1, data.shape[1] * data.shape[2]))
-    lo, hi, total = math.inf, -math.inf, 0.0
-    for z in range(0, data.shape[0], per):
-        block = data[z : z + per]
-        lo, hi, total = min(lo, float(block.min())), max(hi, float(block.max())), total + float(block.sum(dtype=np.float64))
-    mean = total / data.size
-    ss = sum(float(np.square(data[z : z + per] - mean, dtype=np.float64).sum()) for z in range(0, data.shape[0], per))
-    mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = lo, hi, mean
-    mrc.header.rms = math.sqrt(ss / data.size)
+    z-slabs (:func:`~cryomine.geometry.validate.slab_moments`) so that big tomograms need no full-size temporary."""
+    mrc.header.dmin, mrc.header.dmax, mrc.header.dmean, mrc.header.rms = slab_moments(data, chunk_voxels)
 
 
 def set_geometry(mrc: Any, voxel_size_a: float, origin_zyx_a: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
