@@ -10,6 +10,7 @@ from cryomine.io.subtomo_h5 import read_header, read_rows
 from cryomine.simulate import subtomograms as sim
 from cryomine.simulate.config import PRESETS, build_dataset_config
 from cryomine.simulate.from_tomograms import PAPER_NUMBER_DENSITY
+from faults import interrupted_on_call
 
 FIELDS = ("subtomograms", "noise_free", "noise_unit", "noise_sigma", "target_mask", "shifts_zyx", "class_id",
           "noise_group", "coords_xyz", "snr_measured")  # fmt: skip
@@ -40,16 +41,8 @@ def test_boxes_at_true_positions_with_their_own_ground_truth(tmp_path):
 
 def test_resume_after_a_tomogram_equals_uninterrupted(tmp_path, monkeypatch):
     whole = read_rows(sim.simulate_subtomograms(tmp_path / "whole.h5", _config(), progress=False), FIELDS)
-    calls = {"n": 0}
     real = sim.tomogram_rows
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sim, "tomogram_rows", interrupted)
+    monkeypatch.setattr(sim, "tomogram_rows", interrupted_on_call(real, 2))
     with pytest.raises(KeyboardInterrupt):
         sim.simulate_subtomograms(tmp_path / "part.h5", _config(), progress=False)
     monkeypatch.setattr(sim, "tomogram_rows", real)

@@ -7,6 +7,7 @@ import pytest
 
 from cryomine.cli import main
 from cryomine.resources import check_disk, check_memory, format_bytes
+from faults import interrupted_on_call
 
 BAD_PDB = "ATOM      1  CA  ALA A   1         nan   2.000   3.000  1.00  0.00           C\nEND\n"
 
@@ -101,10 +102,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):
 
     write_mrc(tmp_path / "t.mrc", np.random.default_rng(0).normal(size=(16, 20, 18)).astype(np.float32), 10.0)
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(dog, "pick_dog_file", interrupted)
+    monkeypatch.setattr(dog, "pick_dog_file", interrupted_on_call(dog.pick_dog_file, 1))
     capsys.readouterr()
     assert main(["pick", str(tmp_path / "t.mrc"), "--radius", "50", "--out", str(tmp_path / "p.star")]) == 130
     err = capsys.readouterr().err.strip()

@@ -18,6 +18,7 @@ from cryomine.simulate.scene import CrowdingConfig, NeighbourBank, pack_scene
 from cryomine.simulate.subtomograms import simulate_subtomograms
 from cryomine.simulate.templates import prepare_template
 from cryomine.simulate.tomogram import TomogramConfig, simulate_tomogram
+from faults import interrupted_on_call
 
 SMALL = ("3qm1", "1s3x", "3gl1")
 ALL_FIELDS = ("subtomograms", "target_density", "target_mask", "class_id", "eulers_zyz", "shifts_zyx",
@@ -94,15 +95,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path, monkeypatch):
     cfg = _config(per_class=3, batch_size=4)  # 9 rows: batches 0-3, 4-7, 8
     whole = simulate_subtomograms(tmp_path / "whole.h5", cfg, progress=False)
     original = subtomo_module.simulate_batch
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(subtomo_module, "simulate_batch", flaky)
+    monkeypatch.setattr(subtomo_module, "simulate_batch", interrupted_on_call(original, 2))
     part = tmp_path / "part.h5"
     with pytest.raises(KeyboardInterrupt):
         simulate_subtomograms(part, cfg, progress=False)

@@ -15,6 +15,7 @@ from cryomine.errors import InputError
 from cryomine.models import ModelConfig, infer
 from cryomine.train import TrainConfig, load_checkpoint, load_run, parse_loss_weights, train_run
 from cryomine.train.loop import capture_rng, epoch_order, restore_rng
+from faults import interrupted_on_call
 
 TINY = {"base_channels": 4, "fc_units": 16}
 
@@ -215,11 +216,7 @@ def test_a_run_killed_in_its_first_epoch_starts_again(blob_dataset: Path, tmp_pa
     import cryomine.train.loop as loop
 
     real = loop.train_one_epoch
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop, "train_one_epoch", killed)
+    monkeypatch.setattr(loop, "train_one_epoch", interrupted_on_call(real, 1))
     with pytest.raises(KeyboardInterrupt):
         train_run(blob_dataset, tmp_path / "run", model="dsmnet", model_options=TINY, train={"max_epochs": 1, "batch_size": 8})
     assert (tmp_path / "run" / "config.json").exists() and not (tmp_path / "run" / "last.pt").exists()
