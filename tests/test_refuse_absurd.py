@@ -35,6 +35,7 @@ BAD_PDB = "ATOM      1  CA  ALA A   1         nan   2.000   3.000  1.00  0.00   
         # accepted with exit 0 before:
         (["simulate", "subtomograms", "OUT/d.h5", "--per-class", "2", "--size", "16", "--tilt-step", "1000"], "--tilt-step: "),
         (["simulate", "tomogram", "OUT/t.mrc", "--particles", "4", "--shape", ""], "--shape: "),
+        (["simulate", "subtomograms", "OUT/d.h5", "--per-class", "1", "--size", "16", "--tomogram-shape", ""], "--tomogram-shape: "),
         (["simulate", "tomogram", "OUT/t.mrc", "--particles", "1000000000", "--shape", "32,64,64", "--structures", "1bxn"], "--particles: "),
     ],
 )

@@ -65,7 +65,7 @@ def subtomograms_cmd(
         preset, snr=snr, per_class=per_class, total=total, size=size, voxel_size_a=voxel_size,
         structures=_structures(structures), seed=seed, tilt_min=tilt_min, tilt_max=tilt_max, tilt_step=tilt_step,
         defocus_um=defocus, voltage_kv=voltage, crowding=crowding, method=method, batch_size=batch_size, snr_definition=snr_definition,
-        from_tomograms=from_tomograms, tomogram_shape=_shape(tomogram_shape) if tomogram_shape else None, tomogram_particles=tomogram_particles,
+        from_tomograms=from_tomograms, tomogram_shape=_shape(tomogram_shape, "--tomogram-shape") if tomogram_shape is not None else None, tomogram_particles=tomogram_particles,
         vary_defocus=parse_range(vary_defocus, "--vary-defocus"), vary_tilt_min=parse_range(vary_tilt_min, "--vary-tilt-min"),
         vary_tilt_max=parse_range(vary_tilt_max, "--vary-tilt-max"),
     )  # fmt: skip
@@ -99,15 +99,15 @@ def info_cmd(
         typer.echo(f"  {name:<12} {count}")
 
 
-def _shape(text: str) -> tuple[int, int, int]:
+def _shape(text: str, option: str = "--shape") -> tuple[int, int, int]:
     from cryomine.errors import InputError
 
     try:
         values = tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
-        raise InputError(f"shape must be Z,Y,X integers, got {text!r}", "--shape") from None
+        raise InputError(f"shape must be Z,Y,X integers, got {text!r}", option) from None
     if len(values) != 3:
-        raise InputError(f"shape must be Z,Y,X (3 integers), got {text!r}", "--shape")
+        raise InputError(f"shape must be Z,Y,X (3 integers), got {text!r}", option)
     return values  # type: ignore[return-value]
 
 
