@@ -28,6 +28,7 @@ from cryomine.pick import (
     select_peaks,
     template_weight,
 )
+from cryomine.pick.correlate import _fold_orientation
 from cryomine.pick.evaluate import evaluate_pick_files
 from cryomine.pick.tiles import read_window
 
@@ -136,6 +137,34 @@ def test_template_weight_is_wedge_times_minus_ctf():
     assert np.all(w[~wedge] == 0) and np.any(w[wedge] != 0)
     assert w[0, 0, 0] == pytest.approx(0.07, rel=1e-5)  # -CTF(0) = amplitude contrast: protein-bright correlation > 0
     assert np.all(template_weight(m, 10.0, TemplateMatchConfig(microscope=None, wedge=False)) == 1)
+
+
+@pytest.mark.parametrize("with_inv, with_within", [(False, False), (True, False), (True, True), (False, True)])
+def test_compiled_scan_update_equals_the_array_operations(with_inv, with_within):
+    """The one-pass running maximum + core moments equals compare / maximum / masked fill / sum / dot on strided
+    views of an odd-shaped region (ties keep the earlier orientation)."""
+    rng = np.random.default_rng(5)
+    region, lo, hi = (9, 14, 11), np.array([1, 2, 0]), np.array([8, 13, 10])
+    core = tuple(slice(a, b) for a, b in zip(lo, hi))
+    inv = rng.uniform(0.5, 2.0, size=tuple(hi - lo)).astype(np.float32)
+    within = rng.random(tuple(hi - lo)) < 0.6
+    best = np.full(region, -np.inf, np.float32)
+    idx = np.zeros(region, np.int32)
+    ref_best, ref_idx, ref, total = best.copy(), idx.copy(), np.zeros(2), np.zeros(2)
+    for k in range(5):
+        full = rng.normal(size=(12, 16, 13)).astype(np.float32).round(1)  # rounded: ties happen
+        score = full[: region[0], : region[1], : region[2]]
+        total += _fold_orientation(score, best, idx, k, lo, hi, inv if with_inv else np.zeros((0, 0, 0), np.float32),
+                                within if with_within else np.zeros((0, 0, 0), bool))  # fmt: skip
+        better = score > ref_best
+        ref_best, ref_idx = np.maximum(ref_best, score), np.where(better, k, ref_idx)
+        a = score[core].astype(np.float64) * (inv if with_inv else 1.0)
+        a = a[within] if with_within else a
+        ref += [a.sum(), (a * a).sum()]
+        np.testing.assert_allclose(total, ref, rtol=1e-9)
+    np.testing.assert_array_equal(best, ref_best)
+    np.testing.assert_array_equal(idx, ref_idx)
+    assert len(set(idx.ravel())) > 1
 
 
 def test_template_larger_than_tomogram_and_bad_steps_raise():
