@@ -31,9 +31,11 @@ def _inputs(tmp_path):
     return tmp_path / "tomo.mrc", tmp_path / "tmpl.mrc"
 
 
-def test_killed_search_resumes_to_the_same_result(tmp_path, monkeypatch):
+@pytest.mark.parametrize("random_phase", [False, True])
+def test_killed_search_resumes_to_the_same_result(tmp_path, monkeypatch, random_phase):
     tomo, tmpl = _inputs(tmp_path)
-    config = TemplateMatchConfig(angular_step_deg=90.0, microscope=None, tile_vox=8, peaks=PeakConfig(top_n=4))
+    config = TemplateMatchConfig(angular_step_deg=90.0, microscope=None, tile_vox=8, peaks=PeakConfig(top_n=4),
+                                 random_phase_correction=random_phase)  # fmt: skip
     ref, _ = match_template_file(tomo, tmpl, tmp_path / "ref" / "picks.star", config)
     ref_scores = mrcfile.read(tmp_path / "ref" / "picks_scores.mrc").copy()
     out = tmp_path / "run" / "picks.star"

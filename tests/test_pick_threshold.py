@@ -30,7 +30,7 @@ def test_search_statistics_are_those_of_every_orientations_scores(spherical):
     mean, std = volume_stats(vol)
     window = read_window(vol, (0, 0, 0), vol.shape, mean, std)
     weight = template_weight(11, 10.0, config)
-    best, _, sums = _Correlator(template, mask, spherical, weight, mats, 4, torch.device("cpu")).run(window, vol.shape, (0, 0, 0))
+    best, _, sums, _ = _Correlator(template, mask, spherical, weight, mats, 4, torch.device("cpu")).run(window, vol.shape, (0, 0, 0))
     each = np.stack([_Correlator(template, mask, spherical, weight, mats[k : k + 1], 1, torch.device("cpu")).run(window, vol.shape, (0, 0, 0))[0]
                      for k in range(6)])  # fmt: skip
     np.testing.assert_allclose(best, each.max(axis=0), atol=1e-6)

@@ -57,6 +57,8 @@ def pick_cmd(
     angle_batch: int | None = typer.Option(None, "--angle-batch", help="Orientations correlated together."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for template matching (default: all torch threads)."),
+    random_phase_correction: bool | None = typer.Option(None, "--random-phase-correction/--no-random-phase-correction", help="Also search a phase-randomised template and subtract its best score per voxel (the background; STOPGAP, pytom-match-pick's option). Doubles the time (default off)."),
+    random_phase_seed: int | None = typer.Option(None, "--random-phase-seed", help="Seed of the phase randomisation (default 0)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted template-matching search (same inputs and parameters) after its last finished tile."),
 ) -> None:
     """Pick particles by Difference of Gaussians or template matching; write a RELION STAR with scores."""
@@ -77,9 +79,10 @@ def pick_cmd(
     peak_kw = _given(top_n=top_n, threshold=threshold, border_vox=border_vox, false_positives=false_positives, split_populations=split_populations,
                      min_distance_vox=None if min_distance is None else min_distance / voxel_size_a)  # fmt: skip
     if chosen == "dog":
-        if invert_template or recenter_template or mask is not None or tomogram_mask is not None or symmetry is not None or resume or per_tilt_weighting:
-            raise InputError("--invert-template, --recenter-template, --mask, --tomogram-mask, --symmetry, --resume and --per-tilt-weighting "
-                             "are for template matching",
+        if (invert_template or recenter_template or mask is not None or tomogram_mask is not None or symmetry is not None or resume
+                or per_tilt_weighting or random_phase_correction or random_phase_seed is not None):
+            raise InputError("--invert-template, --recenter-template, --mask, --tomogram-mask, --symmetry, --resume, --per-tilt-weighting "
+                             "and --random-phase-correction are for template matching",
                              "--method")
         _pick_dog(tomogram, out, template, radius, voxel_size_a, peak_kw, dark)
         return
@@ -96,7 +99,7 @@ def pick_cmd(
     config = TemplateMatchConfig(
         **_given(angular_step_deg=angular_step, symmetry=symmetry, pad_edges=pad_edges, tile_vox=tile_size, memory_gb=memory_gb, angle_batch=angle_batch,
                  device=device, threads=threads, invert_template=invert_template, recenter_template=recenter_template,
-                 template_lowpass_a=template_lowpass),
+                 template_lowpass_a=template_lowpass, random_phase_correction=random_phase_correction, random_phase_seed=random_phase_seed),
         tilt_min_deg=lo, tilt_max_deg=hi, invert=dark, microscope=microscope, peaks=replace(TemplateMatchConfig().peaks, **peak_kw),
         tilt_weighting=tilts,
     )  # fmt: skip

@@ -160,6 +160,10 @@ class TemplateMatchConfig:
       by default; needs the tomogram in one tile.
     - ``tile_vox``: edge of the tiles' output cores (voxels); ``None`` = the whole tomogram when it fits
       ``memory_gb``, else automatic tiles.
+    - ``random_phase_correction``: also search a phase-randomised copy of the template (seeded by
+      ``random_phase_seed``) and subtract its maximum score per voxel (plus its mean) from the template's
+      (:mod:`cryomine.pick.background`; STOPGAP, pytom-match-pick's ``--random-phase-correction``): removes
+      the background that any density of the template's power spectrum scores. Doubles the time.
     - ``angle_batch``: orientations correlated together.
     - ``memory_gb``: working-memory target of one tile (FFT buffers).
     - ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
@@ -189,6 +193,8 @@ class TemplateMatchConfig:
     mask_radius_vox: float | None = None
     pad_edges: bool = True
     tile_vox: int | None = None
+    random_phase_correction: bool = False
+    random_phase_seed: int = 0
     angle_batch: int = 4
     memory_gb: float = 2.0
     device: str = "auto"
@@ -220,6 +226,9 @@ class TemplateMatchConfig:
             _positive_int(self.tile_vox, "--tile-size")
             if not self.pad_edges:
                 raise InputError("tiles need edge padding: drop --tile-size or --no-pad-edges", "--tile-size")
+        _flag(self.random_phase_correction, "--random-phase-correction")
+        if isinstance(self.random_phase_seed, bool) or not isinstance(self.random_phase_seed, int) or self.random_phase_seed < 0:
+            raise InputError(f"must be an integer >= 0, got {self.random_phase_seed!r}", "--random-phase-seed")
         _positive_int(self.angle_batch, "--angle-batch")
         _positive(self.memory_gb, "--memory-gb")
         if self.threads is not None:

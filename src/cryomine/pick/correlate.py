@@ -8,6 +8,7 @@ that aligns the correlation region (:func:`_shift_ramp`) and the fast-local-corr
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -101,13 +102,63 @@ def _shift_ramp(shape: tuple[int, int, int], shift: list[int], device: torch.dev
     return torch.from_numpy(ramp.astype(np.complex64)).to(device)
 
 
+class TileScores(NamedTuple):
+    """What :meth:`_Correlator.run` gives for one tile: ``best`` and ``index`` ``(region)`` (maximum score and its
+    orientation), ``sums`` ``[sum, sum of squares]`` of every score in the core, ``noise`` ``(region)`` the
+    phase-randomised template's maximum score (None without random-phase correction)."""
+
+    best: np.ndarray
+    index: np.ndarray
+    sums: np.ndarray
+    noise: np.ndarray | None
+
+
+class _Fold:
+    """The compiled per-orientation update (:func:`_fold_orientation`) with one tile's fixed arguments: the core's
+    bounds in the region, ``1 / sigma_M`` on the core (spherical mask) and the search region on the core."""
+
+    _NONE_F = np.zeros((0, 0, 0), np.float32)
+    _NONE_B = np.zeros((0, 0, 0), bool)
+
+    def __init__(self, region: tuple[int, int, int], core: tuple[slice, ...], inv: torch.Tensor | None,
+                 within: torch.Tensor | None) -> None:  # fmt: skip
+        self.lo = np.array([c.indices(n)[0] for c, n in zip(core, region)], np.int64)
+        self.hi = np.array([c.indices(n)[1] for c, n in zip(core, region)], np.int64)
+        self.inv = np.ascontiguousarray(inv[core].numpy()) if inv is not None else self._NONE_F
+        self.within = within.numpy() if within is not None else self._NONE_B
+        self.scratch = np.zeros(region, np.int32)
+        self.empty = np.zeros(3, np.int64)
+
+    def best(self, score: torch.Tensor, best: torch.Tensor, best_idx: torch.Tensor, index: int) -> tuple[float, float]:
+        return _fold_orientation(score.numpy(), best.numpy(), best_idx.numpy(), index, self.lo, self.hi, self.inv, self.within)
+
+    def maximum(self, score: torch.Tensor, best: torch.Tensor) -> None:
+        """Running maximum only (an empty core: no moments)."""
+        _fold_orientation(score.numpy(), best.numpy(), self.scratch, 0, self.empty, self.empty, self._NONE_F, self._NONE_B)
+
+
+def _fold_torch(score: torch.Tensor, best: torch.Tensor, best_idx: torch.Tensor, index: int, sums: torch.Tensor,
+                core: tuple[slice, ...], inv: torch.Tensor | None, within: torch.Tensor | None) -> None:  # fmt: skip
+    """:func:`_fold_orientation` in torch (CUDA): in place, one orientation at a time (cheaper than a batched max)."""
+    better = torch.gt(score, best)
+    torch.maximum(best, score, out=best)
+    best_idx.masked_fill_(better, index)
+    a = score[core]
+    if inv is not None:
+        a = a * inv[core]
+    a = (a[within] if within is not None else a).reshape(-1)
+    sums[0] += a.sum(dtype=torch.float64)
+    sums[1] += torch.dot(a, a).double()
+
+
 class _Correlator:
     """Correlates one tile window with every orientation (see the module docstring)."""
 
     def __init__(self, template: np.ndarray, mask: np.ndarray, spherical: bool, weight: np.ndarray,
-                 matrices_xyz: np.ndarray, batch: int, device: torch.device) -> None:  # fmt: skip
+                 matrices_xyz: np.ndarray, batch: int, device: torch.device, noise_template: np.ndarray | None = None) -> None:  # fmt: skip
         self.device = device
         self.template = torch.from_numpy(np.ascontiguousarray(template, np.float32)).to(device)
+        self.noise = None if noise_template is None else torch.from_numpy(np.ascontiguousarray(noise_template, np.float32)).to(device)
         self.mask = torch.from_numpy(np.ascontiguousarray(mask, np.float32)).to(device)
         self.spherical = spherical
         self.weight = torch.from_numpy(weight).to(device)
@@ -115,10 +166,10 @@ class _Correlator:
         self.batch = batch
         self.m = template.shape[0]
 
-    def _prepare(self, mats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _prepare(self, mats: torch.Tensor, template: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotated, filtered, mask-normalised templates ``(b, m, m, m)`` (divided by N) and their masks."""
         b, m = mats.shape[0], self.m
-        t = rotate_volumes(self.template.expand(b, m, m, m), mats)
+        t = rotate_volumes(template.expand(b, m, m, m), mats)
         t = torch.fft.irfftn(torch.fft.rfftn(t, dim=(-3, -2, -1)) * self.weight, s=(m, m, m), dim=(-3, -2, -1))
         mk = self.mask[None] if self.spherical else (rotate_volumes(self.mask.expand(b, m, m, m), mats) > 0.5).to(t.dtype)
         n = mk.sum(dim=(-3, -2, -1), keepdim=True)
@@ -148,57 +199,50 @@ class _Correlator:
 
     def _scan(self, batches: list[int], fft: _FFT, vf: torch.Tensor, v2f: torch.Tensor, inv: torch.Tensor | None,
               region: tuple[int, int, int], core: tuple[slice, ...], within: torch.Tensor | None,
-              bar: tqdm | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-        """Running maximum and its orientation index over the angle batches starting at ``batches``, and the sum
-        and sum of squares (float64) of every score in the ``core`` of the region (each orientation, each voxel;
-        only where the bool ``within`` of the core's shape is set, if given)."""
+              bar: tqdm | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """Running maximum and its orientation index over the angle batches starting at ``batches``, the sum and
+        sum of squares (float64) of every score in the ``core`` of the region (each orientation, each voxel; only
+        where the bool ``within`` of the core's shape is set, if given), and the running maximum of the
+        phase-randomised template's scores (None without one)."""
         best = torch.full(region, -torch.inf, device=self.device)
         best_idx = torch.zeros(region, dtype=torch.int32, device=self.device)
+        noise = None if self.noise is None else torch.full(region, -torch.inf, device=self.device)
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)
-        inv_core = None if inv is None else inv[core]
-        if within is not None and inv_core is not None:
-            inv_core = inv_core[within]
-        fold = self.device.type == "cpu"
-        if fold:  # the compiled one-pass update (core bounds as arrays, empty arrays for "none")
-            lo = np.array([c.indices(n)[0] for c, n in zip(core, region)], np.int64)
-            hi = np.array([c.indices(n)[1] for c, n in zip(core, region)], np.int64)
-            inv_np = np.ascontiguousarray(inv[core].numpy()) if inv is not None else np.zeros((0, 0, 0), np.float32)
-            within_np = within.numpy() if within is not None else np.zeros((0, 0, 0), bool)
-            best_np, idx_np = best.numpy(), best_idx.numpy()
-        else:
-            better = torch.empty(region, dtype=torch.bool, device=self.device)
+        fold = _Fold(region, core, inv, within) if self.device.type == "cpu" else None
         for start in batches:
             mats = self.mats[start : start + self.batch]
-            t, mk = self._prepare(mats)
+            t, mk = self._prepare(mats, self.template)
+            inv_m = None if inv is not None else self._inv_sigma(mk, fft, vf, v2f, region)
             cc = self._correlate(t, fft, vf, region)
-            if inv is None:
-                cc = list(torch.stack(cc) * self._inv_sigma(mk, fft, vf, v2f, region))
+            if inv_m is not None:
+                cc = list(torch.stack(cc) * inv_m)
             for k, score in enumerate(cc):
-                if fold:
-                    part = _fold_orientation(score.numpy(), best_np, idx_np, start + k, lo, hi, inv_np, within_np)
-                    sums[0] += part[0]
-                    sums[1] += part[1]
-                    continue
-                torch.gt(score, best, out=better)  # in place, one orientation at a time: cheaper than a batched max
-                torch.maximum(best, score, out=best)
-                best_idx.masked_fill_(better, start + k)
-                a = score[core] if within is None else score[core][within]
-                a = (a * inv_core if inv_core is not None else a.contiguous()).reshape(-1)
-                sums[0] += a.sum(dtype=torch.float64)
-                sums[1] += torch.dot(a, a).double()
+                if fold is not None:
+                    sums += torch.tensor(fold.best(score, best, best_idx, start + k), dtype=torch.float64)
+                else:
+                    _fold_torch(score, best, best_idx, start + k, sums, core, inv, within)
+            if noise is not None:  # the same orientations of the phase-randomised template: background only
+                tn, _ = self._prepare(mats, self.noise)
+                cn = self._correlate(tn, fft, vf, region)
+                for score in (cn if inv_m is None else list(torch.stack(cn) * inv_m)):
+                    if fold is not None:
+                        fold.maximum(score, noise)
+                    else:
+                        torch.maximum(noise, score, out=noise)
             if bar is not None:
                 bar.update(mats.shape[0])
-        return best, best_idx, sums
+        return best, best_idx, sums, noise
 
     @torch.no_grad()
     def run(self, window: np.ndarray, region: tuple[int, int, int], lead: tuple[int, int, int], bar: tqdm | None = None,
             workers: int = 1, core: tuple[slice, ...] | None = None,
-            within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+            within: np.ndarray | None = None) -> TileScores:  # fmt: skip
         """Best score and best orientation index ``(region)`` for a standardised window (``L`` per axis) whose
         voxel ``lead`` is the region's first voxel (``m // 2`` with edge padding, 0 for circular matching), and
         ``[sum, sum of squares]`` (float64) of all scores (every orientation) in the region's ``core`` (default the
         whole region; only its voxels where ``within`` is set, if given): the statistics of the search space that
-        the automatic threshold needs.
+        the automatic threshold needs; with a phase-randomised template, its best score too (the background of
+        the random-phase correction; :mod:`cryomine.pick.background`).
 
         The product of a window spectrum with a flipped box's spectrum is a convolution in which region voxel
         ``j`` sits at index ``j + lead + m - 1 - m // 2`` (mod ``L``); the window spectra are multiplied once by
@@ -222,16 +266,18 @@ class _Correlator:
         core = core if core is not None else (slice(None),) * 3
         inside = None if within is None else torch.from_numpy(np.ascontiguousarray(within, bool)).to(self.device)
         if workers <= 1 or self.device.type != "cpu" or len(starts) < 2:
-            best, best_idx, sums = self._scan(starts, fft, vf, v2f, inv, region, core, inside, bar)
+            best, best_idx, sums, noise = self._scan(starts, fft, vf, v2f, inv, region, core, inside, bar)
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 parts = list(pool.map(lambda w: self._scan(starts[w::workers], fft, vf, v2f, inv, region, core, inside, bar), range(workers)))
-            best, best_idx, sums = parts[0]
-            for b, i, s in parts[1:]:
+            best, best_idx, sums, noise = parts[0]
+            for b, i, s, nz in parts[1:]:
                 take = (b > best) | ((b == best) & (i < best_idx))
                 best = torch.where(take, b, best)
                 best_idx = torch.where(take, i, best_idx)
                 sums = sums + s
+                noise = None if noise is None else torch.maximum(noise, nz)
         if inv is not None:
             best = torch.where(inv > 0, best * inv, torch.zeros_like(best))
-        return best.cpu().numpy(), best_idx.cpu().numpy(), sums.cpu().numpy()
+            noise = None if noise is None else torch.where(inv > 0, noise * inv, torch.zeros_like(noise))
+        return TileScores(best.cpu().numpy(), best_idx.cpu().numpy(), sums.cpu().numpy(), None if noise is None else noise.cpu().numpy())

@@ -2,7 +2,10 @@
 
 While ``cryomine pick --method template`` runs, three files sit beside its output ``<stem>.star``:
 ``<stem>_scores.mrc.part`` and ``<stem>_angles.mrc.part`` (the maps, memory-mapped, filled tile by tile) and
-``<stem>.job.json`` (what was asked, the tiles finished, the running sums of the search statistics). After each
+``<stem>.job.json`` (what was asked, the tiles finished, the running sums of the search statistics); with
+random-phase correction the scores part holds ``raw - noise`` and the corrected map is written at the end into
+``<stem>_scores_corrected.mrc.part`` (made afresh each time, so a search killed while correcting redoes only
+that). After each
 tile the maps are flushed and the job file is rewritten atomically, so a search killed at any moment has lost at
 most the tile it was on. Rerun with ``--resume`` (same inputs and parameters, checked), it continues after the
 last finished tile and gives the same result as an uninterrupted run; at the end the parts become the final
@@ -30,11 +33,11 @@ __all__ = ["SearchJob", "TileProgress"]
 @dataclass
 class TileProgress:
     """What a search has done so far and whom to tell after each tile: ``done`` tile indices, running ``sums``
-    (sum and sum of squares of the scores) and ``n`` (scores counted); ``on_tile(index, sums, n)`` is called
-    after each finished tile."""
+    (sum and sum of squares of the scores; sum and count of the phase-randomised template's maxima) and ``n``
+    (scores counted); ``on_tile(index, sums, n)`` is called after each finished tile."""
 
     done: set[int] = field(default_factory=set)
-    sums: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    sums: np.ndarray = field(default_factory=lambda: np.zeros(4))
     n: int = 0
     on_tile: Callable[[int, np.ndarray, int], None] | None = None
 
@@ -55,6 +58,7 @@ class SearchJob:
         self.stem, self.key, self.shape = Path(stem), json.loads(json.dumps(key, sort_keys=True, default=str)), tuple(shape)
         self.scores_part = Path(f"{self.stem}_scores.mrc.part")
         self.angles_part = Path(f"{self.stem}_angles.mrc.part")
+        self.corrected_part = Path(f"{self.stem}_scores_corrected.mrc.part")
         self.job_file = Path(f"{self.stem}.job.json")
         self.progress = TileProgress(on_tile=self._record)
 
@@ -69,12 +73,12 @@ class SearchJob:
             self._load()
             return
         self.stem.parent.mkdir(parents=True, exist_ok=True)
-        for p in (self.scores_part, self.angles_part, self.job_file):
+        for p in (self.scores_part, self.angles_part, self.corrected_part, self.job_file):
             p.unlink(missing_ok=True)
         for p in (self.scores_part, self.angles_part):
             with mrcfile.new_mmap(p, self.shape, mrc_mode=2, overwrite=True):
                 pass
-        self._record(None, np.zeros(2), 0)
+        self._record(None, np.zeros(4), 0)
 
     def _load(self) -> None:
         if not self.job_file.is_file():
@@ -105,18 +109,26 @@ class SearchJob:
             tmp.write_text(json.dumps(state))
 
     @contextlib.contextmanager
-    def maps(self) -> Iterator[tuple[mrcfile.mrcfile.MrcFile, mrcfile.mrcfile.MrcFile]]:
-        """The two partial maps, open read-write (memory maps)."""
-        with mrcfile.mmap(self.scores_part, mode="r+") as ms, mrcfile.mmap(self.angles_part, mode="r+") as ma:
-            yield ms, ma
+    def maps(self, corrected: bool = False) -> Iterator[tuple[mrcfile.mrcfile.MrcFile, mrcfile.mrcfile.MrcFile, mrcfile.mrcfile.MrcFile | None]]:
+        """The two partial maps, open read-write (memory maps), and with ``corrected`` a fresh map for the
+        random-phase corrected scores (else None)."""
+        with contextlib.ExitStack() as stack:
+            ms = stack.enter_context(mrcfile.mmap(self.scores_part, mode="r+"))
+            ma = stack.enter_context(mrcfile.mmap(self.angles_part, mode="r+"))
+            mc = stack.enter_context(mrcfile.new_mmap(self.corrected_part, self.shape, mrc_mode=2, overwrite=True)) if corrected else None
+            yield ms, ma, mc
 
     def discard(self) -> None:
         """Remove the job's files (a search refused before its first tile leaves nothing behind)."""
-        for p in (self.scores_part, self.angles_part, self.job_file):
+        for p in (self.scores_part, self.angles_part, self.corrected_part, self.job_file):
             p.unlink(missing_ok=True)
 
     def finish(self, scores_path: Path, angles_path: Path) -> None:
-        """Move the completed maps into place and drop the job file."""
-        os.replace(self.scores_part, scores_path)
+        """Move the completed maps into place (the corrected scores, when there are some) and drop the job file."""
+        if self.corrected_part.is_file():
+            os.replace(self.corrected_part, scores_path)
+            self.scores_part.unlink()
+        else:
+            os.replace(self.scores_part, scores_path)
         os.replace(self.angles_part, angles_path)
         self.job_file.unlink(missing_ok=True)

@@ -60,9 +60,12 @@ def run_tiles(volume: np.ndarray, tiles: list, corr: _Correlator, mean: float, s
                index: np.ndarray, total: int, progress: bool, workers: int, within: np.ndarray | None,
                state: TileProgress) -> dict[str, float]:  # fmt: skip
     """Correlate every tile not yet in ``state.done`` (skipping those wholly outside ``within``); fill ``scores`` /
-    ``index`` cores (0 outside ``within``); return the search statistics (``n``, ``mean``, ``std`` of every score
-    of every orientation at every searched voxel)."""
-    sums, n = np.array(state.sums, np.float64), int(state.n)
+    ``index`` cores (0 outside ``within``; with a phase-randomised template, ``scores`` holds the difference
+    ``raw - noise``); return the search statistics (``n``, ``mean``, ``std`` of every score of every orientation
+    at every searched voxel, and ``noise_mean``, the mean maximum score of the phase-randomised template over the
+    searched voxels, with one)."""
+    sums, n = np.zeros(4), int(state.n)
+    sums[: len(state.sums)] = state.sums  # [sum, sum of squares, noise maxima's sum, their count]
     with tqdm(total=total, desc="template matching", unit="angle", disable=not progress, miniters=max(1, total // 200)) as bar:
         bar.update(len(state.done) * corr.mats.shape[0])
         for ti, tile in enumerate(tiles):
@@ -73,21 +76,35 @@ def run_tiles(volume: np.ndarray, tiles: list, corr: _Correlator, mean: float, s
                 scores[tile.core], index[tile.core] = 0.0, 0
                 bar.update(corr.mats.shape[0])
             else:
-                window = read_window(volume, tile.window_start_zyx, tile.window_shape_zyx, mean, std)
-                lead = tuple(r.start - w for r, w in zip(tile.region, tile.window_start_zyx))
-                core = tile.core_in_region
-                best, best_idx, part = corr.run(window, tile.region_shape, lead, bar, workers, core,
-                                                None if part_mask is None or part_mask.all() else part_mask)  # fmt: skip
-                if part_mask is not None:
-                    best[core] = np.where(part_mask, best[core], 0.0)
-                scores[tile.core] = best[core]
-                index[tile.core] = best_idx[core]
-                sums += part
-                n += (int(part_mask.sum()) if part_mask is not None else best[core].size) * corr.mats.shape[0]
+                n += _tile(volume, tile, corr, mean, std, scores, index, bar, workers, part_mask, sums)
             if state.on_tile is not None:
                 _release(scores, index)
                 state.on_tile(ti, sums, n)
     if n == 0:
         raise InputError("nothing was searched", "--tomogram-mask")
     mean_s = sums[0] / n
-    return {"n": float(n), "mean": float(mean_s), "std": float(math.sqrt(max(sums[1] / n - mean_s**2, 0.0)))}
+    search = {"n": float(n), "mean": float(mean_s), "std": float(math.sqrt(max(sums[1] / n - mean_s**2, 0.0)))}
+    if corr.noise is not None:
+        search["noise_mean"] = float(sums[2] / max(sums[3], 1.0))
+    return search
+
+
+def _tile(volume: np.ndarray, tile, corr: _Correlator, mean: float, std: float, scores: np.ndarray, index: np.ndarray,
+          bar: tqdm, workers: int, part_mask: np.ndarray | None, sums: np.ndarray) -> int:  # fmt: skip
+    """Correlate one tile, write its core, add to ``sums`` (in place); return the number of scores counted."""
+    window = read_window(volume, tile.window_start_zyx, tile.window_shape_zyx, mean, std)
+    lead = tuple(r.start - w for r, w in zip(tile.region, tile.window_start_zyx))
+    core = tile.core_in_region
+    res = corr.run(window, tile.region_shape, lead, bar, workers, core, None if part_mask is None or part_mask.all() else part_mask)
+    best = res.best[core]
+    if res.noise is not None:
+        noise = res.noise[core]
+        counted = noise if part_mask is None else noise[part_mask]
+        sums[2:] += [counted.sum(dtype=np.float64), counted.size]
+        best = best - noise
+    if part_mask is not None:
+        best = np.where(part_mask, best, 0.0)
+    scores[tile.core] = best
+    index[tile.core] = res.index[core]
+    sums[:2] += res.sums
+    return (int(part_mask.sum()) if part_mask is not None else best.size) * corr.mats.shape[0]

@@ -49,6 +49,7 @@ from cryomine.io.atomic import atomic_output
 from cryomine.io.mrc import set_geometry, set_header_stats
 from cryomine.io.star import write_particles
 from cryomine.io.volume import open_volume
+from cryomine.pick.background import add_background_mean, phase_randomized
 from cryomine.pick.config import TemplateMatchConfig
 from cryomine.pick.contrast import template_contrast, tomogram_contrast, warn_if_dark
 from cryomine.pick.correlate import _Correlator
@@ -157,6 +158,7 @@ def match_template(
     progress: bool = False,
     search_mask: np.ndarray | None = None,
     tiles_done: TileProgress | None = None,
+    corrected_out: np.ndarray | None = None,
 ) -> MatchResult:
     """Match ``template`` against ``volume`` over all orientations of ``config`` and extract peaks.
 
@@ -179,6 +181,8 @@ def match_template(
         tiles_done: a resumed search's progress (:class:`~cryomine.pick.job.TileProgress`): its finished tiles
             are skipped (their scores must already be in ``scores_out`` / ``angles_out``) and its callback is told
             of every tile finished.
+        corrected_out: with ``config.random_phase_correction``, where the corrected scores go (``scores_out``
+            then keeps ``raw - noise``, so that a resumed search can redo the correction); default in place.
 
     Returns:
         :class:`MatchResult`. Raises :class:`InputError` for a template larger than the tomogram, a bad mask,
@@ -205,7 +209,8 @@ def match_template(
     if config.invert:
         std = -std  # read_window computes (v - mean) / std: the standardised tomogram, negated
     tiles = plan_tiles(shape, m, config.tile_vox, int(config.memory_gb * 2**30), config.angle_batch, pad_edges=config.pad_edges)
-    corr = _Correlator(t, mk, custom is None, template_weight(m, voxel_size_a, config), mats, config.angle_batch, device)
+    noise = phase_randomized(t, config.random_phase_seed) if config.random_phase_correction else None
+    corr = _Correlator(t, mk, custom is None, template_weight(m, voxel_size_a, config), mats, config.angle_batch, device, noise)
     scores = scores_out if scores_out is not None else np.zeros(shape, np.float32)
     index = angles_out if angles_out is not None else np.zeros(shape, np.int32)
     peaks_cfg = config.peaks
@@ -219,6 +224,10 @@ def match_template(
                             tiles_done or TileProgress())  # fmt: skip
     finally:
         torch.set_num_threads(threads)
+    if noise is not None:  # raw - noise + mean(noise), written once every tile is done
+        out = corrected_out if corrected_out is not None else scores
+        add_background_mean(scores, out, search["noise_mean"], within)
+        scores = out
     threshold = peaks_cfg.threshold
     if threshold is None and peaks_cfg.top_n is None:
         threshold = false_positive_threshold(search, peaks_cfg.false_positives)
@@ -298,11 +307,12 @@ def match_template_file(
         job = SearchJob(stem, key, shape)
         job.start(resume)
         try:
-            with job.maps() as (ms, ma):
+            with job.maps(config.random_phase_correction) as (ms, ma, mc):
                 result = match_template(vol, tmpl.density, vs, config, mask=tmpl.mask, radius_vox=tmpl.radius_vox,
                                         class_name=class_name or tmpl.name, scores_out=ms.data, angles_out=ma.data, progress=progress,
-                                        search_mask=search_mask, tiles_done=job.progress)  # fmt: skip
-                for mrc in (ms, ma):
+                                        search_mask=search_mask, tiles_done=job.progress,
+                                        corrected_out=None if mc is None else mc.data)  # fmt: skip
+                for mrc in (ms if mc is None else mc, ma):
                     set_geometry(mrc, vs, tomo.origin_zyx_a)
                     set_header_stats(mrc, mrc.data)  # in slabs: no full-size temporary
         except InputError:
