@@ -6,7 +6,7 @@ on the number of orientations (they are correlated ``--angle-batch`` at a time),
 memory of a fine one; the time of another step is about proportional to its number of orientations.
 
 Usage: ``.venv/bin/python benchmarks/bench_tm_memory.py TOMO.mrc [TOMO2.mrc ...] [--template 4v4r] [--step 60]
-[--memory-gb 2] [--out /tmp/cryomine-bench/tm_memory]``. Results: ``benchmarks/results/tm_memory.json``.
+[--memory-gb 4] [--out /tmp/cryomine-bench/tm_memory]``. Results: ``benchmarks/results/tm_memory.json``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("tomograms", nargs="+", type=Path)
     parser.add_argument("--template", default="4v4r")
     parser.add_argument("--step", type=float, default=60.0)
-    parser.add_argument("--memory-gb", type=float, default=2.0)
+    parser.add_argument("--memory-gb", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("/tmp/cryomine-bench/tm_memory"))
     args = parser.parse_args()

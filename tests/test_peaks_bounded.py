@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -62,3 +64,25 @@ def test_slabs_and_cap_give_the_same_picks(top_n):
     b = select_peaks(capped, 1.8, top_n=top_n)
     np.testing.assert_array_equal(a.coords_zyx, b.coords_zyx)
     np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def _peak_bytes(scores: np.ndarray, **kw) -> int:
+    """tracemalloc's peak (numpy allocations are traced) of map_candidates beyond the input map."""
+    tracemalloc.start()
+    try:
+        map_candidates(scores, -np.inf, top_n=10, min_distance_vox=2.0, slab_voxels=2**16, **kw)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_peak_extraction_memory_does_not_grow_with_the_number_of_local_maxima():
+    """White noise has a local maximum in about every 14 voxels; four times the map (four times the maxima) must
+    not need more memory: a few slabs (2**16 voxels each) and the capped candidates, whatever the count."""
+    rng = np.random.default_rng(3)
+    small = rng.standard_normal((32, 64, 64), dtype=np.float32)
+    big = rng.standard_normal((128, 64, 64), dtype=np.float32)
+    assert len(local_maxima(big, floor=-np.inf)) > 4 * len(local_maxima(small, floor=-np.inf)) * 0.9 > 5000
+    p_small, p_big = _peak_bytes(small), _peak_bytes(big)
+    assert p_big < 1.25 * p_small
+    assert p_big < 8 * 2**16 * 4  # a few slab-sized float32 buffers

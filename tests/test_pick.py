@@ -30,7 +30,7 @@ from cryomine.pick import (
 )
 from cryomine.pick.correlate import _fold_orientation
 from cryomine.pick.evaluate import evaluate_pick_files
-from cryomine.pick.tiles import read_window
+from cryomine.pick.tiles import read_window, tile_bytes
 
 
 def _asymmetric_template(m: int = 19, sigma: float = 1.6) -> np.ndarray:
@@ -222,6 +222,15 @@ def test_select_peaks_greedy_exclusion_top_n_threshold():
     np.testing.assert_array_equal(select_peaks(Candidates(coords, scores), 4.0, threshold=1.5).scores, [9.0, 2.0])
     # exactly min_distance apart is allowed
     assert len(select_peaks(Candidates(coords[[0, 1]], scores[[0, 1]]), 3.0)) == 2
+
+
+def test_tiles_fit_the_memory_given_for_every_worker_and_the_noise_search():
+    shape, m, budget = (60, 200, 180), 21, 60 * 2**20
+    plans = {(w, n): plan_tiles(shape, m, memory_bytes=budget, angle_batch=4, workers=w, noise=n) for w in (1, 2) for n in (False, True)}
+    for (w, n), tiles in plans.items():
+        assert max(tile_bytes(int(np.prod(t.window_shape_zyx)), 4, w, n) for t in tiles) <= budget
+    assert len(plans[1, False]) < len(plans[2, False]) < len(plans[2, True])
+    assert tile_bytes(10**6, 4, 2, True) > tile_bytes(10**6, 4, 2) > tile_bytes(10**6, 4, 1) > tile_bytes(10**6, 1, 1)
 
 
 def test_tiles_partition_the_volume_and_cover_the_correlation_support():

@@ -29,6 +29,8 @@ BAD_PDB = "ATOM      1  CA  ALA A   1         nan   2.000   3.000  1.00  0.00   
           "--out", "OUT/p.star"], "--tile-size: "),
         (["pick", "TOMO", "--template", "3gl1", "--random-phase-correction", "--random-phase-seed", "-2", "--no-ctf", "--tilt-min", "-60",
           "--tilt-max", "60", "--out", "OUT/p.star"], "--random-phase-seed: "),
+        (["pick", "TOMO", "--template", "3gl1", "--memory-gb", "0.05", "--no-ctf", "--tilt-min", "-60", "--tilt-max", "60",
+          "--out", "OUT/p.star"], "--memory-gb: 0.05 GB cannot hold this search"),  # the whole run, not one tile
         (["pick", "TOMO", "--radius", "40", "--random-phase-correction", "--out", "OUT/p.star"], "are for template matching"),
         (["dataset", "info", "FIFO"], "fifo: not a regular file"),  # h5py waited on the pipe forever
         (["structures", "show", "1bxn", "--out", "AFILE/x.mrc"], "afile is a file, not a folder"),  # tracebacks before

@@ -4,13 +4,16 @@ any output is created."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from cryomine.errors import InputError
 
-__all__ = ["format_bytes", "available_memory_bytes", "check_memory", "check_disk"]
+__all__ = ["format_bytes", "available_memory_bytes", "check_memory", "check_disk", "process_rss_bytes", "release_pages"]
 
 MEMORY_FRACTION = 0.9  # of the available memory a job may plan to use
 
@@ -55,3 +58,26 @@ def check_disk(path: str | os.PathLike[str], needed: float, what: str, option: s
     free = shutil.disk_usage(folder).free
     if needed > free:
         raise InputError(f"{what} needs {format_bytes(needed)} of disk; {format_bytes(free)} is free in {folder}", option)
+
+
+def process_rss_bytes() -> int:
+    """This process's resident memory now (bytes; ``/proc/self/statm``), or 0 where that is not available
+    (not Linux)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0
+
+
+def release_pages(*arrays: np.ndarray) -> None:
+    """Let the kernel drop the resident pages of memory-mapped arrays (written ones flushed to their files first), so
+    that a map read or written slab by slab does not accumulate in this process's resident memory; a no-op for
+    in-memory arrays. The data stay in the files; the next access reads them back."""
+    for arr in arrays:
+        handle = getattr(arr, "_mmap", None)  # numpy's memmap keeps its mmap object here (views included)
+        if not isinstance(handle, mmap.mmap):
+            continue
+        if arr.flags.writeable:
+            handle.flush()
+        if hasattr(mmap, "MADV_DONTNEED"):
+            handle.madvise(mmap.MADV_DONTNEED)

@@ -53,7 +53,7 @@ def pick_cmd(
     tomogram_mask: Path | None = typer.Option(None, "--tomogram-mask", help="Search only inside this mask (MRC or .em of the tomogram's shape, > 0.5 inside; e.g. the lamella)."),
     pad_edges: bool | None = typer.Option(None, "--pad-edges/--no-pad-edges", help="Zero-pad the faces (exact, default) or correlate circularly (faster; one tile)."),
     tile_size: int | None = typer.Option(None, "--tile-size", help="Tile core edge (voxels; default: automatic from --memory-gb)."),
-    memory_gb: float | None = typer.Option(None, "--memory-gb", help="Working memory per tile (GB)."),
+    memory_gb: float | None = typer.Option(None, "--memory-gb", help="Peak memory of the whole search (GB; default 4): tiles are sized to fit it, and a search that cannot fit is refused."),
     angle_batch: int | None = typer.Option(None, "--angle-batch", help="Orientations correlated together."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for template matching (default: all torch threads)."),

@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from cryomine.errors import InputError
+from cryomine.resources import release_pages
 
 
 def check_volume(data: np.ndarray, source: str | os.PathLike[str] | None = None, *, name: str = "volume") -> np.ndarray:
@@ -56,6 +57,7 @@ def slab_moments(volume: np.ndarray, chunk_voxels: int = 2**24) -> tuple[float, 
         mean += delta * nb / (n + nb)
         n += nb
         lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+        release_pages(volume)  # a memory map read slab by slab keeps no more than a slab resident
     return lo, hi, mean, math.sqrt(m2 / n)
 
 

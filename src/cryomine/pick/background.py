@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cryomine.resources import release_pages
+
 __all__ = ["phase_randomized", "add_background_mean"]
 
 
@@ -43,3 +45,4 @@ def add_background_mean(difference: np.ndarray, out: np.ndarray, noise_mean: flo
         if within is not None:
             part[~within[z0 : z0 + slab]] = 0.0
         out[z0 : z0 + slab] = part
+        release_pages(difference, out)

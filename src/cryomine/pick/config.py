@@ -165,7 +165,8 @@ class TemplateMatchConfig:
       (:mod:`cryomine.pick.background`; STOPGAP, pytom-match-pick's ``--random-phase-correction``): removes
       the background that any density of the template's power spectrum scores. Doubles the time.
     - ``angle_batch``: orientations correlated together.
-    - ``memory_gb``: working-memory target of one tile (FFT buffers).
+    - ``memory_gb``: the whole search's peak memory (GB): the tiles are sized for what the process already holds
+      plus their transforms on every thread; a search that cannot fit even in the smallest tiles is refused.
     - ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     - ``threads``: CPU worker threads, each scanning its share of the orientations with single-threaded
       transforms; ``None`` = torch's thread count.
@@ -196,7 +197,7 @@ class TemplateMatchConfig:
     random_phase_correction: bool = False
     random_phase_seed: int = 0
     angle_batch: int = 4
-    memory_gb: float = 2.0
+    memory_gb: float = 4.0
     device: str = "auto"
     threads: int | None = None
     peaks: PeakConfig = field(default_factory=PeakConfig)

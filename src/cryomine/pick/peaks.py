@@ -27,6 +27,7 @@ from cryomine.errors import InputError
 from cryomine.io.star import ParticleTable, coordinates_xyz_voxels, make_particles, read_particles
 from cryomine.io.tomo_particles import tomo_key, tomo_names
 from cryomine.pick.config import PeakConfig
+from cryomine.resources import release_pages
 
 __all__ = ["Picks", "read_picks", "predicted_classes", "Candidates", "local_maxima", "robust_threshold", "select_peaks", "find_peaks",
            "candidate_floor", "map_candidates", "suppression_bound", "population_split"]
@@ -227,6 +228,7 @@ def map_candidates(scores: np.ndarray, floor: float, *, top_n: int | None = None
         part = local_maxima(np.asarray(scores[a:b]), keep=(slice(z0 - a, z1 - a), slice(None), slice(None)), offset_zyx=(a, 0, 0),
                             floor=floor)  # fmt: skip
         kept = Candidates.concat([kept, part])
+        release_pages(scores)
         if cap is not None and len(kept) > cap:
             best = np.argpartition(-kept.scores, cap - 1)[:cap]
             kept = Candidates(kept.coords_zyx[best], kept.scores[best])

@@ -4,7 +4,6 @@ search region, and the threshold those statistics give (driven by :func:`cryomin
 from __future__ import annotations
 
 import math
-import mmap
 
 import numpy as np
 from scipy import special
@@ -14,6 +13,7 @@ from cryomine.errors import InputError
 from cryomine.pick.correlate import _Correlator
 from cryomine.pick.job import TileProgress
 from cryomine.pick.tiles import read_window
+from cryomine.resources import release_pages
 
 __all__ = ["false_positive_threshold", "check_search_mask", "run_tiles"]
 
@@ -28,17 +28,6 @@ def false_positive_threshold(search: dict[str, float], false_positives: float) -
         raise InputError(f"expected false positives must be in (0, {n / 2:g}) for this search, got {false_positives:g}",
                          "--false-positives")  # fmt: skip
     return float(search["mean"] + search["std"] * math.sqrt(2.0) * special.erfcinv(2.0 * false_positives / n))
-
-
-def _release(*maps: np.ndarray) -> None:
-    """Write memory-mapped output maps to their files and let the kernel drop their pages, so that the maps of a
-    big tomogram do not accumulate in resident memory as tiles finish (no-op for in-memory arrays)."""
-    for arr in maps:
-        if isinstance(arr, np.memmap):
-            arr.flush()
-            handle = getattr(arr, "_mmap", None)  # numpy keeps the mmap object here
-            if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
-                handle.madvise(mmap.MADV_DONTNEED)
 
 
 def check_search_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -77,8 +66,9 @@ def run_tiles(volume: np.ndarray, tiles: list, corr: _Correlator, mean: float, s
                 bar.update(corr.mats.shape[0])
             else:
                 n += _tile(volume, tile, corr, mean, std, scores, index, bar, workers, part_mask, sums)
+            release_pages(volume)  # the tile's input window: read once
             if state.on_tile is not None:
-                _release(scores, index)
+                release_pages(scores, index)
                 state.on_tile(ti, sums, n)
     if n == 0:
         raise InputError("nothing was searched", "--tomogram-mask")

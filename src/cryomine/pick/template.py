@@ -57,8 +57,9 @@ from cryomine.pick.job import SearchJob, TileProgress
 from cryomine.pick.peaks import Candidates, Picks, candidate_floor, map_candidates, population_split, select_peaks
 from cryomine.pick.search import check_search_mask, false_positive_threshold, run_tiles
 from cryomine.pick.template_input import load_match_template
-from cryomine.pick.tiles import plan_tiles, volume_stats
+from cryomine.pick.tiles import plan_tiles, tile_bytes, volume_stats
 from cryomine.pick.weighting import per_tilt_weight
+from cryomine.resources import format_bytes, process_rss_bytes
 
 __all__ = ["MatchResult", "false_positive_threshold", "match_template",
            "match_template_file", "template_weight", "spherical_mask", "template_radius_vox"]
@@ -144,6 +145,28 @@ def _check_template(template: np.ndarray, mask: np.ndarray | None) -> tuple[np.n
     return t, None
 
 
+RUN_RESERVE_BYTES = 256 * 2**20  # besides the tiles: peak extraction's slabs, candidates, header statistics
+
+
+def _plan_within_memory(shape: tuple[int, int, int], m: int, config: TemplateMatchConfig, workers: int, held: int) -> list:
+    """Tiles whose working memory (:func:`~cryomine.pick.tiles.tile_bytes`), with what this process already
+    holds, ``held`` more bytes to come and :data:`RUN_RESERVE_BYTES`, stays within ``config.memory_gb`` (the
+    whole run's peak memory); raises :class:`InputError` naming ``--memory-gb`` when even the smallest tiles
+    cannot."""
+    noise = config.random_phase_correction
+    base = process_rss_bytes() + held + RUN_RESERVE_BYTES
+    budget = int(config.memory_gb * 2**30) - base
+    tiles = plan_tiles(shape, m, config.tile_vox, max(budget, 1), config.angle_batch, pad_edges=config.pad_edges,
+                       workers=workers, noise=noise)  # fmt: skip
+    need = max(tile_bytes(int(np.prod(tl.window_shape_zyx)), config.angle_batch, workers, noise) for tl in tiles)
+    if need > budget:
+        raise InputError(f"{config.memory_gb:g} GB cannot hold this search: the program holds {format_bytes(base)} and its "
+                         f"{'smallest ' if config.tile_vox is None else ''}tiles need {format_bytes(need)} "
+                         f"({workers} thread(s), --angle-batch {config.angle_batch}); give at least "
+                         f"{(base + need) / 2**30:.2g}", "--memory-gb")  # fmt: skip
+    return tiles
+
+
 def match_template(
     volume: np.ndarray,
     template: np.ndarray,
@@ -208,15 +231,16 @@ def match_template(
     mean, std = volume_stats(volume)
     if config.invert:
         std = -std  # read_window computes (v - mean) / std: the standardised tomogram, negated
-    tiles = plan_tiles(shape, m, config.tile_vox, int(config.memory_gb * 2**30), config.angle_batch, pad_edges=config.pad_edges)
+    threads = torch.get_num_threads()
+    workers = (config.threads or threads) if device.type == "cpu" else 1
+    held = 0 if scores_out is not None else 8 * int(np.prod(shape))  # in-memory score and angle maps
+    tiles = _plan_within_memory(shape, m, config, workers, held)
     noise = phase_randomized(t, config.random_phase_seed) if config.random_phase_correction else None
     corr = _Correlator(t, mk, custom is None, template_weight(m, voxel_size_a, config), mats, config.angle_batch, device, noise)
     scores = scores_out if scores_out is not None else np.zeros(shape, np.float32)
     index = angles_out if angles_out is not None else np.zeros(shape, np.int32)
     peaks_cfg = config.peaks
     total = len(tiles) * len(angles)
-    threads = torch.get_num_threads()
-    workers = (config.threads or threads) if device.type == "cpu" else 1
     if device.type == "cpu":
         torch.set_num_threads(1)  # parallel over orientations instead (one thread per worker)
     try:
