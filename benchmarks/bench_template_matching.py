@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +70,15 @@ def _f1(coords_zyx: np.ndarray, truth, radius_vox: float) -> dict:
     return {k: rep["localisation"][k] for k in ("tp", "fp", "fn", "precision", "recall", "f1")}
 
 
-def _peaks(scores: np.ndarray, config, radius_vox: float, top_n: int | None) -> np.ndarray:
+def _peaks(scores: np.ndarray, search: dict, config, radius_vox: float, top_n: int | None) -> np.ndarray:
+    """cryomine's own pick extraction (extract_picks) on any score map: top-N, or its automatic threshold from
+    the search statistics of cryomine's run (the maps agree, so the same statistics apply to pyTME's)."""
     from dataclasses import replace
 
-    from cryomine.pick.peaks import find_peaks
+    from cryomine.pick.template import extract_picks
 
     peaks = config.peaks if top_n is None else replace(config.peaks, top_n=top_n)
-    return find_peaks(scores, peaks, radius_vox).coords_zyx.astype(np.float64)
+    return extract_picks(scores, search, peaks, radius_vox)[0].coords_zyx.astype(np.float64)
 
 
 def main() -> None:
@@ -127,7 +126,8 @@ def main() -> None:
         "particles": len(truth_all), "template": args.template, "template_particles": n_true, "template_box_vox": m,
         "radius_vox": round(radius, 3), "angular_step_deg": args.step, "n_orientations": len(angles),
         "mask": f"sphere of radius {min(radius, m / 2):.2f} voxels", "weighting": "missing wedge -60..60 x -CTF (5 um, 300 kV)",
-        "threads": args.threads, "hit": "within 0.5 x radius", "peak_picking": "cryomine find_peaks (exclusion radius = template radius)",
+        "threads": args.threads, "hit": "within 0.5 x radius",
+        "peak_picking": "cryomine extract_picks (exclusion radius = template radius; automatic threshold from cryomine's search statistics)",
     }  # fmt: skip
 
     # ---- both tools, both edge treatments; the same peak picking and scoring for every score map
@@ -139,9 +139,9 @@ def main() -> None:
              weight=template_weight(m, vol.voxel_size_a, config), rotations=rot_zyx)  # fmt: skip
     interior = tuple(slice(m, n - m) for n in vol.data.shape)
 
-    def scored(scores: np.ndarray) -> dict:
-        return {"f1_auto_threshold": _f1(_peaks(scores, config, radius, None), truth, radius),
-                "f1_top_n": _f1(_peaks(scores, config, radius, n_true), truth, radius)}  # fmt: skip
+    def scored(scores: np.ndarray, search: dict) -> dict:
+        return {"f1_auto_threshold": _f1(_peaks(scores, search, config, radius, None), truth, radius),
+                "f1_top_n": _f1(_peaks(scores, search, config, radius, n_true), truth, radius)}  # fmt: skip
 
     for mode, pad_flag, pytme_pad in (("padded_edges", "--pad-edges", "1"), ("circular", "--no-pad-edges", "0")):
         picks = args.out / f"cryomine_{mode}.star"
@@ -149,24 +149,22 @@ def main() -> None:
                          "--threads", str(args.threads), pad_flag, "--out", str(picks)])  # fmt: skip
         meta = json.loads(picks.with_suffix(".json").read_text())
         ours = read_mrc(args.out / f"cryomine_{mode}_scores.mrc").data
+        own = load_point_set(picks).coords_zyx  # the command's own picks (automatic threshold)
         mine = {"wall_s": run["wall_s"], "in_process_s": meta["seconds"], "peak_rss_gb": run["peak_rss_gb"],
-                "command": run["command"], **scored(ours)}  # fmt: skip
+                "command": run["command"], "threshold_rule": meta["threshold_rule"], "threshold": meta["threshold"],
+                "f1_own_picks": _f1(own, truth, radius), **scored(ours, meta["search_space"])}  # fmt: skip
         results[f"cryomine_{mode}"] = mine
         print(mode, "cryomine", json.dumps(mine, indent=2), flush=True)
         if args.skip_pytme:
             continue
         outp = args.out / f"pytme_{mode}.npz"
-        t0 = time.perf_counter()
-        proc = subprocess.run([args.pytme_python, str(runner), str(inp), str(outp), str(args.threads), pytme_pad], capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            results[f"pytme_{mode}"] = {"error": proc.stderr.strip().splitlines()[-3:]}
-            print(proc.stderr[-2000:], file=sys.stderr)
-            continue
-        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        peer_run = timed_run([args.pytme_python, str(runner), str(inp), str(outp), str(args.threads), pytme_pad])
+        wall = float(peer_run["wall_s"])
+        info = json.loads(peer_run["stdout_tail"][-1])
         theirs = np.load(outp)["scores"]
         peer = {"wall_s": round(wall, 1), "match_s": round(info["match_seconds"], 1), "pytme_version": info["pytme_version"],
-                "pad_target_edges": pytme_pad == "1", **scored(theirs)}  # fmt: skip
+                "peak_rss_gb": peer_run["peak_rss_gb"], "pad_target_edges": pytme_pad == "1",
+                **scored(theirs, meta["search_space"])}  # fmt: skip
         results[f"pytme_{mode}"] = peer
         results[f"comparison_{mode}"] = {
             "time_ratio_cryomine_over_pytme_wall": round(run["wall_s"] / wall, 3),

@@ -50,7 +50,7 @@ from cryomine.io.mrc import set_geometry, set_header_stats
 from cryomine.io.star import write_particles
 from cryomine.io.volume import open_volume
 from cryomine.pick.background import add_background_mean, phase_randomized
-from cryomine.pick.config import TemplateMatchConfig
+from cryomine.pick.config import PeakConfig, TemplateMatchConfig
 from cryomine.pick.contrast import template_contrast, tomogram_contrast, warn_if_dark
 from cryomine.pick.correlate import _Correlator
 from cryomine.pick.job import SearchJob, TileProgress
@@ -61,7 +61,7 @@ from cryomine.pick.tiles import plan_tiles, tile_bytes, volume_stats
 from cryomine.pick.weighting import per_tilt_weight
 from cryomine.resources import format_bytes, process_rss_bytes
 
-__all__ = ["MatchResult", "false_positive_threshold", "match_template",
+__all__ = ["MatchResult", "extract_picks", "false_positive_threshold", "match_template",
            "match_template_file", "template_weight", "spherical_mask", "template_radius_vox"]
 
 
@@ -239,7 +239,6 @@ def match_template(
     corr = _Correlator(t, mk, custom is None, template_weight(m, voxel_size_a, config), mats, config.angle_batch, device, noise)
     scores = scores_out if scores_out is not None else np.zeros(shape, np.float32)
     index = angles_out if angles_out is not None else np.zeros(shape, np.int32)
-    peaks_cfg = config.peaks
     total = len(tiles) * len(angles)
     if device.type == "cpu":
         torch.set_num_threads(1)  # parallel over orientations instead (one thread per worker)
@@ -252,26 +251,36 @@ def match_template(
         out = corrected_out if corrected_out is not None else scores
         add_background_mean(scores, out, search["noise_mean"], within)
         scores = out
-    threshold = peaks_cfg.threshold
-    if threshold is None and peaks_cfg.top_n is None:
-        threshold = false_positive_threshold(search, peaks_cfg.false_positives)
-    dist = peaks_cfg.min_distance_vox if peaks_cfg.min_distance_vox is not None else radius
-    border = peaks_cfg.border_for(radius)
+    found, threshold, rule = extract_picks(scores, search, config.peaks, radius, within)
+    idx = np.asarray([index[tuple(c)] for c in found.coords_zyx], np.int64)
+    picks = Picks(found.coords_zyx.astype(np.float64), found.scores, angles[idx] if len(idx) else np.zeros((0, 3)), class_name)
+    return MatchResult(scores, index, angles, picks, threshold, len(tiles), search, rule)
+
+
+def extract_picks(scores: np.ndarray, search: dict[str, float], peaks: PeakConfig, radius_vox: float,
+                  within: np.ndarray | None = None) -> tuple[Candidates, float | None, str]:  # fmt: skip
+    """Picks of a ``(d, h, w)`` score map (any array-like, e.g. a memory map; read in slabs) by ``peaks`` and the
+    search statistics ``search`` (:class:`MatchResult`): a given threshold, top-N, or the false-positive threshold
+    raised to the population gap (:class:`~cryomine.pick.config.PeakConfig`); exclusion radius and face border
+    default from ``radius_vox``; none outside the bool region ``within``. Returns the picks (best first), the
+    threshold applied (None for top-N alone) and the rule (:attr:`MatchResult.threshold_rule`)."""
+    threshold = peaks.threshold
+    if threshold is None and peaks.top_n is None:
+        threshold = false_positive_threshold(search, peaks.false_positives)
+    dist = peaks.min_distance_vox if peaks.min_distance_vox is not None else radius_vox
     floor = candidate_floor(threshold) if threshold is not None else 0.0  # peaks must correlate positively
-    cands = map_candidates(scores, floor, top_n=peaks_cfg.top_n, min_distance_vox=dist)  # bounded memory
+    cands = map_candidates(scores, floor, top_n=peaks.top_n, min_distance_vox=dist)  # bounded memory
     if within is not None:  # no pick outside the searched region
         inside = within[tuple(cands.coords_zyx.T)] if len(cands) else np.zeros(0, bool)
         cands = Candidates(cands.coords_zyx[inside], cands.scores[inside])
-    found = select_peaks(cands, dist, peaks_cfg.top_n, threshold, shape, border)  # type: ignore[arg-type]
-    rule = "given" if peaks_cfg.threshold is not None else "top-n" if peaks_cfg.top_n is not None else "false positives"
-    if rule == "false positives" and peaks_cfg.split_populations:
+    found = select_peaks(cands, dist, peaks.top_n, threshold, tuple(scores.shape), peaks.border_for(radius_vox))  # type: ignore[arg-type]
+    rule = "given" if peaks.threshold is not None else "top-n" if peaks.top_n is not None else "false positives"
+    if rule == "false positives" and peaks.split_populations:
         split = population_split(found.scores)
         if split is not None and split > threshold:  # greedy suppression above a higher threshold keeps a prefix
             threshold, rule = split, "population split"
             found = Candidates(found.coords_zyx[found.scores >= split], found.scores[found.scores >= split])
-    idx = np.asarray([index[tuple(c)] for c in found.coords_zyx], np.int64)
-    picks = Picks(found.coords_zyx.astype(np.float64), found.scores, angles[idx] if len(idx) else np.zeros((0, 3)), class_name)
-    return MatchResult(scores, index, angles, picks, threshold, len(tiles), search, rule)
+    return found, threshold, rule
 
 
 def match_template_file(
