@@ -127,3 +127,22 @@ def test_split_keeps_the_target_and_drops_other_complexes_above_noise():
     assert plain.threshold_rule == "false positives" and len(plain.picks) > 4 and hit(plain.picks).sum() == 4
     assert split.threshold_rule == "population split" and split.threshold > plain.threshold
     assert len(split.picks) == 4 and hit(split.picks).all()
+
+
+def test_false_positives_on_pure_noise_stay_within_twice_the_expected_count():
+    """The threshold expects ``F`` noise scores above it over the search; picks (one per exclusion radius) on pure
+    noise are then at most ``F`` on average, and never more than ``2 F`` in a volume. Measured here: 0-2, 4-7 and
+    7-10 picks for F = 3, 30 and 100 (neighbouring scores are correlated, and a small template's scores have
+    slightly lighter than Gaussian tails), so the rule is conservative, but not vacuous: F = 100 does pick."""
+    rng = np.random.default_rng(21)
+    template = _asymmetric_template(15, 1.3)
+    counts = {3: [], 30: [], 100: []}
+    for _ in range(3):
+        noise = _wedge_filter(rng.standard_normal((40, 56, 52)).astype(np.float32))
+        for f in counts:
+            config = TemplateMatchConfig(angular_step_deg=45.0, microscope=None,
+                                         peaks=PeakConfig(false_positives=f, split_populations=False, border_vox=0))  # fmt: skip
+            counts[f].append(len(match_template(noise, template, 10.0, config).picks))
+    for f, c in counts.items():
+        assert max(c) <= 2 * f and np.mean(c) <= f
+    assert np.mean(counts[100]) >= 3 and np.mean(counts[100]) > np.mean(counts[30]) >= np.mean(counts[3])
