@@ -168,3 +168,16 @@ def test_header_stats_equal_mrcfiles_own(tmp_path):
         mrc.set_data(data)
         set_header_stats(mrc, mrc.data, chunk_voxels=700)
         np.testing.assert_allclose([float(mrc.header[k]) for k in ("dmin", "dmax", "dmean", "rms")], expected, rtol=1e-6)
+
+
+def test_integer_label_maps_round_trip_in_mode_0_and_refuse_what_does_not_fit(tmp_path):
+    labels = np.random.default_rng(0).integers(-3, 120, size=(5, 7, 6)).astype(np.int8)
+    write_mrc(tmp_path / "labels.mrc", labels, 10.0, mrc_mode=0)
+    with mrcfile.open(tmp_path / "labels.mrc") as mrc:
+        assert mrc.header.mode == 0
+        np.testing.assert_array_equal(mrc.data, labels)
+    with pytest.raises(InputError, match=r"integers in \[-128, 127\]"):
+        write_mrc(tmp_path / "bad.mrc", labels.astype(np.float32) * 2.0, 10.0, mrc_mode=0)
+    with pytest.raises(InputError, match="integers"):
+        write_mrc(tmp_path / "bad.mrc", labels + 0.5, 10.0, mrc_mode=1)
+    assert not (tmp_path / "bad.mrc").exists()

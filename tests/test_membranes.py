@@ -93,3 +93,26 @@ def test_cli_writes_membrane_mask_and_flags_membrane_proteins(tmp_path, capsys):
     assert coordinates_xyz_voxels(table).shape == (9, 3) and eulers_zyz(table).shape == (9, 3)
     assert main(["simulate", "tomogram", str(tmp_path / "x.mrc"), "--membrane-particles", "2", "--membrane-structures", "5gjv",
                  "--shape", "32,32,32"]) == 2  # membrane proteins need membranes  # fmt: skip
+
+
+def test_class_map_is_every_particles_mask_with_its_class_and_the_membranes(packed):
+    """The picker's targets: each particle's mask (recomputed from its pose) carries its class + 1, nothing
+    else carries a particle label, and membrane voxels under no particle carry n_classes + 1."""
+    config, _, placed = packed
+    labels = placed.class_map
+    templates = [prepare_template(s, config.voxel_size_a, config.mask_threshold) for s in (*config.structures, *config.membrane_structures)]
+    covered = np.zeros(labels.shape, bool)
+    for centre, ang, k in zip(placed.coords_zyx, placed.eulers_zyz, placed.class_ids):
+        t = templates[k]
+        whole = np.round(centre).astype(int)
+        cube = rotate_volumes(torch.from_numpy(t.density)[None], torch.from_numpy(euler_zyz_to_matrix(ang).astype(np.float32))[None],
+                              torch.from_numpy((centre - whole).astype(np.float32))[None])[0].numpy()  # fmt: skip
+        region = overlap_slices(config.shape_zyx, cube.shape[0], whole)
+        inside = (cube > t.mask_level)[region[1]]
+        assert (labels[region[0]][inside] == k + 1).all()
+        covered[region[0]] |= inside
+    n_classes = len(templates)
+    assert set(np.unique(labels[covered])) == set(placed.class_ids + 1)
+    assert ((labels[~covered] == 0) | (labels[~covered] == n_classes + 1)).all()
+    np.testing.assert_array_equal(labels[~covered] == n_classes + 1, placed.membrane_mask[~covered] > 0)
+    assert labels.dtype == np.int8 and covered.mean() == pytest.approx(placed.volume_fraction)

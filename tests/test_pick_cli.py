@@ -185,3 +185,22 @@ def test_bad_input_one_line_exit_2(tomo, tmp_path, capsys, case, needle):
     assert err.startswith("error: ") and err.count("\n") == 0 and needle in err, err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_simulated_tomogram_writes_its_class_map_beside_the_truth(tomo):
+    """``<stem>_classes.mrc``: int8, the tomogram's shape and voxel size, each true particle's centre voxel
+    labelled with its rlnClassNumber, and the JSON naming every label."""
+    import mrcfile
+
+    from cryomine.io.star import coordinates_xyz_voxels, read_particles
+
+    tomogram, truth = tomo
+    with mrcfile.open(tomogram.with_name("tomo_classes.mrc")) as mrc, mrcfile.open(tomogram) as t:
+        labels = mrc.data.copy()
+        assert labels.dtype == np.int8 and labels.shape == t.data.shape and float(mrc.voxel_size.x) == pytest.approx(10.0)
+    table = read_particles(truth)
+    zyx = np.round(coordinates_xyz_voxels(table)[:, ::-1]).astype(int)
+    np.testing.assert_array_equal(labels[tuple(zyx.T)], table.particles["rlnClassNumber"].to_numpy())
+    names = json.loads(tomogram.with_suffix(".json").read_text())["class_map_labels"]
+    assert names == {"0": "background", "1": "1s3x", "2": "3gl1"}
+    assert 0.0 < (labels > 0).mean() < 0.5

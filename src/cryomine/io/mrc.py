@@ -80,15 +80,23 @@ def write_mrc(
     data: np.ndarray,
     voxel_size_a: float = 1.0,
     origin_zyx_a: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    mrc_mode: int = 2,
 ) -> Path:
-    """Write a ``(d, h, w)`` volume as float32 MRC, atomically (temporary file, then rename)."""
+    """Write a ``(d, h, w)`` volume as MRC, atomically (temporary file, then rename): float32 (``mrc_mode`` 2,
+    the default), or int8 / int16 (modes 0 / 1, e.g. label maps; values must fit)."""
+    if mrc_mode not in (0, 1, 2):
+        raise InputError(f"MRC mode must be 0 (int8), 1 (int16) or 2 (float32), got {mrc_mode!r}", path)
     arr = check_volume(data, path)
+    if mrc_mode != 2:
+        info = np.iinfo(np.int8 if mrc_mode == 0 else np.int16)
+        if not (np.asarray(arr) == np.round(arr)).all() or arr.min() < info.min or arr.max() > info.max:
+            raise InputError(f"values must be integers in [{info.min}, {info.max}] for MRC mode {mrc_mode}", path)
     vs = check_voxel_size(voxel_size_a, path)
     p = Path(path)
     with atomic_output(p) as tmp:
         # mrcfile writes the header (and sizes the file) without touching the data pages; the data then goes in
         # z-slabs with plain writes: no in-memory copy of a big tomogram, and no resident mapped pages
-        with mrcfile.new_mmap(tmp, shape=arr.shape, mrc_mode=2, overwrite=True) as mrc:
+        with mrcfile.new_mmap(tmp, shape=arr.shape, mrc_mode=mrc_mode, overwrite=True) as mrc:
             set_geometry(mrc, vs, origin_zyx_a)
             set_header_stats(mrc, arr)
             offset = mrc.header.nbytes + mrc.extended_header.nbytes

@@ -61,6 +61,8 @@ class TomogramConfig:
             raise InputError(f"particle count must be >= 0, got {self.particles}", "--particles")
         if not self.structures:
             raise InputError("need at least one structure", "--structures")
+        if len(self.structures) + len(self.membrane_structures) > 126:  # the int8 class map holds 0..127
+            raise InputError(f"at most 126 structures, got {len(self.structures) + len(self.membrane_structures)}", "--structures")
         if not self.voxel_size_a > 0:
             raise InputError(f"voxel size must be > 0 Å, got {self.voxel_size_a:g}", "--voxel-size")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -76,7 +78,9 @@ class TomogramConfig:
 class PlacedParticles:
     """Ground truth of a packed tomogram: ``coords_zyx`` (n, 3) voxel centres, ``eulers_zyz`` (n, 3) degrees,
     ``class_ids`` (n,) (soluble structures first, then membrane structures), ``in_membrane`` (n,) bool, the
-    volume fraction occupied by particles, the membranes and their ``(d, h, w)`` uint8 mask (0 = none)."""
+    volume fraction occupied by particles, the membranes and their ``(d, h, w)`` uint8 mask (0 = none), and the
+    ``(d, h, w)`` int8 ``class_map``: 0 background, ``class_id + 1`` inside a particle's mask, ``n_classes + 1``
+    in a membrane (under no particle), with ``n_classes`` soluble plus membrane structures."""
 
     coords_zyx: np.ndarray
     eulers_zyz: np.ndarray
@@ -85,6 +89,7 @@ class PlacedParticles:
     in_membrane: np.ndarray | None = None
     membranes: list[Membrane] = field(default_factory=list)
     membrane_mask: np.ndarray | None = None
+    class_map: np.ndarray | None = None
 
 
 class _Packer:
@@ -94,6 +99,7 @@ class _Packer:
     def __init__(self, config: TomogramConfig, keep_out: np.ndarray, density: np.ndarray) -> None:
         self.config, self.keep_out, self.density = config, keep_out, density
         self.occupied = np.zeros(config.shape_zyx, dtype=bool)
+        self.labels = np.zeros(config.shape_zyx, dtype=np.int8)  # the class map (PlacedParticles.class_map)
         self.coords: list[np.ndarray] = []
         self.eulers: list[np.ndarray] = []
         self.classes: list[int] = []
@@ -115,6 +121,7 @@ class _Packer:
         if (blocked & mask[region[1]]).any():
             return False
         self.occupied[region[0]] |= mask[region[1]]
+        self.labels[region[0]][mask[region[1]]] = k + 1
         self.density[region[0]] += np.clip(cube[region[1]], 0.0, None)
         self.coords.append(centre)
         self.eulers.append(ang)
@@ -153,6 +160,9 @@ def pack_tomogram(config: TomogramConfig, progress: bool = True) -> tuple[np.nda
     membranes = draw_membranes(config.shape_zyx, config.voxel_size_a, config.membranes, np.random.default_rng([config.seed, 5]))
     density, membrane_mask, keep_out = render_membranes(config.shape_zyx, config.voxel_size_a, membranes, config.membranes)
     packer = _Packer(config, keep_out, density)
+    if membranes:
+        n_classes = len(config.structures) + len(config.membrane_structures)
+        packer.labels[membrane_mask > 0] = n_classes + 1
     total = config.particles + config.membrane_particles
     with tqdm(total=total, desc="packing particles", unit="particle", disable=not progress) as bar:
         failures = 0
@@ -183,6 +193,7 @@ def pack_tomogram(config: TomogramConfig, progress: bool = True) -> tuple[np.nda
         in_membrane=np.array(packer.membrane, dtype=bool),
         membranes=membranes,
         membrane_mask=membrane_mask if membranes else None,
+        class_map=packer.labels,
     )
     return density, placed
 
@@ -202,15 +213,17 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
     (1-based), ``rlnClassName``, ``rlnTomoName`` and an optics block (pixel sizes, voltage, Cs, amplitude
     contrast of the simulation); membrane proteins have ``cmInMembrane`` 1. With membranes,
     ``<stem>_membranes.mrc`` holds their masks (uint8: 0 none, ``i`` membrane ``i`` of the JSON's
-    ``membranes`` list). Returns a summary (also in the JSON: config, particles placed, measured SNR, volume
-    fraction, membranes). ``device``: where it is imaged (``"auto"``/None: CUDA when present).
+    ``membranes`` list). ``<stem>_classes.mrc`` (int8) is the class map: 0 background, ``rlnClassNumber`` inside
+    each particle's mask, the number of classes + 1 in membranes (the JSON's ``class_map_labels``). Returns a
+    summary (also in the JSON: config, particles placed, measured SNR, volume fraction, membranes).
+    ``device``: where it is imaged (``"auto"``/None: CUDA when present).
     """
     out = Path(out)
     device = resolve_device(device)
     voxels = float(np.prod(np.asarray(config.shape_zyx, np.float64)))
     shape = "x".join(map(str, config.shape_zyx))
     check_memory(12.0 * voxels, f"a {shape} tomogram", "--shape")  # measured: 3.5 GiB for 300 x 1024 x 1024
-    check_disk(out, 4.0 * voxels * (2 if config.membranes.active else 1), f"a {shape} tomogram", "--shape")
+    check_disk(out, voxels * (5 + (4 if config.membranes.active else 0)), f"a {shape} tomogram", "--shape")
     density, placed = pack_tomogram(config, progress)
     rng = np.random.default_rng([config.seed, 4])
     if progress:
@@ -239,6 +252,8 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
         "volume_fraction": placed.volume_fraction,
         "snr_measured": float(result.measured_snr[0]),
         "class_names": names,
+        "class_map_labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(names)},
+                             **({str(len(names) + 1): "membrane"} if placed.membranes else {})},
         "acquisition": config.imaging.acquisition(config.voxel_size_a, f"cryomine simulate tomogram {out.name}").to_dict(),
     }
     write_particles(Path(f"{stem}.star"), table)
@@ -246,5 +261,6 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
         tmp.write_text(json.dumps(summary, indent=2))
     if placed.membrane_mask is not None:
         write_mrc(Path(f"{stem}_membranes.mrc"), placed.membrane_mask.astype(np.float32), config.voxel_size_a)
+    write_mrc(Path(f"{stem}_classes.mrc"), placed.class_map, config.voxel_size_a, mrc_mode=0)
     write_mrc(out, result.noisy[0], config.voxel_size_a)
     return summary
