@@ -1,4 +1,5 @@
-"""Neural networks of cryomine: DSM-Net (and its variants) and the DSRF3D-v2 / SSN3D-ED baselines.
+"""Neural networks of cryomine: DSM-Net (and its variants), the DSRF3D-v2 / SSN3D-ED baselines, and the
+learned picker's 3-D U-Net (:class:`PickerUNet`).
 
 Typical use::
 
@@ -28,6 +29,7 @@ from cryomine.models.flops import (
     keep_freed_memory,
     prepare_for_inference,
 )
+from cryomine.models.picker import PickerConfig, PickerUNet, receptive_radius
 
 __all__ = [
     "MODEL_NAMES",
@@ -35,6 +37,8 @@ __all__ = [
     "DSRF3Dv2",
     "ModelConfig",
     "ModelOutput",
+    "PickerConfig",
+    "PickerUNet",
     "SSN3DED",
     "benchmark_throughput",
     "build_model",
@@ -45,4 +49,5 @@ __all__ = [
     "infer",
     "keep_freed_memory",
     "prepare_for_inference",
+    "receptive_radius",
 ]

@@ -11,15 +11,18 @@
 - :mod:`cryomine.pick.extract`: subtomogram datasets from picks (:func:`extract_subtomograms`).
 - :mod:`cryomine.pick.evaluate`: precision / recall / F1 against true positions (:func:`evaluate_pick_files`).
 - :mod:`cryomine.pick.atlas`: the visual atlas (:func:`make_atlas`).
+- :mod:`cryomine.pick.learned`: a trained picker network's tiled labelling and its per-class picks.
+- :mod:`cryomine.pick.background`: random-phase background correction of template matching.
 - :mod:`cryomine.pick.config`: the parameter dataclasses.
 """
 
 from cryomine.pick.atlas import Atlas, build_atlas, make_atlas, save_atlas_png
-from cryomine.pick.config import DogConfig, MatchingConfig, PeakConfig, TemplateMatchConfig
+from cryomine.pick.config import DogConfig, LearnedPickConfig, MatchingConfig, PeakConfig, TemplateMatchConfig
 from cryomine.pick.contrast import ContrastWarning, template_contrast, tomogram_contrast
 from cryomine.pick.dog import DogResult, dog_response, pick_dog
 from cryomine.pick.evaluate import PointSet, evaluate_pick_files, evaluate_point_sets, match_points
 from cryomine.pick.extract import ExtractResult, extract_subtomograms
+from cryomine.pick.learned import label_tomogram, picks_from_labels
 from cryomine.pick.peaks import Candidates, Picks, find_peaks, local_maxima, read_picks, select_peaks
 from cryomine.pick.template import MatchResult, match_template, spherical_mask, template_weight
 from cryomine.pick.template_input import MatchTemplate, fourier_rescale, load_match_template
@@ -30,6 +33,7 @@ __all__ = [
     "Candidates",
     "ContrastWarning",
     "DogConfig",
+    "LearnedPickConfig",
     "DogResult",
     "ExtractResult",
     "MatchResult",
@@ -53,6 +57,8 @@ __all__ = [
     "match_points",
     "match_template",
     "pick_dog",
+    "label_tomogram",
+    "picks_from_labels",
     "plan_tiles",
     "read_picks",
     "save_atlas_png",

@@ -17,7 +17,7 @@ from cryomine.geometry.sampling import symmetry_group
 from cryomine.geometry.tilts import check_tilt_range
 from cryomine.pick.weighting import TiltWeighting
 
-__all__ = ["PeakConfig", "DogConfig", "TemplateMatchConfig", "MatchingConfig", "METHODS"]
+__all__ = ["PeakConfig", "DogConfig", "TemplateMatchConfig", "LearnedPickConfig", "MatchingConfig", "METHODS"]
 
 METHODS = ("dog", "template")
 
@@ -238,6 +238,52 @@ class TemplateMatchConfig:
             raise InputError(f"must be auto, cpu or cuda, got {self.device!r}", "--device")
         if not isinstance(self.peaks, PeakConfig):
             raise InputError("peaks must be a PeakConfig", "peaks")
+
+
+@dataclass(frozen=True)
+class LearnedPickConfig:
+    """Picking with a trained picker network (:mod:`cryomine.pick.learned`).
+
+    - ``tile_vox``: edge of the cubic tiles the tomogram is labelled in (rounded up to the network's multiple).
+    - ``overlap_vox``: how far tiles overlap on each side; only each tile's centre is kept. At or beyond the
+      network's receptive radius (:func:`~cryomine.models.picker.receptive_radius`) the labels equal those of
+      the whole tomogram in one piece; less trades exactness at tile seams for speed.
+    - ``min_probability``: a voxel belongs to a class when that class is its most probable label and its
+      probability is at least this.
+    - ``min_size_fraction``: a connected region of one class smaller than this fraction of the class's
+      expected volume (the training masks' median) is dropped; one several times the expected volume is split
+      into that many particles (k-means on its voxels).
+    - ``min_size_vox``: the smallest region kept when a class's expected volume is unknown.
+    - ``batch``: tiles per forward pass. ``device``: ``auto``, ``cpu`` or ``cuda``. ``invert``: negate the
+      tomogram first (protein dark). ``bf16``: bfloat16 autocast on CPU (where it is supported).
+    """
+
+    tile_vox: int = 96
+    overlap_vox: int = 24
+    min_probability: float = 0.5
+    min_size_fraction: float = 0.25
+    min_size_vox: int = 8
+    batch: int = 1
+    device: str = "auto"
+    invert: bool = False
+    bf16: bool = True
+
+    def __post_init__(self) -> None:
+        _positive_int(self.tile_vox, "--tile-size")
+        if self.tile_vox > 512:
+            raise InputError(f"tiles of at most 512 voxels, got {self.tile_vox}", "--tile-size")
+        if isinstance(self.overlap_vox, bool) or not isinstance(self.overlap_vox, int) or not 0 <= 2 * self.overlap_vox < self.tile_vox:
+            raise InputError(f"overlap must be an integer >= 0 and below half the tile ({self.tile_vox}), got {self.overlap_vox!r}", "--overlap")
+        if not 0.0 <= _finite(self.min_probability, "--min-probability") < 1.0:
+            raise InputError(f"must be in [0, 1), got {self.min_probability:g}", "--min-probability")
+        if not 0.0 <= _finite(self.min_size_fraction, "--min-size-fraction") <= 1.0:
+            raise InputError(f"must be in [0, 1], got {self.min_size_fraction:g}", "--min-size-fraction")
+        _positive_int(self.min_size_vox, "--min-size")
+        _positive_int(self.batch, "--batch-size")
+        if self.device not in DEVICE_CHOICES:
+            raise InputError(f"must be auto, cpu or cuda, got {self.device!r}", "--device")
+        _flag(self.invert, "--invert")
+        _flag(self.bf16, "--bf16")
 
 
 @dataclass(frozen=True)

@@ -260,13 +260,13 @@ def find_peaks(scores: np.ndarray, config: PeakConfig, default_distance_vox: flo
 @dataclass(frozen=True)
 class Picks:
     """Picked particles: ``coords_zyx`` ``(n, 3)`` voxel positions, ``scores`` ``(n,)`` (best first), optional
-    ``eulers_zyz`` ``(n, 3)`` RELION (rot, tilt, psi) degrees (template matching) and ``class_name`` (the
-    template's name)."""
+    ``eulers_zyz`` ``(n, 3)`` RELION (rot, tilt, psi) degrees (template matching) and ``class_name``: one name
+    for all (the template's) or an ``(n,)`` array of names, one per pick (the learned picker's classes)."""
 
     coords_zyx: np.ndarray
     scores: np.ndarray
     eulers_zyz: np.ndarray | None = None
-    class_name: str | None = None
+    class_name: str | np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -276,7 +276,8 @@ class Picks:
         ``rlnAngleRot/Tilt/Psi`` when known, ``rlnClassName`` when known, ``rlnTomoName`` when given."""
         extra: dict[str, np.ndarray] = {"rlnAutopickFigureOfMerit": np.asarray(self.scores, np.float64)}
         if self.class_name is not None and len(self):
-            extra["rlnClassName"] = np.array([self.class_name] * len(self), dtype=object)
+            names = [self.class_name] * len(self) if isinstance(self.class_name, str) else list(self.class_name)
+            extra["rlnClassName"] = np.array(names, dtype=object)
         coords = np.asarray(self.coords_zyx, np.float64).reshape(-1, 3)[:, ::-1]
         return make_particles(coords, self.eulers_zyz, tomo_name=tomo_name if len(self) else None, extra=extra)
 

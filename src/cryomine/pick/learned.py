@@ -1,0 +1,136 @@
+"""Learned picking: label every voxel with a trained :class:`~cryomine.models.picker.PickerUNet`, in tiles, and
+turn each class's connected regions into picks.
+
+Labelling (:func:`label_tomogram`): the tomogram is standardised (zero mean, unit variance, negated for protein
+dark), padded at its far faces to a multiple of the network's ``2 ** depth`` and cut into cubic windows whose
+starts are multiples of it too (so that every window sees the same down-sampling grid as the whole tomogram);
+windows overlap by ``overlap_vox`` and each keeps the part of its output nearest its centre. Windows at the
+tomogram's faces end there, as the whole tomogram does. With ``overlap_vox`` at least the receptive radius the
+result is exactly that of the whole tomogram in one piece. Output: the ``(d, h, w)`` int8 label map (0
+background) and the float32 probability of each voxel's label.
+
+Picks (:func:`picks_from_labels`): per class, the connected regions (6-connected) of voxels whose label is the
+class with probability >= ``min_probability``; regions below ``min_size_fraction`` of the class's expected
+volume are dropped, regions ``k >= 2`` times it are split into ``k`` particles by k-means on their voxels
+(touching particles of one class merge into one region); each pick is a region's centroid, its score the
+region's mean probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from scipy import ndimage
+from sklearn.cluster import KMeans
+from tqdm import tqdm
+
+from cryomine.devices import resolve_device
+from cryomine.errors import InputError
+from cryomine.geometry.validate import volume_stats
+from cryomine.models.flops import infer
+from cryomine.models.picker import PickerUNet
+from cryomine.pick.config import LearnedPickConfig
+from cryomine.pick.peaks import Picks
+
+__all__ = ["axis_windows", "label_tomogram", "picks_from_labels"]
+
+
+def axis_windows(n: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int, int]]:
+    """Windows along one axis of ``n`` voxels (padded to ``n_pad``, a multiple of ``multiple``): ``(start, keep_lo,
+    keep_hi)`` with windows ``[start, start + tile)`` (``tile`` rounded up to the multiple, at most ``n_pad``),
+    starts multiples of ``multiple``, and kept parts that partition ``[0, n)``, each at least ``overlap`` from
+    its window's ends except at the tomogram's faces."""
+    n_pad = -(-n // multiple) * multiple
+    tile = min(-(-tile // multiple) * multiple, n_pad)
+    step = (tile - 2 * overlap) // multiple * multiple
+    if tile < n_pad and step <= 0:
+        raise InputError(f"tiles of {tile} voxels leave nothing between overlaps of {overlap}", "--overlap")
+    starts = [0] if tile >= n_pad else list(range(0, n_pad - tile, step)) + [n_pad - tile]
+    out, lo = [], 0
+    for i, s in enumerate(starts):
+        hi = n if i == len(starts) - 1 else min(n, (s + tile - overlap + starts[i + 1] + overlap) // 2)
+        if hi > lo:
+            out.append((s, lo, hi))
+        lo = max(lo, hi)
+    return out
+
+
+def _standardised(volume: np.ndarray, config: LearnedPickConfig) -> tuple[float, float]:
+    mean, std = volume_stats(volume)
+    return mean, (-std if config.invert else std)
+
+
+@torch.no_grad()
+def label_tomogram(volume: np.ndarray, model: PickerUNet, config: LearnedPickConfig = LearnedPickConfig(), *,
+                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Label a ``(d, h, w)`` tomogram (any array-like, e.g. a memory map; protein bright unless
+    ``config.invert``) with ``model``: ``(labels int8, probability float32)``, both ``(d, h, w)``."""
+    shape = tuple(int(s) for s in volume.shape)
+    if len(shape) != 3:
+        raise InputError(f"tomogram must be 3-D, got shape {shape}")
+    device = resolve_device(config.device)
+    mult = model.config.multiple
+    mean, std = _standardised(volume, config)
+    per_axis = [axis_windows(n, config.tile_vox, config.overlap_vox, mult) for n in shape]
+    tile = [min(-(-config.tile_vox // mult) * mult, -(-n // mult) * mult) for n in shape]
+    labels = np.zeros(shape, np.int8)
+    prob = np.zeros(shape, np.float32)
+    model = model.to(device).eval()
+    jobs = [(a, b, c) for a in per_axis[0] for b in per_axis[1] for c in per_axis[2]]
+    with tqdm(total=len(jobs), desc="labelling", unit="tile", disable=not progress) as bar:
+        for k in range(0, len(jobs), config.batch):
+            chunk = jobs[k : k + config.batch]
+            x = np.zeros((len(chunk), 1, *tile), np.float32)
+            for j, win in enumerate(chunk):
+                src = tuple(slice(s, min(s + t, n)) for (s, _, _), t, n in zip(win, tile, shape))
+                block = np.asarray(volume[src], np.float32)  # beyond the far faces the window stays 0 (padding)
+                x[j, 0][tuple(slice(0, b) for b in block.shape)] = (block - mean) / std
+            logits = infer(model, torch.from_numpy(x).to(device), bf16=config.bf16, channels_last=device.type == "cpu")
+            p = torch.softmax(logits, dim=1)
+            best, lab = p.max(dim=1)
+            best, lab = best.cpu().numpy(), lab.cpu().numpy().astype(np.int8)
+            for j, win in enumerate(chunk):
+                dst = tuple(slice(lo, hi) for _, lo, hi in win)
+                src = tuple(slice(lo - s, hi - s) for s, lo, hi in win)
+                labels[dst], prob[dst] = lab[j][src], best[j][src]
+            bar.update(len(chunk))
+    return labels, prob
+
+
+def _split(points: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """``k`` clusters of ``(n, 3)`` voxel indices (k-means, seeded)."""
+    assign = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(points.astype(np.float64))
+    return [points[assign == i] for i in range(k)]
+
+
+def picks_from_labels(labels: np.ndarray, prob: np.ndarray, class_names: Sequence[str], config: LearnedPickConfig = LearnedPickConfig(),
+                      expected_voxels: Mapping[str, float] | None = None) -> Picks:  # fmt: skip
+    """Picks of every class (label ``i + 1`` = ``class_names[i]``) from a label map and its probabilities (module
+    docstring); ``expected_voxels``: each class's typical region size (voxels), for the size check and the
+    split of merged neighbours. Picks are ordered by score, best first; ``class_name`` holds each one's class."""
+    if labels.shape != prob.shape:
+        raise InputError(f"label map {labels.shape} and probability map {prob.shape} differ in shape")
+    coords, scores, names = [], [], []
+    sure = prob >= config.min_probability
+    for c, name in enumerate(class_names, start=1):
+        regions, n = ndimage.label((labels == c) & sure)
+        if n == 0:
+            continue
+        expected = None if expected_voxels is None else expected_voxels.get(name)
+        smallest = config.min_size_vox if expected is None else max(1.0, config.min_size_fraction * float(expected))
+        for i, sl in enumerate(ndimage.find_objects(regions), start=1):
+            inside = regions[sl] == i
+            size = int(inside.sum())
+            if size < smallest:
+                continue
+            pts = np.argwhere(inside) + [s.start for s in sl]
+            k = 1 if expected is None else max(1, int(round(size / float(expected))))
+            for part in (_split(pts, k, c * 1000 + i) if k > 1 else [pts]):
+                coords.append(part.mean(axis=0))
+                scores.append(float(prob[tuple(part.T)].mean()))
+                names.append(name)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    return Picks(np.asarray(coords, np.float64).reshape(-1, 3)[order], np.asarray(scores, np.float32)[order], None,
+                 np.asarray(names, dtype=object)[order])  # fmt: skip
