@@ -1,0 +1,75 @@
+"""Training the learned picker: tiles and labels stay aligned through flips, a run folder that resumes to what an
+uninterrupted run gives, and a checkpoint the picker loads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import cryomine.train.picker as tp
+from cryomine.data.tomo_tiles import TileSampler, expected_voxels, open_training_tomogram
+from cryomine.errors import InputError
+from cryomine.simulate.imaging import ImagingConfig
+from cryomine.simulate.tomogram import TomogramConfig, simulate_tomogram
+from cryomine.train.picker import PickerTrainConfig, load_picker, train_picker
+from faults import interrupted_on_call
+
+
+@pytest.fixture(scope="module")
+def tomograms(tmp_path_factory):
+    out = tmp_path_factory.mktemp("picker_train")
+    paths = []
+    for seed in (1, 2):
+        p = out / f"t{seed}.mrc"
+        simulate_tomogram(p, TomogramConfig(shape_zyx=(32, 64, 64), particles=8, structures=("1bxn", "3gl1"), seed=seed,
+                                            imaging=ImagingConfig(snr=1.0)), progress=False)  # fmt: skip
+        paths.append(p)
+    return paths
+
+
+def test_tiles_and_labels_are_cut_and_flipped_together(tomograms):
+    t = open_training_tomogram(tomograms[0])
+    assert t.names == ("background", "1bxn", "3gl1")
+    x, y = TileSampler([t], 16).batch(6, np.random.default_rng(0))
+    std = (np.asarray(t.volume, np.float32) - np.float32(t.mean)) / np.float32(t.std)  # as the sampler computes it
+    lab = np.asarray(t.labels)
+    for img, labels in zip(x[:, 0], y):  # each tile is a flipped crop of the standardised tomogram, its labels the same crop
+        found = []
+        for flips in np.ndindex(2, 2, 2):
+            axes = tuple(i for i, f in enumerate(flips) if f)
+            plain, plain_labels = (np.flip(img, axes), np.flip(labels, axes)) if axes else (img, labels)
+            for a, b, c in np.argwhere(std[:17, :49, :49] == plain[0, 0, 0]):
+                if (std[a : a + 16, b : b + 16, c : c + 16] == plain).all():
+                    found.append(bool((lab[a : a + 16, b : b + 16, c : c + 16] == plain_labels).all()))
+        assert found and all(found)
+    sizes = expected_voxels([t])
+    assert set(sizes) == {"1bxn", "3gl1"} and min(sizes.values()) > 20
+
+
+def test_a_killed_run_resumes_to_the_uninterrupted_weights(tomograms, tmp_path, monkeypatch):
+    small = dict(steps_per_epoch=2, batch=2, tile_vox=16, val_tiles=2, base_channels=4, depth=2, device="cpu", bf16=False)
+    whole = train_picker(tomograms, tmp_path / "whole", PickerTrainConfig(epochs=3, **small), progress=False)
+    assert whole["epochs_run"] == 3
+    first = PickerTrainConfig(epochs=3, **small)
+    monkeypatch.setattr(tp, "_validate", interrupted_on_call(tp._validate, 3))  # killed in epoch 3, before saving it
+    with pytest.raises(KeyboardInterrupt):
+        train_picker(tomograms, tmp_path / "run", first, progress=False)
+    monkeypatch.undo()
+    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3  # two epochs kept
+    with pytest.raises(InputError, match="not empty"):
+        train_picker(tomograms, tmp_path / "run", first, progress=False)
+    with pytest.raises(InputError, match="other tomograms or settings"):
+        train_picker(tomograms, tmp_path / "run", PickerTrainConfig(epochs=3, **{**small, "batch": 1}), resume=True, progress=False)
+    train_picker(tomograms, tmp_path / "run", first, resume=True, progress=False)
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("epoch,train_loss,val_miou")
+    loaded = load_picker(tmp_path / "run")
+    assert loaded.config.class_names == ("1bxn", "3gl1") and set(loaded.expected_voxels) == {"1bxn", "3gl1"}
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["picker"]["base_channels"] == 4
