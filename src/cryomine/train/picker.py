@@ -139,6 +139,42 @@ def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
         w.writerows(rows)
 
 
+def _start_run(run: Path, record: dict[str, Any], resume: bool) -> None:
+    """Check that the folder may be (re)used and write ``config.json``."""
+    if resume:
+        if not (run / LAST).is_file():
+            raise InputError(f"nothing to resume: no {LAST} in the run folder (run without --resume)", run)
+        try:
+            stored = json.loads((run / "config.json").read_text())
+        except (OSError, ValueError):
+            raise InputError("config.json is missing or unreadable: run without --resume, or another folder", run) from None
+        if stored != record:
+            raise InputError("the run was started with other tomograms or settings: run without --resume, or another folder", run)
+    elif run.exists() and any(run.iterdir()):
+        raise InputError("run folder is not empty: give another --out, or --resume", run)
+    run.mkdir(parents=True, exist_ok=True)
+    _write_json(run / "config.json", record)
+
+
+def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sampler: TileSampler, weights: torch.Tensor, runtime: Runtime,
+                 config: PickerTrainConfig, epoch: int) -> list[float]:  # fmt: skip
+    """One epoch of seeded batches (module docstring); the loss of every step."""
+    model.train()
+    losses = []
+    for step in range(config.steps_per_epoch):
+        for g in opt.param_groups:
+            g["lr"] = config.lr_at((epoch - 1) * config.steps_per_epoch + step)
+        x, y = sampler.batch(config.batch, np.random.default_rng([config.seed, epoch, step]))
+        opt.zero_grad(set_to_none=True)
+        with runtime.autocast():
+            logits = model(_to(torch.from_numpy(x), runtime))
+        loss = F.cross_entropy(logits.float(), torch.from_numpy(y).to(runtime.device), weight=weights)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
 def train_picker(tomograms: list[str | os.PathLike[str]], run_dir: str | os.PathLike[str], config: PickerTrainConfig = PickerTrainConfig(),
                  *, resume: bool = False, progress: bool = True) -> dict[str, Any]:  # fmt: skip
     """Train (or, with ``resume``, continue) a picker on ``tomograms`` (``cryomine simulate tomogram`` outputs)
@@ -150,16 +186,7 @@ def train_picker(tomograms: list[str | os.PathLike[str]], run_dir: str | os.Path
     val_sampler = TileSampler(held_out, config.tile_vox)
     net_cfg = PickerConfig(sampler.names[1:], config.base_channels, config.depth)
     record = {"train": asdict(config), "picker": net_cfg.to_dict(), "tomograms": [str(Path(t).resolve()) for t in tomograms]}
-    if resume:
-        if not (run / LAST).is_file():
-            raise InputError(f"nothing to resume: no {LAST} in the run folder (run without --resume)", run)
-        stored = json.loads((run / "config.json").read_text())
-        if stored != record:
-            raise InputError("the run was started with other tomograms or settings: run without --resume, or another folder", run)
-    elif run.exists() and any(run.iterdir()):
-        raise InputError("run folder is not empty: give another --out, or --resume", run)
-    run.mkdir(parents=True, exist_ok=True)
-    _write_json(run / "config.json", record)
+    _start_run(run, record, resume)
     device = resolve_device(config.device)
     runtime = Runtime(device, config.bf16, device.type == "cpu")
     torch.manual_seed(config.seed)
@@ -175,19 +202,8 @@ def train_picker(tomograms: list[str | os.PathLike[str]], run_dir: str | os.Path
     expected = expected_voxels(opened)
     val = val_sampler.batch(config.val_tiles, np.random.default_rng([config.seed, 0x7A1]))
     for epoch in range(start, config.epochs + 1):
-        t0, losses = time.perf_counter(), []
-        model.train()
-        for step in range(config.steps_per_epoch):
-            for g in opt.param_groups:
-                g["lr"] = config.lr_at((epoch - 1) * config.steps_per_epoch + step)
-            x, y = sampler.batch(config.batch, np.random.default_rng([config.seed, epoch, step]))
-            opt.zero_grad(set_to_none=True)
-            with runtime.autocast():
-                logits = model(_to(torch.from_numpy(x), runtime))
-            loss = F.cross_entropy(logits.float(), torch.from_numpy(y).to(device), weight=weights)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+        t0 = time.perf_counter()
+        losses = _train_epoch(model, opt, sampler, weights, runtime, config, epoch)
         _recalibrate(model, sampler, runtime, config)
         metrics = _validate(model, val, net_cfg.n_labels, runtime)
         is_best = metrics["val_miou"] > best
