@@ -73,3 +73,28 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tomograms, tmp_path, 
     loaded = load_picker(tmp_path / "run")
     assert loaded.config.class_names == ("1bxn", "3gl1") and set(loaded.expected_voxels) == {"1bxn", "3gl1"}
     assert json.loads((tmp_path / "run" / "config.json").read_text())["picker"]["base_channels"] == 4
+
+
+def test_train_picker_and_pick_learned_from_the_command_line(tomograms, tmp_path, capsys):
+    from cryomine.cli import main
+    from cryomine.io.star import read_particles
+
+    run = tmp_path / "run"
+    args = ["train-picker", *map(str, tomograms), "--out", str(run), "--epochs", "1", "--steps-per-epoch", "2", "--tile-vox", "16",
+            "--base-channels", "4", "--depth", "2", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0 and (run / "best.pt").is_file()
+    capsys.readouterr()
+    bad = [a if a != str(run) else str(tmp_path / "bad") for a in args]
+    assert main([*bad, "--tile-vox", "10"]) == 2  # not a multiple of 2 ** depth: refused before anything is written
+    assert "--tile-vox" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    out = tmp_path / "picks" / "p.star"
+    assert main(["pick", str(tomograms[1]), "--method", "learned", "--model", str(run), "--tile-size", "32", "--overlap", "8",
+                 "--device", "cpu", "--out", str(out)]) == 0  # fmt: skip
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["labels"] == {"0": "background", "1": "1bxn", "2": "3gl1"} and summary["method"] == "learned"
+    assert (tmp_path / "picks" / "p_labels.mrc").is_file() and (tmp_path / "picks" / "p_probability.mrc").is_file()
+    if summary["n_picks"]:  # an untrained picker may find nothing; what it finds carries a class
+        assert set(read_particles(out).particles["rlnClassName"]) <= {"1bxn", "3gl1"}
+    capsys.readouterr()
+    assert main(["pick", str(tomograms[1]), "--method", "learned", "--out", str(tmp_path / "q.star")]) == 2
+    assert "--model" in capsys.readouterr().err and not (tmp_path / "q.star").exists()

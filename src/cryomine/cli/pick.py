@@ -21,7 +21,10 @@ def _given(**values: object) -> dict[str, object]:
 def pick_cmd(
     tomogram: Path = typer.Argument(..., help="Tomogram (MRC or .em; protein bright, or give --invert)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output picks (RELION STAR); scores/angles/JSON are written beside it."),
-    method: str | None = typer.Option(None, "--method", help="dog or template (default: template when --template is given, else dog)."),
+    method: str | None = typer.Option(None, "--method", help="dog, template or learned (default: template when --template is given, learned when --model is, else dog)."),
+    model: Path | None = typer.Option(None, "--model", help="A picker run folder (cryomine train-picker) for --method learned."),
+    overlap: int | None = typer.Option(None, "--overlap", help="Learned picking: overlap of the tiles (voxels; default 24)."),
+    min_probability: float | None = typer.Option(None, "--min-probability", help="Learned picking: a voxel's label counts from this probability on (default 0.5)."),
     template: str | None = typer.Option(None, "--template", help="Bundled structure id or PDB/mmCIF/MRC/.em file (template matching; for DoG it sets the radius)."),
     template_voxel_size: float | None = typer.Option(None, "--template-voxel-size", help="Voxel size (Å) of a --template map file; required for .em files whose header lacks it, overrides an MRC header."),
     angular_step: float | None = typer.Option(None, "--angular-step", help="Angular sampling step (degrees)."),
@@ -67,13 +70,22 @@ def pick_cmd(
     from cryomine.pick.template import match_template_file
     from cryomine.pick.weighting import TiltWeighting
 
-    chosen = method or ("template" if template else "dog")
+    chosen = method or ("template" if template else "learned" if model is not None else "dog")
     if chosen not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, got {chosen!r}", "--method")
     flags = overrides(voxel_size_a=voxel_size, tilt_min_deg=tilt_min, tilt_max_deg=tilt_max, defocus_um=defocus, voltage_kv=voltage,
                       cs_mm=cs, amplitude_contrast=amplitude_contrast, invert=invert)
     acq = tomogram_acquisition(tomogram, flags, paths(acquisition), tomo_name=tomo_name)
     voxel_size_a, dark = float(acq.voxel_size_a), acq.polarity == "dark"
+    if chosen == "learned":
+        if template or mask or tomogram_mask or symmetry or resume or per_tilt_weighting or random_phase_correction or angular_step or top_n or threshold:
+            raise InputError("--template, --mask, --tomogram-mask, --symmetry, --resume, --per-tilt-weighting, --random-phase-correction, "
+                             "--angular-step, --top-n and --threshold are not for the learned picker", "--method")  # fmt: skip
+        _pick_learned(tomogram, out, model, voxel_size_a, dark, _given(tile_vox=tile_size, overlap_vox=overlap, min_probability=min_probability,
+                                                                   device=device))  # fmt: skip
+        return
+    if model is not None or overlap is not None or min_probability is not None:
+        raise InputError("--model, --overlap and --min-probability are for --method learned", "--method")
     if (false_positives is not None or split_populations is not None) and chosen == "dog":
         raise InputError("--false-positives sets template matching's threshold (DoG's is robust, from the score map)", "--false-positives")
     peak_kw = _given(top_n=top_n, threshold=threshold, border_vox=border_vox, false_positives=false_positives, split_populations=split_populations,
@@ -109,6 +121,17 @@ def pick_cmd(
     typer.echo(f"picked {len(result.picks)} particles ({len(result.angles_zyz)} orientations, {result.n_tiles} tile(s); wedge "
                f"{lo:g}..{hi:g} degrees, CTF {'off' if microscope is None else f'{microscope.defocus_um:g} µm'}): "
                f"{', '.join(map(str, paths_out))}")  # fmt: skip
+
+
+def _pick_learned(tomogram: Path, out: Path, model: Path | None, voxel_size_a: float, dark: bool, kw: dict[str, object]) -> None:
+    from cryomine.pick.config import LearnedPickConfig
+    from cryomine.pick.learned import pick_learned_file
+
+    if model is None:
+        raise InputError("learned picking needs a trained picker: --model RUN (a cryomine train-picker run folder); "
+                         "no picker is shipped yet", "--model")  # fmt: skip
+    picks, paths = pick_learned_file(tomogram, out, model, LearnedPickConfig(invert=dark, **kw), voxel_size_a=voxel_size_a, progress=True)
+    typer.echo(f"picked {len(picks)} particles (learned picker {model}): {', '.join(map(str, paths))}")
 
 
 def _pick_dog(tomogram: Path, out: Path, template: str | None, radius: float | None, voxel_size_a: float,

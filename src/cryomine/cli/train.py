@@ -19,6 +19,7 @@ from cryomine.models import MODEL_NAMES
 from cryomine.simulate.variation import parse_range
 from cryomine.train import TrainConfig, parse_loss_weights, train_run
 from cryomine.train.config import LR_SCHEDULES, OPTIMIZERS
+from cryomine.train.picker import PickerTrainConfig, train_picker
 
 _T = TrainConfig()
 _A = AugmentConfig()
@@ -102,3 +103,30 @@ def train_cmd(
     how = "early stopping" if result.stopped == "early_stopping" else "the epoch limit"
     typer.echo(f"stopped after epoch {result.epochs} ({how}); best epoch {result.best_epoch} "
                f"(val loss {result.best_val_loss:.4g}); run folder {out}")
+
+
+_P = PickerTrainConfig()
+
+
+@app.command("train-picker")
+def train_picker_cmd(
+    tomograms: list[Path] = typer.Argument(..., help="Training tomograms from 'cryomine simulate tomogram' (NAME.mrc with NAME_classes.mrc "
+                                           "and NAME.json beside it); the last one is held out for validation when there are two or more."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (config.json, metrics.csv, best.pt, last.pt, summary.json)."),
+    epochs: int | None = typer.Option(None, "--epochs", help=f"Epochs (default {_P.epochs})."),
+    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", help=f"Optimiser steps per epoch (default {_P.steps_per_epoch})."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help=f"Tiles per step (default {_P.batch})."),
+    tile_vox: int | None = typer.Option(None, "--tile-vox", help=f"Training tile edge (voxels; default {_P.tile_vox})."),
+    lr: float | None = typer.Option(None, "--lr", help=f"Peak learning rate (default {_P.lr:g})."),
+    base_channels: int | None = typer.Option(None, "--base-channels", help=f"Channels at full resolution (default {_P.base_channels})."),
+    depth: int | None = typer.Option(None, "--depth", help=f"Down-sampling levels (default {_P.depth})."),
+    seed: int | None = typer.Option(None, "--seed", help=f"Seed (default {_P.seed})."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch (same tomograms and settings)."),
+) -> None:
+    """Train the learned picker (a 3-D U-Net labelling every voxel with a class) on simulated tomograms."""
+    given = {k: v for k, v in dict(epochs=epochs, steps_per_epoch=steps_per_epoch, batch=batch_size, tile_vox=tile_vox, lr=lr,
+                                   base_channels=base_channels, depth=depth, seed=seed, device=device).items() if v is not None}  # fmt: skip
+    summary = train_picker(tomograms, out, PickerTrainConfig(**given), resume=resume)
+    typer.echo(f"trained the picker for {summary['epochs_run']} epochs (best validation mIoU {summary['best_val_miou']:.3f}, "
+               f"epoch {summary['best_epoch']}): {out}")  # fmt: skip

@@ -19,7 +19,7 @@ from cryomine.pick.weighting import TiltWeighting
 
 __all__ = ["PeakConfig", "DogConfig", "TemplateMatchConfig", "LearnedPickConfig", "MatchingConfig", "METHODS"]
 
-METHODS = ("dog", "template")
+METHODS = ("dog", "template", "learned")
 
 
 def _finite(value: object, name: str) -> float:

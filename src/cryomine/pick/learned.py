@@ -18,7 +18,12 @@ region's mean probability.
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,15 +31,22 @@ from scipy import ndimage
 from sklearn.cluster import KMeans
 from tqdm import tqdm
 
+from cryomine import __version__
 from cryomine.devices import resolve_device
 from cryomine.errors import InputError
 from cryomine.geometry.validate import volume_stats
+from cryomine.io.atomic import atomic_output
+from cryomine.io.mrc import write_mrc
+from cryomine.io.star import write_particles
+from cryomine.io.volume import open_volume
 from cryomine.models.flops import infer
 from cryomine.models.picker import PickerUNet
 from cryomine.pick.config import LearnedPickConfig
+from cryomine.pick.contrast import tomogram_contrast, warn_if_dark
 from cryomine.pick.peaks import Picks
+from cryomine.train.picker import load_picker
 
-__all__ = ["axis_windows", "label_tomogram", "picks_from_labels"]
+__all__ = ["axis_windows", "label_tomogram", "picks_from_labels", "pick_learned_file"]
 
 
 def axis_windows(n: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int, int]]:
@@ -134,3 +146,38 @@ def picks_from_labels(labels: np.ndarray, prob: np.ndarray, class_names: Sequenc
     order = np.argsort(-np.asarray(scores), kind="stable")
     return Picks(np.asarray(coords, np.float64).reshape(-1, 3)[order], np.asarray(scores, np.float32)[order], None,
                  np.asarray(names, dtype=object)[order])  # fmt: skip
+
+
+def pick_learned_file(tomogram: str | os.PathLike[str], out: str | os.PathLike[str], model_dir: str | os.PathLike[str],
+                      config: LearnedPickConfig = LearnedPickConfig(), *, voxel_size_a: float | None = None,
+                      progress: bool = False) -> tuple[Picks, list[Path]]:  # fmt: skip
+    """Pick a tomogram with the trained picker of run folder ``model_dir`` (``cryomine train-picker``). Writes
+    ``out`` (RELION STAR: ``rlnCoordinateX/Y/Z``, ``rlnClassName``, ``rlnAutopickFigureOfMerit`` = the region's
+    mean probability, ``rlnTomoName``), ``<stem>_labels.mrc`` (int8 label map, the JSON's ``labels`` name them),
+    ``<stem>_probability.mrc`` and ``<stem>.json`` (parameters, model, timing). ``voxel_size_a`` overrides the
+    header's; an unset header without it is an :class:`InputError`."""
+    t0 = time.perf_counter()
+    picker = load_picker(model_dir)
+    out = Path(out)
+    stem = out.with_suffix("")
+    paths = [out, Path(f"{stem}_labels.mrc"), Path(f"{stem}_probability.mrc"), Path(f"{stem}.json")]
+    with open_volume(tomogram, voxel_size_a, option="--voxel-size") as vol:
+        warn_if_dark(tomogram_contrast(vol.data, config.invert), tomogram, "--invert", config.invert)
+        labels, prob = label_tomogram(vol.data, picker.model, config, progress=progress)
+        vs, origin = vol.voxel_size_a, vol.origin_zyx_a
+    t_label = time.perf_counter() - t0
+    picks = picks_from_labels(labels, prob, picker.config.class_names, config, picker.expected_voxels)
+    write_particles(out, picks.to_table(Path(tomogram).stem), pixel_size_a=vs)
+    write_mrc(paths[1], labels, vs, origin, mrc_mode=0)
+    write_mrc(paths[2], prob, vs, origin)
+    counts = {n: int((picks.class_name == n).sum()) for n in picker.config.class_names} if len(picks) else {}
+    summary = {
+        "method": "learned", "tomogram": str(tomogram), "model": str(Path(model_dir).resolve()), "voxel_size_a": vs,
+        "labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(picker.config.class_names)}},
+        "n_picks": len(picks), "picks_per_class": counts, "expected_voxels": picker.expected_voxels,
+        "seconds_labelling": round(t_label, 2), "seconds": round(time.perf_counter() - t0, 2), "config": asdict(config),
+        "cryomine_version": __version__,
+    }  # fmt: skip
+    with atomic_output(paths[3]) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    return picks, paths

@@ -74,8 +74,8 @@ class PickerTrainConfig:
             raise InputError(f"tiles must be a multiple of {2**self.depth} voxels, at most 256, got {self.tile_vox}", "--tile-vox")
         if not (isinstance(self.lr, float | int) and 0 < self.lr < 1) or not 0 <= self.weight_decay < 1:
             raise InputError(f"need 0 < lr < 1 and 0 <= weight decay < 1, got {self.lr!r}, {self.weight_decay!r}", "--lr")
-        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or not 0 <= self.warmup_epochs < self.epochs:
-            raise InputError(f"must be an integer in [0, epochs), got {self.warmup_epochs!r}", "--warmup-epochs")
+        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or not 0 <= self.warmup_epochs <= self.epochs:
+            raise InputError(f"must be an integer in [0, epochs], got {self.warmup_epochs!r}", "--warmup-epochs")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InputError(f"must be an integer >= 0, got {self.seed!r}", "--seed")
 
