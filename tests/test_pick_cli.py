@@ -202,5 +202,5 @@ def test_simulated_tomogram_writes_its_class_map_beside_the_truth(tomo):
     zyx = np.round(coordinates_xyz_voxels(table)[:, ::-1]).astype(int)
     np.testing.assert_array_equal(labels[tuple(zyx.T)], table.particles["rlnClassNumber"].to_numpy())
     names = json.loads(tomogram.with_suffix(".json").read_text())["class_map_labels"]
-    assert names == {"0": "background", "1": "1s3x", "2": "3gl1"}
+    assert names == {"0": "background", "1": "1s3x", "2": "3gl1", "3": "membrane"}  # the membrane label always named
     assert 0.0 < (labels > 0).mean() < 0.5

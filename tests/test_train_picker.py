@@ -32,7 +32,7 @@ def tomograms(tmp_path_factory):
 
 def test_tiles_and_labels_are_cut_and_flipped_together(tomograms):
     t = open_training_tomogram(tomograms[0])
-    assert t.names == ("background", "1bxn", "3gl1")
+    assert t.names == ("background", "1bxn", "3gl1", "membrane")
     x, y = TileSampler([t], 16).batch(6, np.random.default_rng(0))
     std = (np.asarray(t.volume, np.float32) - np.float32(t.mean)) / np.float32(t.std)  # as the sampler computes it
     lab = np.asarray(t.labels)
@@ -46,7 +46,7 @@ def test_tiles_and_labels_are_cut_and_flipped_together(tomograms):
                     found.append(bool((lab[a : a + 16, b : b + 16, c : c + 16] == plain_labels).all()))
         assert found and all(found)
     sizes = expected_voxels([t])
-    assert set(sizes) == {"1bxn", "3gl1"} and min(sizes.values()) > 20
+    assert set(sizes) == {"1bxn", "3gl1"} and min(sizes.values()) > 20  # no membranes here
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_weights(tomograms, tmp_path, monkeypatch):
@@ -71,7 +71,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tomograms, tmp_path, 
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 4 and rows[0].startswith("epoch,train_loss,val_miou")
     loaded = load_picker(tmp_path / "run")
-    assert loaded.config.class_names == ("1bxn", "3gl1") and set(loaded.expected_voxels) == {"1bxn", "3gl1"}
+    assert loaded.config.class_names == ("1bxn", "3gl1", "membrane") and set(loaded.expected_voxels) == {"1bxn", "3gl1"}
     assert json.loads((tmp_path / "run" / "config.json").read_text())["picker"]["base_channels"] == 4
 
 
@@ -91,10 +91,10 @@ def test_train_picker_and_pick_learned_from_the_command_line(tomograms, tmp_path
     assert main(["pick", str(tomograms[1]), "--method", "learned", "--model", str(run), "--tile-size", "32", "--overlap", "8",
                  "--device", "cpu", "--out", str(out)]) == 0  # fmt: skip
     summary = json.loads(out.with_suffix(".json").read_text())
-    assert summary["labels"] == {"0": "background", "1": "1bxn", "2": "3gl1"} and summary["method"] == "learned"
+    assert summary["labels"] == {"0": "background", "1": "1bxn", "2": "3gl1", "3": "membrane"} and summary["method"] == "learned"
     assert (tmp_path / "picks" / "p_labels.mrc").is_file() and (tmp_path / "picks" / "p_probability.mrc").is_file()
     if summary["n_picks"]:  # an untrained picker may find nothing; what it finds carries a class
-        assert set(read_particles(out).particles["rlnClassName"]) <= {"1bxn", "3gl1"}
+        assert set(read_particles(out).particles["rlnClassName"]) <= {"1bxn", "3gl1", "membrane"}
     capsys.readouterr()
     assert main(["pick", str(tomograms[1]), "--method", "learned", "--out", str(tmp_path / "q.star")]) == 2
     assert "--model" in capsys.readouterr().err and not (tmp_path / "q.star").exists()

@@ -214,7 +214,8 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
     contrast of the simulation); membrane proteins have ``cmInMembrane`` 1. With membranes,
     ``<stem>_membranes.mrc`` holds their masks (uint8: 0 none, ``i`` membrane ``i`` of the JSON's
     ``membranes`` list). ``<stem>_classes.mrc`` (int8) is the class map: 0 background, ``rlnClassNumber`` inside
-    each particle's mask, the number of classes + 1 in membranes (the JSON's ``class_map_labels``). Returns a
+    each particle's mask, the number of classes + 1 in membranes (the JSON's ``class_map_labels``, which always names that label:
+    every tomogram of a set of structures has the same table, membranes or not). Returns a
     summary (also in the JSON: config, particles placed, measured SNR, volume fraction, membranes).
     ``device``: where it is imaged (``"auto"``/None: CUDA when present).
     """
@@ -252,8 +253,7 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
         "volume_fraction": placed.volume_fraction,
         "snr_measured": float(result.measured_snr[0]),
         "class_names": names,
-        "class_map_labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(names)},
-                             **({str(len(names) + 1): "membrane"} if placed.membranes else {})},
+        "class_map_labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(names)}, str(len(names) + 1): "membrane"},
         "acquisition": config.imaging.acquisition(config.voxel_size_a, f"cryomine simulate tomogram {out.name}").to_dict(),
     }
     write_particles(Path(f"{stem}.star"), table)
