@@ -32,7 +32,11 @@ BAD_PDB = "ATOM      1  CA  ALA A   1         nan   2.000   3.000  1.00  0.00   
         (["pick", "TOMO", "--template", "3gl1", "--memory-gb", "0.05", "--no-ctf", "--tilt-min", "-60", "--tilt-max", "60",
           "--out", "OUT/p.star"], "--memory-gb: 0.05 GB cannot hold this search"),  # the whole run, not one tile
         (["pick", "TOMO", "--radius", "40", "--random-phase-correction", "--out", "OUT/p.star"], "are for template matching"),
-        (["dataset", "info", "FIFO"], "fifo: not a regular file"),  # h5py waited on the pipe forever
+        (["dataset", "info", "FIFO"], "fifo: not a regular file"),
+        # outputs refused before the work, not after it (half-written siblings before):
+        (["simulate", "tomogram", "TDIR", "--shape", "32,64,64", "--particles", "4", "--structures", "1bxn"], "is a folder, not a file"),
+        (["pick", "TOMO", "--radius", "40", "--out", "PDIR"], "is a folder, not a file"),
+        (["demo", "--out", "OUT/d", "--model", "OUT/zzz"], "run folder not found"),  # h5py waited on the pipe forever
         (["structures", "show", "1bxn", "--out", "AFILE/x.mrc"], "afile is a file, not a folder"),  # tracebacks before
         (["simulate", "subtomograms", "AFILE/d.h5", "--per-class", "1", "--size", "16", "--structures", "1bxn"], "afile: "),
         (["structures", "show", "1bxn", "--out", "OUT"], "is a folder, not a file"),
@@ -61,7 +65,11 @@ def test_refused_before_anything_is_written(tmp_path, capsys, args, needle):
     (tmp_path / "afile").write_text("not a folder")
     with mrcfile.new(tmp_path / "cplx.mrc") as mrc:
         mrc.set_data(np.full((8, 9, 10), 1 + 2j, np.complex64))
-    names = {"CPLX": tmp_path / "cplx.mrc", "AFILE": tmp_path / "afile", "FIFO": tmp_path / "fifo", "OUT": out,
+    dirs = tmp_path / "dirs"
+    (dirs / "t.mrc").mkdir(parents=True)
+    (dirs / "p.star").mkdir()
+    names = {"TDIR": dirs / "t.mrc", "PDIR": dirs / "p.star",
+             "CPLX": tmp_path / "cplx.mrc", "AFILE": tmp_path / "afile", "FIFO": tmp_path / "fifo", "OUT": out,
              "BAD": tmp_path / "bad.pdb", "TOMO": tmp_path / "tomo.mrc"}
     argv = []
     for a in args:
@@ -73,6 +81,7 @@ def test_refused_before_anything_is_written(tmp_path, capsys, args, needle):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and err.count("\n") == 0 and needle in err and "Traceback" not in err, err
     assert list(out.iterdir()) == []
+    assert sorted(p.name for p in dirs.iterdir()) == ["p.star", "t.mrc"]  # no sibling outputs either
 
 
 def test_estimates_are_stated_in_binary_units(tmp_path):

@@ -128,15 +128,15 @@ def _class_subset(predictions_star: Path, out: Path) -> str:
 
 def run_demo(out: Path, config: DemoConfig, force: bool = False) -> dict[str, object]:
     """Run every step into ``out``; returns the summary (also ``summary.json``)."""
+    from cryomine.train.run import load_run  # torch: loaded when the demo runs, not for every command's --help
+
     t0 = time.perf_counter()
+    trained = load_run(config.model).config["dataset"]["class_names"]  # the model's classes, in its order; checked first
     out = prepare_output_dir(Path(out), force)
     _write_json(out / "config.json", {"cryomine_version": __version__, **asdict(config)})
     known, vs, s = list(config.known), f"{config.voxel_size_a:g}", str(config.seed)
     _structures_step(out, [*known, config.unseen], config.voxel_size_a)
     # 2. labelled subtomograms of known complexes: evaluate and predict with the pretrained model
-    from cryomine.train.run import load_run
-
-    trained = load_run(config.model).config["dataset"]["class_names"]  # the model's classes, in its order
     _run(["simulate", "subtomograms", str(out / "subtomograms.h5"), "--structures", ",".join(trained), "--per-class",
           str(config.per_class), "--snr", f"{config.snr:g}", "--voxel-size", vs, "--seed", s])  # fmt: skip
     from cryomine.evaluate.evaluate import evaluate_run

@@ -17,6 +17,18 @@ def _umask() -> int:
     return mask
 
 
+def check_writable(*paths: str | os.PathLike[str]) -> None:
+    """Refuse, before any work, outputs that :func:`atomic_output` would refuse at the end: a path that is a
+    folder, or one below a file. Creates nothing."""
+    for path in paths:
+        final = Path(path)
+        if final.is_dir():
+            raise InputError("is a folder, not a file: choose a file name", final)
+        parent = next((a for a in final.parents if a.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise InputError(f"cannot write here: {parent} is a file, not a folder", final)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.

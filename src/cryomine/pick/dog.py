@@ -22,7 +22,7 @@ from scipy import ndimage
 from cryomine import __version__
 from cryomine.errors import InputError
 from cryomine.geometry.validate import check_volume
-from cryomine.io.atomic import atomic_output
+from cryomine.io.atomic import atomic_output, check_writable
 from cryomine.io.mrc import Volume, write_mrc
 from cryomine.io.star import write_particles
 from cryomine.io.volume import open_volume
@@ -85,6 +85,8 @@ def pick_dog_file(
     (0) header without it is an :class:`InputError`. A tomogram that looks protein-dark (after ``config.invert``)
     gives a :class:`~cryomine.pick.contrast.ContrastWarning`."""
     t0 = time.perf_counter()
+    stem = Path(out).with_suffix("")
+    check_writable(out, f"{stem}_scores.mrc", f"{stem}.json")  # before any work
     with open_volume(tomogram, voxel_size_a, option="--voxel-size") as mapped:
         vol = Volume(check_volume(np.array(mapped.data, dtype=np.float32), tomogram), mapped.voxel_size_a, mapped.origin_zyx_a)
     warn_if_dark(tomogram_contrast(vol.data, config.invert), tomogram, "--invert", config.invert)

@@ -35,7 +35,7 @@ from cryomine import __version__
 from cryomine.devices import resolve_device
 from cryomine.errors import InputError
 from cryomine.geometry.validate import volume_stats
-from cryomine.io.atomic import atomic_output
+from cryomine.io.atomic import atomic_output, check_writable
 from cryomine.io.mrc import write_mrc
 from cryomine.io.star import write_particles
 from cryomine.io.volume import open_volume
@@ -157,10 +157,11 @@ def pick_learned_file(tomogram: str | os.PathLike[str], out: str | os.PathLike[s
     ``<stem>_probability.mrc`` and ``<stem>.json`` (parameters, model, timing). ``voxel_size_a`` overrides the
     header's; an unset header without it is an :class:`InputError`."""
     t0 = time.perf_counter()
-    picker = load_picker(model_dir)
     out = Path(out)
     stem = out.with_suffix("")
     paths = [out, Path(f"{stem}_labels.mrc"), Path(f"{stem}_probability.mrc"), Path(f"{stem}.json")]
+    check_writable(*paths)
+    picker = load_picker(model_dir)
     with open_volume(tomogram, voxel_size_a, option="--voxel-size") as vol:
         warn_if_dark(tomogram_contrast(vol.data, config.invert), tomogram, "--invert", config.invert)
         labels, prob = label_tomogram(vol.data, picker.model, config, progress=progress)

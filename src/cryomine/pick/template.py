@@ -45,7 +45,7 @@ from cryomine.acquisition.ctf import transfer_function
 from cryomine.devices import resolve_device
 from cryomine.errors import InputError
 from cryomine.geometry import angular_sampling, euler_zyz_to_matrix, missing_wedge_mask, reduce_by_symmetry
-from cryomine.io.atomic import atomic_output
+from cryomine.io.atomic import atomic_output, check_writable
 from cryomine.io.mrc import set_geometry, set_header_stats
 from cryomine.io.star import write_particles
 from cryomine.io.volume import open_volume
@@ -323,6 +323,7 @@ def match_template_file(
     out = Path(out)
     stem = out.with_suffix("")
     paths = [out, Path(f"{stem}_scores.mrc"), Path(f"{stem}_angles.mrc"), Path(f"{stem}_angles.csv"), Path(f"{stem}.json")]
+    check_writable(*paths)  # before the search, not after it
     with open_volume(tomogram, voxel_size_a, option="--voxel-size") as tomo:
         vol, vs = tomo.data, tomo.voxel_size_a
         tmpl = load_match_template(template, vs, config, mask, template_voxel_size_a)

@@ -23,7 +23,7 @@ from cryomine.devices import resolve_device
 from cryomine.errors import InputError
 from cryomine.geometry import euler_zyz_to_matrix, matrix_to_euler_zyz, random_eulers_zyz, rotate_volumes
 from cryomine.io import OpticsGroup, make_particles, write_mrc, write_particles
-from cryomine.io.atomic import atomic_output
+from cryomine.io.atomic import atomic_output, check_writable
 from cryomine.resources import check_disk, check_memory
 from cryomine.simulate.imaging import ImagingConfig, image_tilt_series, simulate_tilt_series
 from cryomine.simulate.membranes import Membrane, MembraneConfig, draw_membranes, normal_frame, render_membranes
@@ -220,6 +220,8 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
     ``device``: where it is imaged (``"auto"``/None: CUDA when present).
     """
     out = Path(out)
+    stem = out.with_suffix("")
+    check_writable(out, f"{stem}.star", f"{stem}.json", f"{stem}_classes.mrc", f"{stem}_membranes.mrc")  # before any work
     device = resolve_device(device)
     voxels = float(np.prod(np.asarray(config.shape_zyx, np.float64)))
     shape = "x".join(map(str, config.shape_zyx))
@@ -233,7 +235,6 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
     del density  # the density is not needed once projected, nor the images once reconstructed: hand them over
     result = image_tilt_series(held.pop(), config.imaging, config.shape_zyx[0], rng, chunk_rows=32)
     names = [Path(s).name.split(".")[0] for s in (*config.structures, *config.membrane_structures)]
-    stem = out.with_suffix("")
     table = make_particles(
         placed.coords_zyx[:, ::-1],
         placed.eulers_zyz,
