@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import h5py
 import mrcfile
 import numpy as np
 import pandas as pd
@@ -15,6 +16,8 @@ import starfile
 
 from cryomine.cli import main
 from cryomine.data.normalise import normalise
+from cryomine.errors import InputError
+from cryomine.evaluate.predict import predict
 from cryomine.io.mrc import write_mrc
 from cryomine.io.subtomo_h5 import read_header, read_rows
 from cryomine.train import resolve_run
@@ -219,3 +222,22 @@ def test_recipe_and_augmentation_options_reach_the_run_config(blob_dataset: Path
     _bad(["train", str(blob_dataset), "--out", str(tmp_path / "b2"), "--recipe", "adam"], capsys, "unknown recipe")
     _bad(["train", str(blob_dataset), "--out", str(tmp_path / "b3"), "--optimizer", "adam", "--weight-decay", "0.1"],
          capsys, "--weight-decay: needs --optimizer adamw")
+
+
+def test_predict_refuses_a_nan_box_in_a_later_batch_before_writing_anything(trained_run: Path, blob_dataset: Path, tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A NaN box anywhere (here in the last of several batches) is refused, naming its row, before the first file
+    is written: half-written mask and density folders were left behind before."""
+    bad = tmp_path / "bad.h5"
+    shutil.copy(blob_dataset, bad)
+    with h5py.File(bad, "r+") as f:
+        box = f["subtomograms"][20]
+        box[3, 4, 5] = np.nan
+        f["subtomograms"][20] = box
+    out = tmp_path / "pred"
+    with pytest.raises(InputError, match=r"\(row 20\): holds 1 NaN or infinite voxels"):
+        predict(trained_run, [bad], out, batch_size=8)  # rows 16-23 are the third batch
+    assert not out.exists()
+    capsys.readouterr()
+    assert main(["predict", str(trained_run), str(bad), "--out", str(out)]) == 2
+    assert "holds 1 NaN" in capsys.readouterr().err and not out.exists()

@@ -121,9 +121,12 @@ def _load(batch: list[InputItem], zyx: tuple[int, int, int], voxel_size_a: float
             data, vs = vol.data, vol.voxel_size_a
         else:
             data, vs = rows[item.source][item.row], dataset_voxel[item.source]
+        where = item.source if item.row is None else f"{item.source} (row {item.row})"
         if tuple(data.shape) != zyx:
             raise InputError(f"box size {'x'.join(map(str, data.shape))} does not match the model's input size "
-                             f"{'x'.join(map(str, zyx))}", item.source)
+                             f"{'x'.join(map(str, zyx))}", where)
+        if not np.isfinite(data).all():
+            raise InputError(f"holds {int((~np.isfinite(data)).sum())} NaN or infinite voxels", where)
         vols.append(np.asarray(data, np.float32))
         sizes.append(vs)
     return np.stack(vols), sizes
@@ -176,6 +179,8 @@ def predict(run_dir: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[
     bf16 = resolve_bf16(run.config["train"].get("bf16"), device)
     names = run.class_names
     records: list[dict[str, object]] = []
+    for chunk in _chunks(items, batch_size):  # every input checked (size, finite, voxel size) before anything is written
+        _check_voxel(_load(chunk, mc.input_zyx, voxel_size_a)[1], model_voxel, chunk)
     for chunk in _chunks(items, batch_size):
         raw, voxel_sizes = _load(chunk, mc.input_zyx, voxel_size_a)
         _check_voxel(voxel_sizes, model_voxel, chunk)
