@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from cryomine.errors import InputError
 from cryomine.io.mrc import Volume, read_mrc, set_header_stats, write_mrc, write_volume
+from cryomine.resources import release_pages
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MAP_1BXN = SHARED / "structures" / "maps_10A" / "1bxn.mrc"
@@ -181,3 +183,19 @@ def test_integer_label_maps_round_trip_in_mode_0_and_refuse_what_does_not_fit(tm
     with pytest.raises(InputError, match="integers"):
         write_mrc(tmp_path / "bad.mrc", labels + 0.5, 10.0, mrc_mode=1)
     assert not (tmp_path / "bad.mrc").exists()
+
+
+def test_released_pages_of_a_written_memory_map_keep_their_data(tmp_path):
+    """release_pages flushes a written map before dropping its pages: what is read back (from the file) is what
+    was written; in-memory arrays are left alone."""
+    expected = np.random.default_rng(3).normal(size=(9, 31, 17)).astype(np.float32)
+    with mrcfile.new_mmap(tmp_path / "m.mrc", expected.shape, mrc_mode=2) as mrc:
+        assert isinstance(getattr(mrc.data, "_mmap", None), mmap.mmap)  # what release_pages acts on
+        for z in range(expected.shape[0]):
+            mrc.data[z] = expected[z]
+            release_pages(mrc.data)  # after every slab, as the slab writers do
+        np.testing.assert_array_equal(mrc.data, expected)
+    np.testing.assert_array_equal(mrcfile.read(tmp_path / "m.mrc"), expected)
+    plain = expected.copy()
+    release_pages(plain)
+    np.testing.assert_array_equal(plain, expected)
