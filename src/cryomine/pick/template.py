@@ -155,7 +155,7 @@ def _plan_within_memory(shape: tuple[int, int, int], m: int, config: TemplateMat
     cannot."""
     noise = config.random_phase_correction
     base = process_rss_bytes() + held + RUN_RESERVE_BYTES
-    budget = int(config.memory_gb * 2**30) - base
+    budget = int(config.memory_gb * 1e9) - base  # GB, as the option says
     tiles = plan_tiles(shape, m, config.tile_vox, max(budget, 1), config.angle_batch, pad_edges=config.pad_edges,
                        workers=workers, noise=noise)  # fmt: skip
     need = max(tile_bytes(int(np.prod(tl.window_shape_zyx)), config.angle_batch, workers, noise) for tl in tiles)
@@ -163,7 +163,7 @@ def _plan_within_memory(shape: tuple[int, int, int], m: int, config: TemplateMat
         raise InputError(f"{config.memory_gb:g} GB cannot hold this search: the program holds {format_bytes(base)} and its "
                          f"{'smallest ' if config.tile_vox is None else ''}tiles need {format_bytes(need)} "
                          f"({workers} thread(s), --angle-batch {config.angle_batch}); give at least "
-                         f"{(base + need) / 2**30:.2g}", "--memory-gb")  # fmt: skip
+                         f"{(base + need) / 1e9:.2g}", "--memory-gb")  # fmt: skip
     return tiles
 
 
