@@ -10,8 +10,8 @@ the ribosome (4v4r) and the proteasome (3j9i) at SNR 0.06 and 0.1, on every seed
 Resumable: each (seed, SNR, template) row is stored in ``--out/rows.jsonl`` when done and skipped on a rerun.
 
 Usage: ``.venv/bin/python benchmarks/bench_tm_threshold.py [--seeds 101,102,103] [--snrs 0.06,0.1]
-[--templates 4v4r,3j9i] [--step 20] [--out /tmp/cryomine-bench/tm_threshold]``.
-Results: ``benchmarks/results/tm_threshold.json``.
+[--templates 4v4r,3j9i] [--step 20] [--out /tmp/cryomine-bench/tm_threshold] [--random-phase-correction]
+[--tomograms DIR] [--results NAME]``. Results: ``benchmarks/results/tm_threshold.json`` (or ``NAME.json``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _list(text: str, kind=str) -> list:
 
 
 def row(out: Path, seed: int, snr: float, template: str, args: argparse.Namespace) -> dict:
-    tomo = out / f"tomo_seed{seed}_snr{snr:g}.mrc"
+    tomo = args.tomograms / f"tomo_seed{seed}_snr{snr:g}.mrc"
     if not tomo.exists():
         timed_run([CRYOMINE, "simulate", "tomogram", str(tomo), "--shape", args.shape, "--particles", str(args.particles),
                    "--structures", args.structures, "--snr", f"{snr:g}", "--seed", str(seed)])  # fmt: skip
@@ -39,7 +39,8 @@ def row(out: Path, seed: int, snr: float, template: str, args: argparse.Namespac
         run = {"wall_s": summary["seconds"], "peak_rss_gb": None, "load_average_after": None}
     else:
         run = timed_run([CRYOMINE, "pick", str(tomo), "--template", template, "--angular-step", f"{args.step:g}",
-                         "--threads", str(args.threads), "--out", str(picks)])  # fmt: skip
+                         "--threads", str(args.threads), "--out", str(picks),
+                         *(["--random-phase-correction"] if args.random_phase_correction else [])])  # fmt: skip
         summary = json.loads(picks.with_suffix(".json").read_text())
     scores = json.loads(subprocess.run([CRYOMINE, "evaluate-picks", str(picks), str(tomo.with_suffix(".star")), "--json"],
                                        capture_output=True, text=True, check=True).stdout)  # fmt: skip
@@ -63,8 +64,12 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=80)
     parser.add_argument("--step", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--random-phase-correction", action="store_true", help="pick with --random-phase-correction")
+    parser.add_argument("--tomograms", type=Path, default=None, help="where the simulated tomograms are (default --out)")
+    parser.add_argument("--results", default="tm_threshold", help="results name: benchmarks/results/NAME.json")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    args.tomograms = args.tomograms or args.out
     done_path = args.out / "rows.jsonl"
     done = [json.loads(line) for line in done_path.read_text().splitlines()] if done_path.exists() else []
     keys = {(r["seed"], r["snr"], r["template"]) for r in done}
@@ -78,8 +83,9 @@ def main() -> None:
                 with done_path.open("a") as f:
                     f.write(json.dumps(r) + "\n")
                 done.append(r)
-    setup = {k: getattr(args, k) for k in ("seeds", "snrs", "templates", "structures", "shape", "particles", "step", "threads")}
-    save("tm_threshold", {"machine": machine(), "setup": setup, "rows": done, "all_met": all(r["met"] for r in done)})
+    setup = {k: getattr(args, k) for k in ("seeds", "snrs", "templates", "structures", "shape", "particles", "step", "threads",
+                                           "random_phase_correction")}  # fmt: skip
+    save(args.results, {"machine": machine(), "setup": setup, "rows": done, "all_met": all(r["met"] for r in done)})
 
 
 if __name__ == "__main__":
