@@ -37,15 +37,12 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     the temporary file is removed and ``path`` is left untouched.
     """
     final = Path(path)
-    if final.is_dir():
-        raise InputError("is a folder, not a file: choose a file name", final)
+    check_writable(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tmp" + final.suffix, dir=final.parent)
-    except OSError as exc:  # a read-only folder, a file where a folder should be, ...
-        parent = next((a for a in final.parents if a.exists()), None)
-        if parent is not None and not parent.is_dir():
-            raise InputError(f"cannot write here: {parent} is a file, not a folder", final) from None
+    except OSError as exc:  # a read-only folder, a file where a folder should be (made meanwhile), ...
+        check_writable(final)
         raise InputError(f"cannot write here ({exc.strerror or exc})", final) from None
     os.close(fd)
     tmp = Path(tmp_name)

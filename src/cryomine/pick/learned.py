@@ -49,13 +49,18 @@ from cryomine.train.picker import load_picker
 __all__ = ["axis_windows", "label_tomogram", "picks_from_labels", "pick_learned_file"]
 
 
+def _tile_edge(n: int, tile: int, multiple: int) -> int:
+    """A window's edge along an axis of ``n`` voxels: ``tile`` rounded up to ``multiple``, at most the padded axis."""
+    return min(-(-tile // multiple) * multiple, -(-n // multiple) * multiple)
+
+
 def axis_windows(n: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int, int]]:
     """Windows along one axis of ``n`` voxels (padded to ``n_pad``, a multiple of ``multiple``): ``(start, keep_lo,
     keep_hi)`` with windows ``[start, start + tile)`` (``tile`` rounded up to the multiple, at most ``n_pad``),
     starts multiples of ``multiple``, and kept parts that partition ``[0, n)``, each at least ``overlap`` from
     its window's ends except at the tomogram's faces."""
     n_pad = -(-n // multiple) * multiple
-    tile = min(-(-tile // multiple) * multiple, n_pad)
+    tile = _tile_edge(n, tile, multiple)
     step = (tile - 2 * overlap) // multiple * multiple
     if tile < n_pad and step <= 0:
         raise InputError(f"tiles of {tile} voxels leave nothing between overlaps of {overlap}", "--overlap")
@@ -86,7 +91,7 @@ def label_tomogram(volume: np.ndarray, model: PickerUNet, config: LearnedPickCon
     mult = model.config.multiple
     mean, std = _standardised(volume, config)
     per_axis = [axis_windows(n, config.tile_vox, config.overlap_vox, mult) for n in shape]
-    tile = [min(-(-config.tile_vox // mult) * mult, -(-n // mult) * mult) for n in shape]
+    tile = [_tile_edge(n, config.tile_vox, mult) for n in shape]
     labels = np.zeros(shape, np.int8)
     prob = np.zeros(shape, np.float32)
     model = model.to(device).eval()
