@@ -71,6 +71,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tomograms, tmp_path, 
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 4 and rows[0].startswith("epoch,train_loss,val_miou")
     loaded = load_picker(tmp_path / "run")
+    assert loaded.voxel_size_a == pytest.approx(10.0)  # what the picks' tomograms must match
     assert loaded.config.class_names == ("1bxn", "3gl1", "membrane") and set(loaded.expected_voxels) == {"1bxn", "3gl1"}
     assert json.loads((tmp_path / "run" / "config.json").read_text())["picker"]["base_channels"] == 4
 
@@ -96,5 +97,7 @@ def test_train_picker_and_pick_learned_from_the_command_line(tomograms, tmp_path
     if summary["n_picks"]:  # an untrained picker may find nothing; what it finds carries a class
         assert set(read_particles(out).particles["rlnClassName"]) <= {"1bxn", "3gl1", "membrane"}
     capsys.readouterr()
+    assert main(["pick", str(tomograms[1]), "--method", "learned", "--model", str(run), "--voxel-size", "7", "--out", str(tmp_path / "v.star")]) == 2
+    assert "trained at 10 Å" in capsys.readouterr().err and not (tmp_path / "v.star").exists()
     assert main(["pick", str(tomograms[1]), "--method", "learned", "--out", str(tmp_path / "q.star")]) == 2
     assert "--model" in capsys.readouterr().err and not (tmp_path / "q.star").exists()

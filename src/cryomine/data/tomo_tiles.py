@@ -44,6 +44,7 @@ class TrainingTomogram:
     std: float
     names: tuple[str, ...]
     voxels_of: dict[int, np.ndarray]
+    voxel_size_a: float = 0.0
 
 
 def open_training_tomogram(path: str | os.PathLike[str], max_voxels_per_class: int = 20000, seed: int = 0) -> TrainingTomogram:
@@ -61,7 +62,8 @@ def open_training_tomogram(path: str | os.PathLike[str], max_voxels_per_class: i
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError("no readable class_map_labels (0..n)", meta_path) from None
     try:  # kept open (read-only memory maps) for the whole training
-        volume, labels = mrcfile.mmap(p, mode="r").data, mrcfile.mmap(labels_path, mode="r").data
+        handle = mrcfile.mmap(p, mode="r")
+        volume, labels, voxel_size_a = handle.data, mrcfile.mmap(labels_path, mode="r").data, float(handle.voxel_size.x)
     except (OSError, ValueError) as exc:
         raise InputError(f"not a readable MRC file ({' '.join(str(exc).split())[:120]})", p) from None
     if volume.ndim != 3 or not np.issubdtype(labels.dtype, np.integer):
@@ -76,7 +78,9 @@ def open_training_tomogram(path: str | os.PathLike[str], max_voxels_per_class: i
         if len(idx):
             pick = rng.choice(idx, size=min(len(idx), max_voxels_per_class), replace=False)
             voxels_of[c] = np.stack(np.unravel_index(np.sort(pick), labels.shape), axis=1)
-    return TrainingTomogram(p, volume, labels, float(mean), float(std), names, voxels_of)
+    if not voxel_size_a > 0:
+        raise InputError("the header records no voxel size: the picker must know the voxel size it learns", p)
+    return TrainingTomogram(p, volume, labels, float(mean), float(std), names, voxels_of, voxel_size_a)
 
 
 def expected_voxels(tomograms: Sequence[TrainingTomogram]) -> dict[str, float]:
@@ -99,13 +103,15 @@ class TileSampler:
     def __init__(self, tomograms: Sequence[TrainingTomogram], tile: int) -> None:
         if not tomograms:
             raise InputError("no training tomograms", "--tomograms")
-        names = tomograms[0].names
+        names, vs = tomograms[0].names, tomograms[0].voxel_size_a
         for t in tomograms:
+            if abs(t.voxel_size_a / vs - 1.0) > 0.02:
+                raise InputError(f"voxel size {t.voxel_size_a:g} Å differs from {vs:g} Å of {tomograms[0].path.name}", t.path)
             if t.names != names:
                 raise InputError(f"labels {list(t.names)} differ from {list(names)} of {tomograms[0].path.name}", t.path)
             if min(t.volume.shape) < tile:
                 raise InputError(f"tomogram {t.volume.shape} is smaller than the {tile}-voxel tiles", t.path)
-        self.tomograms, self.tile, self.names = list(tomograms), int(tile), names
+        self.tomograms, self.tile, self.names, self.voxel_size_a = list(tomograms), int(tile), names, vs
 
     def _corner(self, t: TrainingTomogram, rng: np.random.Generator, centred: bool) -> np.ndarray:
         shape = np.array(t.volume.shape)

@@ -168,6 +168,9 @@ def pick_learned_file(tomogram: str | os.PathLike[str], out: str | os.PathLike[s
     check_writable(*paths)
     picker = load_picker(model_dir)
     with open_volume(tomogram, voxel_size_a, option="--voxel-size") as vol:
+        if picker.voxel_size_a is not None and abs(vol.voxel_size_a / picker.voxel_size_a - 1.0) > 0.02:
+            raise InputError(f"voxel size {vol.voxel_size_a:g} Å, but the picker was trained at {picker.voxel_size_a:g} Å: "
+                             "bin the tomogram to it (or give the right --voxel-size)", tomogram)  # fmt: skip
         warn_if_dark(tomogram_contrast(vol.data, config.invert), tomogram, "--invert", config.invert)
         labels, prob = label_tomogram(vol.data, picker.model, config, progress=progress)
         vs, origin = vol.voxel_size_a, vol.origin_zyx_a

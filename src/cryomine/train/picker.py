@@ -213,7 +213,8 @@ def train_picker(tomograms: list[str | os.PathLike[str]], run_dir: str | os.Path
         rows.append(row)
         if is_best:
             best = metrics["val_miou"]
-            save_checkpoint(run / BEST, {"model": model.state_dict(), "picker": net_cfg.to_dict(), "expected_voxels": expected, "epoch": epoch})
+            save_checkpoint(run / BEST, {"model": model.state_dict(), "picker": net_cfg.to_dict(), "expected_voxels": expected, "epoch": epoch,
+                                         "voxel_size_a": sampler.voxel_size_a})  # fmt: skip
         save_checkpoint(run / LAST, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "rows": rows, "best": best})
         _write_metrics(run / "metrics.csv", rows)
         if progress:
@@ -226,11 +227,13 @@ def train_picker(tomograms: list[str | os.PathLike[str]], run_dir: str | os.Path
 
 @dataclass(frozen=True)
 class LoadedPicker:
-    """A trained picker: the network (eval mode, CPU), its config and each class's expected region size."""
+    """A trained picker: the network (eval mode, CPU), its config, each class's expected region size and the
+    voxel size (Å) of its training tomograms (None for a checkpoint that did not record it)."""
 
     model: PickerUNet
     config: PickerConfig
     expected_voxels: dict[str, float]
+    voxel_size_a: float | None = None
 
 
 def load_picker(run_dir: str | os.PathLike[str]) -> LoadedPicker:
@@ -242,4 +245,6 @@ def load_picker(run_dir: str | os.PathLike[str]) -> LoadedPicker:
     config = PickerConfig.from_dict(state["picker"])
     model = PickerUNet(config)
     load_model_state(model, state["model"], path)
-    return LoadedPicker(model.eval(), config, {str(k): float(v) for k, v in state["expected_voxels"].items()})
+    vs = state.get("voxel_size_a")
+    return LoadedPicker(model.eval(), config, {str(k): float(v) for k, v in state["expected_voxels"].items()},
+                        None if vs is None else float(vs))  # fmt: skip
