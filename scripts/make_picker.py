@@ -16,32 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from cryomine.acquisition.ctf import MicroscopeConfig
-from cryomine.simulate.config import DSMNET_CLASSES
-from cryomine.simulate.imaging import ImagingConfig
-from cryomine.simulate.membranes import MembraneConfig
-from cryomine.simulate.tilt import TiltSeriesConfig
-from cryomine.simulate.tomogram import TomogramConfig, simulate_tomogram
+from cryomine.simulate.cell import cell_tomogram_config
+from cryomine.simulate.tomogram import simulate_tomogram
 from cryomine.train.picker import PickerTrainConfig, train_picker
-
-
-def tomogram_config(seed: int, shape: tuple[int, int, int], particles: int) -> TomogramConfig:
-    """The randomised imaging and scene of training tomogram ``seed`` (module docstring)."""
-    rng = np.random.default_rng([seed, 0x91C])
-    half = float(rng.uniform(45.0, 65.0))
-    skew = float(rng.uniform(-10.0, 10.0))
-    lo, hi = max(-70.0, -half + min(skew, 0.0)), min(70.0, half + max(skew, 0.0))
-    imaging = ImagingConfig(tilt=TiltSeriesConfig(min_deg=lo, max_deg=hi, step_deg=3.0),
-                            microscope=MicroscopeConfig(defocus_um=float(rng.uniform(2.0, 6.0))),
-                            snr=float(math.exp(rng.uniform(math.log(0.03), math.log(0.3)))))  # fmt: skip
-    return TomogramConfig(shape_zyx=shape, particles=particles, structures=tuple(DSMNET_CLASSES), seed=seed, imaging=imaging,
-                          membranes=MembraneConfig(vesicles=int(rng.integers(0, 3)), vesicle_radius_a=(150.0, 400.0)))  # fmt: skip
 
 
 def main() -> None:
@@ -65,7 +46,7 @@ def main() -> None:
         seed = args.seed0 + i
         path = data / f"train_{seed}.mrc"
         if not (path.is_file() and path.with_name(f"{path.stem}_classes.mrc").is_file() and path.with_suffix(".json").is_file()):
-            summary = simulate_tomogram(path, tomogram_config(seed, shape, args.particles), progress=False)
+            summary = simulate_tomogram(path, cell_tomogram_config(seed, shape, args.particles), progress=False)
             print(json.dumps({"tomogram": str(path), "placed": summary["particles_placed"], "snr": summary["snr_measured"]}), flush=True)
         paths.append(path)
     if args.simulate_only:

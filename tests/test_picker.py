@@ -11,6 +11,7 @@ from cryomine.errors import InputError
 from cryomine.models.picker import PickerConfig, PickerUNet, receptive_radius
 from cryomine.pick.config import LearnedPickConfig
 from cryomine.pick.learned import axis_windows, label_tomogram, picks_from_labels
+from cryomine.simulate.membranes import MEMBRANE_LABEL
 
 
 @pytest.mark.parametrize("n, tile, overlap, multiple", [(37, 16, 4, 4), (70, 64, 26, 4), (200, 96, 24, 8), (9, 96, 24, 8), (64, 32, 0, 8)])
@@ -85,15 +86,17 @@ def test_picks_of_a_planted_class_map_are_its_centres():
     prob[labels == 2] = 0.8
     prob[0:5, 40:48, 0:5] = 0.3
     labels[0:5, 40:48, 0:5] = 3  # class c, but unsure: not a pick
+    labels[26:30, :, :] = 4  # a membrane sheet: segmented, never a particle
     volume = float(_ball((11, 11, 11), (5, 5, 5), 4.6).sum())
-    picks = picks_from_labels(labels, prob, ("a", "b", "c"), LearnedPickConfig(), {"a": volume, "b": volume, "c": volume})
+    names = ("a", "b", "c", MEMBRANE_LABEL)
+    picks = picks_from_labels(labels, prob, names, LearnedPickConfig(), {"a": volume, "b": volume, "c": volume, MEMBRANE_LABEL: volume})
     got = {(n, tuple(np.round(c, 6))) for n, c in zip(picks.class_name, picks.coords_zyx)}
     assert got == {(n, tuple(float(v) for v in c)) for n, cs in planted.items() for c in cs}
     np.testing.assert_allclose(picks.scores, [0.95, 0.95, 0.8, 0.8], rtol=1e-6)  # best first
     table = picks.to_table("t")
     assert list(table.particles["rlnClassName"]) == list(picks.class_name)
     with pytest.raises(InputError, match="differ in shape"):
-        picks_from_labels(labels, prob[1:], ("a", "b", "c"))
+        picks_from_labels(labels, prob[1:], names)
 
 
 def test_a_tiny_picker_learns_one_tile():

@@ -44,6 +44,7 @@ from cryomine.models.picker import PickerUNet
 from cryomine.pick.config import LearnedPickConfig
 from cryomine.pick.contrast import tomogram_contrast, warn_if_dark
 from cryomine.pick.peaks import Picks
+from cryomine.simulate.membranes import MEMBRANE_LABEL
 from cryomine.train.picker import load_picker
 
 __all__ = ["axis_windows", "label_tomogram", "picks_from_labels", "pick_learned_file"]
@@ -126,12 +127,16 @@ def picks_from_labels(labels: np.ndarray, prob: np.ndarray, class_names: Sequenc
                       expected_voxels: Mapping[str, float] | None = None) -> Picks:  # fmt: skip
     """Picks of every class (label ``i + 1`` = ``class_names[i]``) from a label map and its probabilities (module
     docstring); ``expected_voxels``: each class's typical region size (voxels), for the size check and the
-    split of merged neighbours. Picks are ordered by score, best first; ``class_name`` holds each one's class."""
+    split of merged neighbours. Picks are ordered by score, best first; ``class_name`` holds each one's class.
+    Segmented structures that are not particles (:data:`~cryomine.simulate.membranes.MEMBRANE_LABEL`) stay in the
+    label map and give no picks."""
     if labels.shape != prob.shape:
         raise InputError(f"label map {labels.shape} and probability map {prob.shape} differ in shape")
     coords, scores, names = [], [], []
     sure = prob >= config.min_probability
     for c, name in enumerate(class_names, start=1):
+        if name == MEMBRANE_LABEL:
+            continue
         regions, n = ndimage.label((labels == c) & sure)
         if n == 0:
             continue

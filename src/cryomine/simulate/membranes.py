@@ -20,7 +20,9 @@ import numpy as np
 
 from cryomine.errors import InputError
 
-__all__ = ["Membrane", "MembraneConfig", "bilayer_profile", "draw_membranes", "render_membranes", "normal_frame"]
+__all__ = ["MEMBRANE_LABEL", "Membrane", "MembraneConfig", "bilayer_profile", "draw_membranes", "render_membranes", "normal_frame"]
+
+MEMBRANE_LABEL = "membrane"  # the class-map name of membranes: segmented, never picked as particles
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from cryomine.io import OpticsGroup, make_particles, write_mrc, write_particles
 from cryomine.io.atomic import atomic_output, check_writable
 from cryomine.resources import check_disk, check_memory
 from cryomine.simulate.imaging import ImagingConfig, image_tilt_series, simulate_tilt_series
-from cryomine.simulate.membranes import Membrane, MembraneConfig, draw_membranes, normal_frame, render_membranes
+from cryomine.simulate.membranes import MEMBRANE_LABEL, Membrane, MembraneConfig, draw_membranes, normal_frame, render_membranes
 from cryomine.simulate.scene import overlap_slices
 from cryomine.simulate.templates import prepare_template
 
@@ -254,7 +254,7 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
         "volume_fraction": placed.volume_fraction,
         "snr_measured": float(result.measured_snr[0]),
         "class_names": names,
-        "class_map_labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(names)}, str(len(names) + 1): "membrane"},
+        "class_map_labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(names)}, str(len(names) + 1): MEMBRANE_LABEL},
         "acquisition": config.imaging.acquisition(config.voxel_size_a, f"cryomine simulate tomogram {out.name}").to_dict(),
     }
     write_particles(Path(f"{stem}.star"), table)
