@@ -12,7 +12,10 @@ import torch
 import cryomine.train.picker as tp
 from cryomine.data.tomo_tiles import TileSampler, expected_voxels, open_training_tomogram
 from cryomine.errors import InputError
+from cryomine.pick.learned import DEFAULT_PICKER
+from cryomine.simulate.config import DSMNET_CLASSES
 from cryomine.simulate.imaging import ImagingConfig
+from cryomine.simulate.membranes import MEMBRANE_LABEL
 from cryomine.simulate.tomogram import TomogramConfig, simulate_tomogram
 from cryomine.train.picker import PickerTrainConfig, load_picker, train_picker
 from faults import interrupted_on_call
@@ -99,5 +102,12 @@ def test_train_picker_and_pick_learned_from_the_command_line(tomograms, tmp_path
     capsys.readouterr()
     assert main(["pick", str(tomograms[1]), "--method", "learned", "--model", str(run), "--voxel-size", "7", "--out", str(tmp_path / "v.star")]) == 2
     assert "trained at 10 Å" in capsys.readouterr().err and not (tmp_path / "v.star").exists()
-    assert main(["pick", str(tomograms[1]), "--method", "learned", "--out", str(tmp_path / "q.star")]) == 2
-    assert "--model" in capsys.readouterr().err and not (tmp_path / "q.star").exists()
+    assert main(["pick", str(tomograms[1]), "--method", "learned", "--model", "pretrained:nothing", "--out", str(tmp_path / "q.star")]) == 2
+    assert "nothing" in capsys.readouterr().err and not (tmp_path / "q.star").exists()
+
+
+def test_the_shipped_picker_loads_with_its_training_voxel_size_and_labels():
+    shipped = load_picker(DEFAULT_PICKER)
+    assert shipped.voxel_size_a == 10.0
+    assert shipped.config.class_names == (*DSMNET_CLASSES, MEMBRANE_LABEL)
+    assert set(shipped.expected_voxels) >= set(DSMNET_CLASSES)

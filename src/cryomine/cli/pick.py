@@ -22,7 +22,7 @@ def pick_cmd(
     tomogram: Path = typer.Argument(..., help="Tomogram (MRC or .em; protein bright, or give --invert)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output picks (RELION STAR); scores/angles/JSON are written beside it."),
     method: str | None = typer.Option(None, "--method", help="dog, template or learned (default: template when --template is given, learned when --model is, else dog)."),
-    model: Path | None = typer.Option(None, "--model", help="A picker run folder (cryomine train-picker) for --method learned."),
+    model: Path | None = typer.Option(None, "--model", help="A picker run folder (cryomine train-picker) or pretrained:NAME for --method learned (default: pretrained:picker, shipped)."),
     overlap: int | None = typer.Option(None, "--overlap", help="Learned picking: overlap of the tiles (voxels; default 24)."),
     min_probability: float | None = typer.Option(None, "--min-probability", help="Learned picking: a voxel's label counts from this probability on (default 0.5)."),
     template: str | None = typer.Option(None, "--template", help="Bundled structure id or PDB/mmCIF/MRC/.em file (template matching; for DoG it sets the radius)."),
@@ -125,11 +125,10 @@ def pick_cmd(
 
 def _pick_learned(tomogram: Path, out: Path, model: Path | None, voxel_size_a: float, dark: bool, kw: dict[str, object]) -> None:
     from cryomine.pick.config import LearnedPickConfig
-    from cryomine.pick.learned import pick_learned_file
+    from cryomine.pick.learned import DEFAULT_PICKER, pick_learned_file
 
     if model is None:
-        raise InputError("learned picking needs a trained picker: --model RUN (a cryomine train-picker run folder); "
-                         "no picker is shipped yet", "--model")  # fmt: skip
+        model = Path(DEFAULT_PICKER)
     picks, paths = pick_learned_file(tomogram, out, model, LearnedPickConfig(invert=dark, **kw), voxel_size_a=voxel_size_a, progress=True)
     typer.echo(f"picked {len(picks)} particles (learned picker {model}): {', '.join(map(str, paths))}")
 

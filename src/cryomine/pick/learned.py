@@ -46,8 +46,11 @@ from cryomine.pick.contrast import tomogram_contrast, warn_if_dark
 from cryomine.pick.peaks import Picks
 from cryomine.simulate.membranes import MEMBRANE_LABEL
 from cryomine.train.picker import load_picker
+from cryomine.train.run import resolve_run
 
-__all__ = ["axis_windows", "label_tomogram", "picks_from_labels", "pick_learned_file"]
+__all__ = ["DEFAULT_PICKER", "axis_windows", "label_tomogram", "picks_from_labels", "pick_learned_file"]
+
+DEFAULT_PICKER = "pretrained:picker"  # shipped in cryomine/pretrained/picker (training.json says how it was trained)
 
 
 def _tile_edge(n: int, tile: int, multiple: int) -> int:
@@ -186,7 +189,7 @@ def pick_learned_file(tomogram: str | os.PathLike[str], out: str | os.PathLike[s
     write_mrc(paths[2], prob, vs, origin)
     counts = {n: int((picks.class_name == n).sum()) for n in picker.config.class_names} if len(picks) else {}
     summary = {
-        "method": "learned", "tomogram": str(tomogram), "model": str(Path(model_dir).resolve()), "voxel_size_a": vs,
+        "method": "learned", "tomogram": str(tomogram), "model": str(resolve_run(model_dir).resolve()), "voxel_size_a": vs,
         "labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(picker.config.class_names)}},
         "n_picks": len(picks), "picks_per_class": counts, "expected_voxels": picker.expected_voxels,
         "seconds_labelling": round(t_label, 2), "seconds": round(time.perf_counter() - t0, 2), "config": asdict(config),

@@ -37,6 +37,7 @@ from cryomine.errors import InputError
 from cryomine.io.atomic import atomic_output
 from cryomine.models.picker import PickerConfig, PickerUNet
 from cryomine.train.loop import load_checkpoint, load_model_state, save_checkpoint
+from cryomine.train.run import resolve_run
 from cryomine.train.runtime import Runtime
 
 __all__ = ["PickerTrainConfig", "train_picker", "load_picker"]
@@ -237,8 +238,9 @@ class LoadedPicker:
 
 
 def load_picker(run_dir: str | os.PathLike[str]) -> LoadedPicker:
-    """Load ``best.pt`` of a picker run folder (InputError naming the file when missing or foreign)."""
-    path = Path(run_dir) / BEST
+    """Load ``best.pt`` of a picker run folder or ``pretrained:NAME`` (InputError naming the file when missing or
+    foreign)."""
+    path = resolve_run(run_dir) / BEST
     state = load_checkpoint(path)
     if "picker" not in state or "expected_voxels" not in state:
         raise InputError("not a picker checkpoint (train one with cryomine train-picker)", path)
