@@ -126,8 +126,8 @@ def _objects(tomo: Path) -> list[list[float]]:
 
 def run_deepfinder(tests: list[Path], args: argparse.Namespace) -> dict[str, tuple[PointSet, float]]:
     """Train DeepFinder on the picker's training tomograms (the last one validates) and pick ``tests``."""
-    train = sorted(args.train_dir.glob("train_*.mrc"))
-    train = [t for t in train if not t.stem.endswith(("_classes", "_clean"))]
+    # a simulated tomogram has its metadata JSON beside it; its class map, membranes etc. do not
+    train = [t for t in sorted(args.train_dir.glob("train_*.mrc")) if t.with_suffix(".json").is_file()]
     if len(train) < 2:
         raise SystemExit(f"--train-dir {args.train_dir}: need at least 2 training tomograms (train_*.mrc)")
     labels = _labels(train[0])

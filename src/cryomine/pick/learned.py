@@ -174,7 +174,8 @@ def pick_learned_file(tomogram: str | os.PathLike[str], out: str | os.PathLike[s
     stem = out.with_suffix("")
     paths = [out, Path(f"{stem}_labels.mrc"), Path(f"{stem}_probability.mrc"), Path(f"{stem}.json")]
     check_writable(*paths)
-    picker = load_picker(model_dir)
+    run = resolve_run(model_dir)
+    picker = load_picker(run)
     with open_volume(tomogram, voxel_size_a, option="--voxel-size") as vol:
         if picker.voxel_size_a is not None and abs(vol.voxel_size_a / picker.voxel_size_a - 1.0) > 0.02:
             raise InputError(f"voxel size {vol.voxel_size_a:g} Å, but the picker was trained at {picker.voxel_size_a:g} Å: "
@@ -189,7 +190,7 @@ def pick_learned_file(tomogram: str | os.PathLike[str], out: str | os.PathLike[s
     write_mrc(paths[2], prob, vs, origin)
     counts = {n: int((picks.class_name == n).sum()) for n in picker.config.class_names} if len(picks) else {}
     summary = {
-        "method": "learned", "tomogram": str(tomogram), "model": str(resolve_run(model_dir).resolve()), "voxel_size_a": vs,
+        "method": "learned", "tomogram": str(tomogram), "model": str(run.resolve()), "voxel_size_a": vs,
         "labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(picker.config.class_names)}},
         "n_picks": len(picks), "picks_per_class": counts, "expected_voxels": picker.expected_voxels,
         "seconds_labelling": round(t_label, 2), "seconds": round(time.perf_counter() - t0, 2), "config": asdict(config),
