@@ -38,7 +38,7 @@ BAD_PDB = "ATOM      1  CA  ALA A   1         nan   2.000   3.000  1.00  0.00   
         (["pick", "TOMO", "--radius", "40", "--out", "PDIR"], "is a folder, not a file"),
         (["demo", "--out", "OUT/d", "--model", "OUT/zzz"], "run folder not found"),  # h5py waited on the pipe forever
         (["structures", "show", "1bxn", "--out", "AFILE/x.mrc"], "afile is a file, not a folder"),  # tracebacks before
-        (["simulate", "subtomograms", "AFILE/d.h5", "--per-class", "1", "--size", "16", "--structures", "1bxn"], "afile: "),
+        (["simulate", "subtomograms", "AFILE/d.h5", "--per-class", "1", "--size", "16", "--structures", "1bxn"], "afile is a file, not a folder"),
         (["structures", "show", "1bxn", "--out", "OUT"], "is a folder, not a file"),
         (["structures", "show", "CPLX", "--out", "OUT/x.mrc"], "holds complex values (MRC mode 4)"),  # imaginary part dropped before
         # accepted with exit 0 before:

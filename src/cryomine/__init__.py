@@ -8,9 +8,32 @@ Conventions used throughout the package:
 - Orientations are RELION ZYZ intrinsic Euler angles ``(rot, tilt, psi)``; see :mod:`cryomine.geometry`.
 """
 
+import os
+import tempfile
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from cryomine.errors import InputError
+
+
+def _numba_cache_dir() -> None:
+    """Give numba a writable cache where the installed package is read-only (a system or shared install): its
+    ``cache=True`` functions otherwise fail at import ("no locator available"). Must run before numba is
+    imported; an explicit ``NUMBA_CACHE_DIR`` is kept."""
+    if "NUMBA_CACHE_DIR" in os.environ or os.access(Path(__file__).parent, os.W_OK):
+        return
+    for base in (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"), Path(tempfile.gettempdir())):
+        folder = base / f"cryomine-numba-{os.getuid()}" if base == Path(tempfile.gettempdir()) else base / "cryomine" / "numba"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK):
+            os.environ["NUMBA_CACHE_DIR"] = str(folder)
+            return
+
+
+_numba_cache_dir()
 
 try:
     __version__ = version("cryomine")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from cryomine.errors import InputError
@@ -27,3 +29,17 @@ def resolve_device(name: str | torch.device | None = "auto", option: str = "--de
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("CUDA requested but not available", option)
     return torch.device(name)
+
+
+MAX_THREADS_PER_CPU = 4  # oversubscription beyond this only slows a job down; far beyond it torch crashes
+
+
+def check_thread_count(n: object, option: str) -> int:
+    """``n`` CPU threads as an int: at least 1 and at most :data:`MAX_THREADS_PER_CPU` per CPU of this machine
+    (100000 threads made torch segfault); :class:`InputError` naming ``option`` otherwise."""
+    cpus = os.cpu_count() or 1
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"must be an integer >= 1, got {n!r}", option)
+    if n > MAX_THREADS_PER_CPU * cpus:
+        raise InputError(f"{n} threads on a machine with {cpus} CPUs (at most {MAX_THREADS_PER_CPU * cpus})", option)
+    return n

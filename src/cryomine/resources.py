@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import resource
 import shutil
 from pathlib import Path
 
@@ -28,8 +29,7 @@ def format_bytes(n: float) -> str:
     return f"{value:.1f} YiB"  # pragma: no cover - beyond ZiB
 
 
-def available_memory_bytes() -> int:
-    """Memory available to a new job (``MemAvailable`` of ``/proc/meminfo``; the physical memory elsewhere)."""
+def _meminfo_available() -> int | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -39,7 +39,46 @@ def available_memory_bytes() -> int:
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - not Linux/macOS
-        return 2**63
+        return None
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max": no limit
+
+
+def _cgroup_available() -> int | None:
+    """What the memory cgroup (v2, else v1) of this process still allows, or None without a limit."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and limit < 2**60:
+            return max(limit - (usage or 0), 0)
+    return None
+
+
+def _address_space_available() -> int | None:
+    """What ``ulimit -v`` (RLIMIT_AS) still allows this process to map, or None without a limit."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        status = Path("/proc/self/status").read_text()
+        size = next(int(ln.split()[1]) * 1024 for ln in status.splitlines() if ln.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        size = 0
+    return max(soft - size, 0)
+
+
+def available_memory_bytes() -> int:
+    """Memory available to a new job: the least of ``MemAvailable`` (``/proc/meminfo``; the physical memory
+    elsewhere), what the memory cgroup still allows (containers, batch schedulers) and what ``ulimit -v`` leaves
+    this process."""
+    found = [v for v in (_meminfo_available(), _cgroup_available(), _address_space_available()) if v is not None]
+    return min(found) if found else 2**63
 
 
 def check_memory(needed: float, what: str, option: str | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +46,14 @@ def save_checkpoint(out_dir: str | os.PathLike[str], state: dict[str, np.ndarray
 def load_checkpoint(out_dir: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict] | None:
     """The saved state and metadata, or None when there is no checkpoint."""
     path = Path(out_dir) / CHECKPOINT
+    if path.exists() and not path.is_file():
+        raise InputError("is not a file: move it away to start over", path)
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             state = {k: z[k] for k in z.files if k != "meta"}
             meta = json.loads(str(z["meta"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"unreadable checkpoint ({exc}); delete it to start over", path) from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # EOFError: an empty file
+        raise InputError(f"unreadable checkpoint ({str(exc) or type(exc).__name__}); delete it to start over", path) from None
     return state, meta

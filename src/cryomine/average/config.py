@@ -17,24 +17,34 @@ from cryomine.acquisition import Acquisition
 from cryomine.errors import InputError
 from cryomine.geometry.tilts import check_tilt_range
 
+#: config fields and the ``cryomine average`` options that set them (errors name the option a user typed)
+OPTIONS = {"angular_step_deg": "--angular-step", "local_step_deg": "--local-step", "max_shift_vox": "--max-shift",
+           "initial_lowpass_a": "--lowpass", "mask_radius_a": "--mask-radius", "initial_iterations": "--initial-iterations",
+           "iterations": "--iterations", "classes": "--classes", "seed": "--seed"}
+
+
+def _option(field: str) -> str:
+    """The CLI option of a config field, or the field's name when no option sets it (config files only)."""
+    return OPTIONS.get(field, field)
+
 
 def _finite(value: Any, name: str) -> float:
     if isinstance(value, bool):
-        raise InputError(f"{name} must be a number, got {value!r}", name)
+        raise InputError(f"must be a number, got {value!r}", _option(name))
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}", name) from None
+        raise InputError(f"must be a number, got {value!r}", _option(name)) from None
     if not math.isfinite(v):
-        raise InputError(f"{name} must be finite, got {value!r}", name)
+        raise InputError(f"must be finite, got {value!r}", _option(name))
     return v
 
 
 def _int(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{name} must be an integer, got {value!r}", name)
+        raise InputError(f"must be an integer, got {value!r}", _option(name))
     if value < minimum:
-        raise InputError(f"{name} must be >= {minimum}, got {value}", name)
+        raise InputError(f"must be >= {minimum}, got {value}", _option(name))
     return value
 
 
@@ -66,15 +76,15 @@ class AlignConfig:
     def __post_init__(self) -> None:
         step = _finite(self.angular_step_deg, "angular_step_deg")
         if not 1.0 <= step <= 90.0:
-            raise InputError(f"angular step must be in [1, 90] degrees, got {step:g}", "angular_step_deg")
+            raise InputError(f"angular step must be in [1, 90] degrees, got {step:g}", _option("angular_step_deg"))
         local = _finite(self.local_step_deg, "local_step_deg")
         if not 0.05 <= local <= step:
             raise InputError(
-                f"local refinement step must be in [0.05, angular step {step:g}] degrees, got {local:g}", "local_step_deg"
+                f"local refinement step must be in [0.05, angular step {step:g}] degrees, got {local:g}", _option("local_step_deg")
             )
         shift = _finite(self.max_shift_vox, "max_shift_vox")
         if not 0.0 <= shift <= 64.0:
-            raise InputError(f"max shift must be in [0, 64] voxels, got {shift:g}", "max_shift_vox")
+            raise InputError(f"max shift must be in [0, 64] voxels, got {shift:g}", _option("max_shift_vox"))
         if self.global_max_resolution_a is not None and not _finite(self.global_max_resolution_a, "global_max_resolution_a") > 0:
             raise InputError("global search resolution must be > 0 Å", "global_max_resolution_a")
         _int(self.candidates, "candidates", 1)
@@ -120,10 +130,10 @@ class AverageConfig:
     def __post_init__(self) -> None:
         _int(self.iterations, "iterations", 1)
         if self.iterations > 1000:
-            raise InputError(f"iterations must be <= 1000, got {self.iterations}", "iterations")
+            raise InputError(f"iterations must be <= 1000, got {self.iterations}", _option("iterations"))
         _int(self.classes, "classes", 1)
         if self.classes > 64:
-            raise InputError(f"classes must be <= 64, got {self.classes}", "classes")
+            raise InputError(f"classes must be <= 64, got {self.classes}", _option("classes"))
         _int(self.initial_iterations, "initial_iterations", 0)
         _int(self.seed, "seed", 0)
         if self.tilt_range_deg is not None:
@@ -135,7 +145,7 @@ class AverageConfig:
         for name in ("initial_lowpass_a", "mask_radius_a"):
             value = getattr(self, name)
             if value is not None and not _finite(value, name) > 0:
-                raise InputError(f"{name} must be > 0 Å, got {value!r}", name)
+                raise InputError(f"must be > 0 Å, got {value!r}", _option(name))
         if not 0.0 <= _finite(self.mask_edge_vox, "mask_edge_vox") <= 64:
             raise InputError(f"mask edge must be in [0, 64] voxels, got {self.mask_edge_vox!r}", "mask_edge_vox")
         if not 0.0 <= _finite(self.wiener_fraction, "wiener_fraction") <= 10.0:

@@ -32,6 +32,7 @@ from cryomine.io.star import read_particles
 from cryomine.io.subtomo_h5 import read_header, read_rows
 from cryomine.io.tomo_particles import particle_centres_xyz, select_tomogram
 from cryomine.io.volume import open_volume
+from cryomine.resources import check_memory
 
 __all__ = ["ParticleData", "load_particles", "load_dataset", "load_star"]
 
@@ -105,9 +106,15 @@ def load_star(star: str | os.PathLike[str], tomogram: str | os.PathLike[str], bo
         raise InputError(f"box must be an integer in [8, 512] voxels, got {box!r}", "--box")
     tomo = Path(tomogram)
     table, name = select_tomogram(read_particles(star), tomo_name or tomo.stem, star)
+    if len(table.particles) == 0:
+        raise InputError("holds no particles", star)
+    # the boxes, their Fourier transforms and the half-set sums (about 6 copies of float32 boxes)
+    check_memory(6.0 * 4 * len(table.particles) * box**3, f"averaging {len(table.particles)} boxes of {box}³", "--box")
     acq = tomogram_acquisition(tomo, overrides, files, tomo_name=tomo_name or name)
     with open_volume(tomo, acq.voxel_size_a) as vol:
         data = vol.data
+        if box > min(data.shape):
+            raise InputError(f"{box} voxels is larger than the tomogram {tuple(data.shape)} (z, y, x)", "--box")
         coords = particle_centres_xyz(table, acq.voxel_size_a)
         fill, _ = volume_stats(data, tomo)
         vols = cut_boxes(data, coords[:, ::-1], box, fill)

@@ -15,6 +15,7 @@ import typer
 
 from cryomine.cli.app import app
 from cryomine.cli.options import acq_option, acquisition_files_option, overrides, paths, tomo_name_option
+from cryomine.io.atomic import check_writable, check_writable_folder
 
 
 @app.command("average")
@@ -50,6 +51,7 @@ def average_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Align and average subtomograms (optionally into K classes) with missing-wedge compensation."""
+    check_writable_folder(out)  # before any work
     from cryomine.average import build_average_config, load_particles, result_summary, run_average, write_results
     from cryomine.average.checkpoint import load_checkpoint
     from cryomine.errors import InputError
@@ -97,6 +99,7 @@ def fsc_cmd(
     voxel_size: float | None = typer.Option(None, "--voxel-size", help="Voxel size (Å) of both maps; overrides their headers (needed when unset)."),
 ) -> None:
     """Fourier shell correlation of two maps: resolution at FSC 0.5 and 0.143, and the FSC sum."""
+    check_writable(*(out or []))  # before any work
     from cryomine.errors import InputError
     from cryomine.evaluate.fsc import fsc_files, plot_fsc, write_fsc_csv
 

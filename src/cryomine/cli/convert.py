@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cryomine.cli.app import app
+from cryomine.io.atomic import check_writable
 from cryomine.io.convert import FORMATS, ConvertConfig, convert_particle_list
 
 
@@ -24,6 +25,7 @@ def convert_cmd(
     amplitude_contrast: float | None = typer.Option(None, "--amplitude-contrast", help="Amplitude contrast (0-1) for rlnAmplitudeContrast."),
 ) -> None:
     """Convert a particle list to a RELION 5 particles STAR file (0-based voxel coordinates, optics block)."""
+    check_writable(out)  # before any work
     given = {"binning": binning, "tilt_series_pixel_size_a": tilt_series_pixel_size, "voltage_kv": voltage, "cs_mm": cs,
              "amplitude_contrast": amplitude_contrast}  # fmt: skip
     config = ConvertConfig(pixel_size_a=pixel_size, tomo_name=tomo_name, **{k: v for k, v in given.items() if v is not None})

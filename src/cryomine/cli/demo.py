@@ -33,7 +33,7 @@ from cryomine import __version__
 from cryomine.cli.app import app, run_cli
 from cryomine.errors import InputError
 from cryomine.io import read_particles, write_mrc, write_particles
-from cryomine.io.atomic import atomic_output
+from cryomine.io.atomic import atomic_output, check_writable_folder
 from cryomine.structures import list_structures, load_structure
 from cryomine.viz import save_slice_montage
 
@@ -194,6 +194,7 @@ def demo_cmd(
     model: str | None = typer.Option(None, "--model", help="Run folder or pretrained:NAME used for classification."),
 ) -> None:
     """Run cryomine's main job on bundled data and write every output into OUT (open OUT/report.html)."""
+    check_writable_folder(out)  # before any work
     given = {k: v for k, v in {"seed": seed, "model": model}.items() if v is not None}
     summary = run_demo(out, DemoConfig(**given), force=force)
     typer.echo(f"demo finished in {summary['seconds']} s: {len(summary['outputs'])} files in {out}/ -- open {out}/report.html")

@@ -8,6 +8,7 @@ import typer
 
 from cryomine.cli.app import app
 from cryomine.discover import DiscoverConfig, discover
+from cryomine.io.atomic import check_writable_folder
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -25,6 +26,7 @@ def discover_cmd(
     batch_size: int = typer.Option(32, "--batch-size", help="Subtomograms per inference batch."),
 ) -> None:
     """Cluster DSM-Net features with k-means; write assignments, a t-SNE map, per-cluster averages and scores."""
+    check_writable_folder(out)  # before any work
     config = DiscoverConfig(k=k, seed=seed, baseline=not no_baseline, batch_size=batch_size)
     result = discover(run, dataset, out, config, log=typer.echo)
     s = result.summary

@@ -10,6 +10,7 @@ import typer
 from cryomine.cli.app import app
 from cryomine.evaluate.evaluate import SPLITS, evaluate_run, format_report
 from cryomine.evaluate.predict import predict
+from cryomine.io.atomic import check_writable_folder
 
 
 @app.command("evaluate")
@@ -32,5 +33,6 @@ def predict_cmd(
     voxel_size: float | None = typer.Option(None, "--voxel-size", help="Voxel size (Å) of MRC/.em inputs; overrides their headers (needed when unset)."),
 ) -> None:
     """Predict class, segmentation and recovered structure of every input subtomogram."""
+    check_writable_folder(out)  # before any work
     result = predict(run, inputs, out, voxel_size_a=voxel_size)
     typer.echo(f"predicted {result.n} subtomograms: {result.star}, {result.csv}")

@@ -11,6 +11,7 @@ import typer
 from cryomine.cli.app import app
 from cryomine.cli.options import acq_option, acquisition_files_option, overrides, paths, tomo_name_option
 from cryomine.errors import InputError
+from cryomine.io.atomic import check_writable
 
 
 def _given(**values: object) -> dict[str, object]:
@@ -166,6 +167,7 @@ def extract_cmd(
     tomo_name: str | None = tomo_name_option(),
 ) -> None:
     """Cut a box around every pick of the tomogram into a cryomine subtomogram dataset with its acquisition metadata."""
+    check_writable(out)  # before any work
     from cryomine.pick.extract import extract_subtomograms
 
     flags = overrides(voxel_size_a=voxel_size, tilt_min_deg=tilt_min, tilt_max_deg=tilt_max, defocus_um=defocus, voltage_kv=voltage,
@@ -184,9 +186,10 @@ def atlas_cmd(
     picks: Path = typer.Argument(..., help="Picks (RELION STAR) with rlnClassName (or use --classes)."),
     out: Path = typer.Option(..., "--out", "-o", help="Atlas density (MRC); <stem>_labels.mrc and <stem>.png beside it."),
     classes: Path | None = typer.Option(None, "--classes", help="predictions.star of 'cryomine predict' on the extracted picks."),
-    structure: list[str] | None = typer.Option(None, "--structure", help="NAME=ID_OR_FILE to map a class to a structure, or ID_OR_FILE for every pick (repeatable)."),
+    structure: list[str] | None = typer.Option(None, "--structure", help="NAME=ID_OR_FILE to map a class to a structure, or ID_OR_FILE for every pick whose class has no NAME= mapping (repeatable)."),
 ) -> None:
     """Place each class's structure at its picked position and orientation: the visual atlas (MRC + PNG)."""
+    check_writable(out, out.with_name(f"{out.stem}_labels.mrc"), out.with_suffix(".png"))  # before any work
     from cryomine.pick.atlas import make_atlas
 
     mapping: dict[str, str] = {}

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cryomine.cli.app import app
+from cryomine.io.atomic import check_writable
 from cryomine.report.build import REPORT_NAME, build_report
 
 
@@ -17,5 +18,6 @@ def report_cmd(
 ) -> None:
     """Build report.html: figures table, tomogram with picks, learning curves, confusion matrix, examples,
     t-SNE, average and FSC, each section where its inputs exist; images embedded, readable offline."""
+    check_writable(out if out is not None else Path(run_or_dir) / REPORT_NAME)  # before any work
     path = build_report(run_or_dir, out)
     typer.echo(f"report: {path}")

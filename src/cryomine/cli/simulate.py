@@ -9,6 +9,7 @@ import typer
 
 from cryomine.cli.app import app
 from cryomine.devices import DEVICE_HELP
+from cryomine.io.atomic import check_writable
 
 simulate_app = typer.Typer(help="Simulate crowded subtomograms and tomograms with full ground truth.", no_args_is_help=True)
 dataset_app = typer.Typer(help="Inspect subtomogram datasets.", no_args_is_help=True)
@@ -57,6 +58,7 @@ def subtomograms_cmd(
     device: str = typer.Option("auto", "--device", help=f"Where the tilt series are imaged: {DEVICE_HELP}"),
 ) -> None:
     """Simulate a dataset of crowded subtomograms with ground truth (class, mask, clean density, pose)."""
+    check_writable(out)  # before any work
     from cryomine.simulate.config import build_dataset_config
     from cryomine.simulate.subtomograms import simulate_subtomograms
     from cryomine.simulate.variation import parse_range

@@ -9,6 +9,7 @@ import typer
 
 from cryomine.cli.app import app
 from cryomine.io import write_mrc
+from cryomine.io.atomic import check_writable
 from cryomine.structures import list_structures, load_structure
 
 structures_app = typer.Typer(help="List and render the bundled structure library (13 atomic models, 26 maps).", no_args_is_help=True)
@@ -36,6 +37,7 @@ def show_cmd(
     map_voxel_size: float | None = typer.Option(None, "--map-voxel-size", help="Voxel size (Å) of a map STRUCTURE whose header lacks it (or is wrong)."),
 ) -> None:
     """Write the density map of STRUCTURE at the requested voxel size as MRC."""
+    check_writable(out)  # before any work
     volume = load_structure(structure, voxel_size_a=voxel_size, resolution_a=resolution, map_voxel_size_a=map_voxel_size,
                             map_voxel_size_name="--map-voxel-size")  # fmt: skip
     write_mrc(out, volume.data, volume.voxel_size_a)

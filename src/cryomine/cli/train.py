@@ -15,6 +15,7 @@ import typer
 from cryomine.cli.app import app
 from cryomine.data.augment import AugmentConfig
 from cryomine.errors import InputError
+from cryomine.io.atomic import check_writable_folder
 from cryomine.models import MODEL_NAMES
 from cryomine.simulate.variation import parse_range
 from cryomine.train import TrainConfig, parse_loss_weights, train_run
@@ -76,6 +77,7 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
 ) -> None:
     """Train a network on DATASET; writes the run folder --out (resumable with --resume)."""
+    check_writable_folder(out)  # before any work
     train: dict[str, Any] = _recipe(recipe)
     train.update({k: v for k, v in {
         "max_epochs": epochs, "batch_size": batch_size, "patience": patience, "lr": lr, "seed": seed,
@@ -125,6 +127,7 @@ def train_picker_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch (same tomograms and settings)."),
 ) -> None:
     """Train the learned picker (a 3-D U-Net labelling every voxel with a class) on simulated tomograms."""
+    check_writable_folder(out)  # before any work
     given = {k: v for k, v in dict(epochs=epochs, steps_per_epoch=steps_per_epoch, batch=batch_size, tile_vox=tile_vox, lr=lr,
                                    base_channels=base_channels, depth=depth, seed=seed, device=device).items() if v is not None}  # fmt: skip
     summary = train_picker(tomograms, out, PickerTrainConfig(**given), resume=resume)

@@ -9,6 +9,7 @@ from cryomine.data.loader import (
     SPLIT_NAMES,
     ClassMap,
     SubtomoDataset,
+    check_finite_rows,
     open_dataset,
     stratified_split,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "SubtomoDataset",
     "add_calibrated_noise",
     "augment_boxes",
+    "check_finite_rows",
     "dataset_acquisition",
     "dataset_info",
     "dataset_positions",

@@ -96,6 +96,17 @@ def _check_finite(raw: dict[str, np.ndarray], rows: np.ndarray, path) -> None:
                                  f"{', '.join(map(str, rows[bad][:5]))}", path)  # fmt: skip
 
 
+def check_finite_rows(path: str | os.PathLike[str], name: str, rows: np.ndarray) -> None:
+    """Refuse (:class:`InputError` naming the file, the array and the first rows) NaN/inf voxels in ``rows`` of
+    the array ``name``, read block by block (nothing kept): for readers that stream rows later and must not
+    fail half-way."""
+    rows = np.unique(np.asarray(rows, dtype=np.int64))
+    with h5py.File(path, "r") as f:
+        for start in range(0, rows.size, _BLOCK_ROWS):
+            blk = rows[start:start + _BLOCK_ROWS]
+            _check_finite({name: f[name][int(blk[0]):int(blk[-1]) + 1][blk - blk[0]]}, blk, path)
+
+
 @dataclass(frozen=True)
 class ClassMap:
     """Which dataset classes a model sees, and their new ids.
@@ -239,6 +250,8 @@ class SubtomoDataset(Dataset):
             raise InputError("dataset has no noise model (noise_free / noise_unit, written by 'cryomine simulate' "
                              "since format 2), which fresh-noise augmentation needs: re-simulate it or train "
                              "with --no-fresh-noise", self.path)
+        if fresh:  # the stored boxes are not trained on, but a dataset whose boxes are corrupt is refused all the same
+            check_finite_rows(self.path, "subtomograms", self.indices)
         self.fields = tuple(fields)
         labels = read_rows(self.path, ("class_id",))["class_id"][self.indices] if class_map is not None else None
         self.labels = None if labels is None else class_map.remap(labels)

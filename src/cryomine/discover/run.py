@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from cryomine.data.info import dataset_positions
-from cryomine.data.loader import SubtomoDataset
+from cryomine.data.loader import SubtomoDataset, check_finite_rows
 from cryomine.discover.averages import array_batches, cluster_means, compare_to_truth, fsc_summary, true_structures
 from cryomine.discover.baseline import baseline_features, reduce_features
 from cryomine.discover.cluster import clustering_scores, contingency, kmeans, tsne_2d
@@ -194,6 +194,7 @@ def _cluster(loaded: LoadedRun, dataset: Path, header: DatasetHeader, cfg: Disco
     classes = truth.classes
     trained = set(loaded.class_names)
     held_out = {} if classes is None else {c: n for c, n in enumerate(names) if n not in trained and (classes == c).any()}
+    check_finite_rows(dataset, "subtomograms", rows)  # streamed below: refused before any work, not half-way
     log(f"features of {rows.size} subtomograms ({loaded.model_config.name}, {loaded.model_config.fc_units} units)")
     outs = extract_outputs(loaded, dataset, rows, batch_size=cfg.batch_size)
     labels = kmeans(outs.features, k, seed=cfg.seed, n_init=cfg.n_init)

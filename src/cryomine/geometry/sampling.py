@@ -118,7 +118,7 @@ def _grid_layout(step_deg: float) -> tuple[np.ndarray, np.ndarray, int]:
     return tilts, n_rot, n_psi
 
 
-def angular_sampling(step_deg: float) -> np.ndarray:
+def angular_sampling(step_deg: float, option: str | None = "--angular-step") -> np.ndarray:
     """Deterministic ``(n, 3)`` grid of RELION ZYZ ``(rot, tilt, psi)`` (degrees) covering SO(3) at ``step_deg``.
 
     Directions ``(rot, tilt)`` lie on equally spaced tilt rings ``tilt = i * 180 / ceil(180 / step)``
@@ -131,20 +131,23 @@ def angular_sampling(step_deg: float) -> np.ndarray:
     Measured coverage (the geodesic distance from a uniformly random rotation to the nearest grid rotation)
     is about 0.66 step at the 95th percentile and about 0.8 step at most (1e5 random rotations, steps 5-30°).
 
-    ``step_deg`` must be in ``(0, 180]``; grids over :data:`MAX_GRID_ORIENTATIONS` orientations are refused.
+    ``step_deg`` must be in ``(0, 180]``; grids over :data:`MAX_GRID_ORIENTATIONS` orientations are refused (the
+    error names ``option``, the flag the step came from).
     """
     try:
         step = float(step_deg)
     except (TypeError, ValueError):
-        raise InputError(f"angular step must be a number of degrees, got {step_deg!r}") from None
+        raise InputError(f"angular step must be a number of degrees, got {step_deg!r}", option) from None
     if not math.isfinite(step) or step <= 0 or step > 180:
-        raise InputError(f"angular step must be in (0, 180] degrees, got {step_deg!r}")
-    tilts, n_rot, n_psi = _grid_layout(step)
-    total = int(n_rot.sum()) * n_psi
+        raise InputError(f"angular step must be in (0, 180] degrees, got {step_deg!r}", option)
+    total = 8 * math.pi**2 / math.radians(step) ** 3  # the grid's size to within a few %, before laying it out
+    if total <= 2 * MAX_GRID_ORIENTATIONS:
+        tilts, n_rot, n_psi = _grid_layout(step)
+        total = int(n_rot.sum()) * n_psi
     if total > MAX_GRID_ORIENTATIONS:
         raise InputError(
-            f"angular step {step:g}° would give {total} orientations "
-            f"(limit {MAX_GRID_ORIENTATIONS}); use a larger step"
+            f"angular step {step:g}° would give {total:.3g} orientations "
+            f"(limit {MAX_GRID_ORIENTATIONS}); use a larger step", option
         )
     dirs = []
     for i, (tilt, nr) in enumerate(zip(tilts, n_rot)):

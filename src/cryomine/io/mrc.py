@@ -19,6 +19,7 @@ import numpy as np
 from cryomine.errors import InputError
 from cryomine.geometry.validate import check_volume, check_voxel_size, resolve_voxel_size, slab_moments
 from cryomine.io.atomic import atomic_output
+from cryomine.resources import check_memory
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,9 @@ def _open_checked(p: Path, opener: Callable[..., Any]) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return opener(p, mode="r", permissive=False)
-    except (ValueError, OSError, EOFError, TypeError) as exc:
-        raise InputError(f"not a readable MRC file ({_short(exc)})", p) from None
+    except (ValueError, OSError, EOFError, TypeError, OverflowError, MemoryError) as exc:
+        why = "truncated: its header describes more data than the file holds" if "greater than file size" in str(exc) else _short(exc)
+        raise InputError(f"not a readable MRC file ({why})", p) from None
 
 
 def read_mrc(path: str | os.PathLike[str], *, allow_stack: bool = False, voxel_size_a: float | None = None,
@@ -59,10 +61,11 @@ def read_mrc(path: str | os.PathLike[str], *, allow_stack: bool = False, voxel_s
     caller supplies the value (:func:`open_mrc_volume` does the same for memory maps).
     """
     p = Path(path)
-    with _open_checked(p, mrcfile.open) as mrc:
+    with _open_checked(p, mrcfile.mmap) as mrc:  # mapped: the size is checked before anything is read
         if mrc.data is None or np.iscomplexobj(mrc.data):
             raise InputError(f"holds {'no data' if mrc.data is None else 'complex values (MRC mode ' + str(int(mrc.header.mode)) + ')'}, "
                              "not a real-valued volume", p)  # fmt: skip
+        check_memory(4.0 * mrc.data.size, f"reading its {'x'.join(map(str, mrc.data.shape))} voxels", p)
         data = np.array(mrc.data, dtype=np.float32, copy=True)
         vs = float(mrc.voxel_size.x)
         origin = mrc.header.origin

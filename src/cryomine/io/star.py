@@ -360,7 +360,22 @@ def _read_star_blocks(p: Path) -> dict[str, pd.DataFrame | dict]:
         raise InputError(f"not a readable STAR file ({type(exc).__name__}: {str(exc)[:200]})", p) from None
     if not blocks:
         raise InputError("not a STAR file: no data blocks", p)
+    _check_last_row(p, list(blocks.values())[-1])
     return dict(blocks)
+
+
+def _check_last_row(p: Path, last_block: object) -> None:
+    """A file cut mid-row (no final newline, the last row short of fields) is refused as truncated."""
+    with open(p, "rb") as fh:
+        fh.seek(max(p.stat().st_size - 1, 0))
+        ends_in_newline = fh.read(1) in (b"\n", b"")
+    if ends_in_newline or not isinstance(last_block, pd.DataFrame) or last_block.empty:
+        return
+    with open(p, "rb") as fh:
+        fh.seek(max(p.stat().st_size - 65536, 0))
+        tail = fh.read().decode(errors="replace").rstrip().splitlines()
+    if tail and not tail[-1].lstrip().startswith(("_", "data_", "loop_", "#")) and len(tail[-1].split()) < last_block.shape[1]:
+        raise InputError(f"truncated: its last row has {len(tail[-1].split())} of {last_block.shape[1]} fields", p)
 
 
 def _has_coordinates(block: object) -> bool:

@@ -158,10 +158,13 @@ def _check_arrays(f: h5py.File, p: Path) -> None:
     n_written, n_planned, size = int(f.attrs["n_written"]), int(f.attrs["n_planned"]), int(f.attrs["size"])
     if not 0 <= n_written <= n_planned:
         raise InputError(f"header says {n_written} rows written of {n_planned} planned", p)
-    for name in ("subtomograms", "class_id"):
+    truth = ("target_density", "target_mask")  # what training and evaluation read besides the boxes and labels
+    required = ("subtomograms", "class_id") + (truth if bool(f.attrs.get("has_ground_truth", False)) else ())
+    for name in required:
         if name not in f:
-            raise InputError(f"dataset has no {name!r} array", p)
-    for name in ("subtomograms", "target_density", "target_mask", "noise_free", "noise_unit"):
+            raise InputError(f"dataset has no {name!r} array"
+                             + (" (its header says it has ground truth)" if name in truth else ""), p)
+    for name in _VOLUME_FIELDS:
         if name not in f:
             continue
         ds = f[name]
@@ -169,9 +172,11 @@ def _check_arrays(f: h5py.File, p: Path) -> None:
             raise InputError(f"{name!r} has shape {getattr(ds, 'shape', None)}, not (n, {size}, {size}, {size})", p)
         if ds.dtype.kind not in "fiu":
             raise InputError(f"{name!r} holds {ds.dtype}, not numbers", p)
-    held = min(int(f[name].shape[0]) for name in ("subtomograms", "class_id"))
-    if held < n_written:
-        raise InputError(f"header says {n_written} rows are written but the file holds {held}", p)
+    rows = {name: f[name].shape[0] for name in f if isinstance(f[name], h5py.Dataset) and f[name].ndim >= 1}
+    short = min(rows, key=rows.get)
+    if rows[short] < n_written:
+        raise InputError(f"header says {n_written} rows are written but the file holds {rows[short]}"
+                         + ("" if short == "subtomograms" else f" ({short!r})"), p)
 
 
 def read_header(path: str | os.PathLike[str]) -> DatasetHeader:

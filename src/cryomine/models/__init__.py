@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from cryomine.models.baselines import SSN3DED, DSRF3Dv2
 from cryomine.models.blocks import ModelOutput, check_input
-from cryomine.models.build import build_model
+from cryomine.models.build import build_model, check_model_memory, parameter_count
 from cryomine.models.config import MODEL_NAMES, ModelConfig
 from cryomine.models.dsmnet import DSMNet
 from cryomine.models.flops import (
@@ -42,6 +42,8 @@ __all__ = [
     "SSN3DED",
     "benchmark_throughput",
     "build_model",
+    "check_model_memory",
+    "parameter_count",
     "check_input",
     "count_forward_flops",
     "count_parameters",

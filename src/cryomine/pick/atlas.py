@@ -27,6 +27,7 @@ from cryomine.io.mrc import open_mrc_volume, write_mrc
 from cryomine.io.star import coordinates_xyz_voxels, eulers_zyz
 from cryomine.pick.evaluate import load_point_set
 from cryomine.pick.peaks import read_picks
+from cryomine.resources import check_memory
 from cryomine.simulate.scene import overlap_slices
 from cryomine.simulate.templates import prepare_template
 
@@ -60,18 +61,22 @@ def build_atlas(
         shape_zyx: the tomogram's ``(d, h, w)``. voxel_size_a: its voxel size (Å).
         coords_zyx: ``(n, 3)`` pick positions (voxels). class_names: ``(n,)`` class name per pick.
         eulers: ``(n, 3)`` RELION (rot, tilt, psi) degrees, or None (unrotated).
-        structures: class name -> bundled id or file (default: the class name itself).
+        structures: class name -> bundled id or file; ``"*"`` -> the structure of every class without its own
+            entry (default: the class name itself).
     """
     names = [str(n) for n in class_names]
     classes = sorted(set(names))
     mapping = dict(structures or {})
+    unknown = sorted(set(mapping) - set(classes) - {"*"})
+    if unknown:
+        raise InputError(f"no pick has class {', '.join(map(repr, unknown))} (classes: {', '.join(classes)})", "--structure")
     density = np.zeros(shape_zyx, np.float32)
     labels = np.zeros(shape_zyx, np.int16)
     angles = np.zeros((len(names), 3)) if eulers is None else np.asarray(eulers, np.float64)
     coords = np.asarray(coords_zyx, np.float64)
     counts: dict[str, int] = {}
     for k, name in enumerate(classes):
-        source = mapping.get(name, name)
+        source = mapping.get(name, mapping.get("*", name))
         try:
             tmpl = prepare_template(source, voxel_size_a)
         except InputError as exc:
@@ -165,6 +170,7 @@ def make_atlas(
     eul = eulers_zyz(table) if "rlnAngleRot" in table.particles else None
     with open_mrc_volume(tomogram) as tomo:
         shape, voxel_size_a, origin = tuple(int(s) for s in tomo.data.shape), tomo.voxel_size_a, tomo.origin_zyx_a
+    check_memory(8.0 * np.prod(shape, dtype=np.float64), f"an atlas of {'x'.join(map(str, shape))} voxels", tomogram)  # density + labels
     coords = coordinates_xyz_voxels(table)[:, ::-1]
     atlas = build_atlas(shape, voxel_size_a, coords, names, eul, mapping)  # type: ignore[arg-type]
     out = Path(out)

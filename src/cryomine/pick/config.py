@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from cryomine.acquisition.ctf import MicroscopeConfig
-from cryomine.devices import DEVICE_CHOICES
+from cryomine.devices import DEVICE_CHOICES, check_thread_count
 from cryomine.errors import InputError
 from cryomine.geometry.sampling import symmetry_group
 from cryomine.geometry.tilts import check_tilt_range
@@ -233,7 +233,7 @@ class TemplateMatchConfig:
         _positive_int(self.angle_batch, "--angle-batch")
         _positive(self.memory_gb, "--memory-gb")
         if self.threads is not None:
-            _positive_int(self.threads, "--threads")
+            check_thread_count(self.threads, "--threads")
         if self.device not in DEVICE_CHOICES:
             raise InputError(f"must be auto, cpu or cuda, got {self.device!r}", "--device")
         if not isinstance(self.peaks, PeakConfig):

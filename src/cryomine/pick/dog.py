@@ -29,6 +29,7 @@ from cryomine.io.volume import open_volume
 from cryomine.pick.config import DogConfig
 from cryomine.pick.contrast import tomogram_contrast, warn_if_dark
 from cryomine.pick.peaks import MAD_TO_SIGMA, Picks, find_peaks, robust_threshold
+from cryomine.resources import check_memory
 
 __all__ = ["DogResult", "dog_response", "pick_dog", "pick_dog_file"]
 
@@ -88,6 +89,8 @@ def pick_dog_file(
     stem = Path(out).with_suffix("")
     check_writable(out, f"{stem}_scores.mrc", f"{stem}.json")  # before any work
     with open_volume(tomogram, voxel_size_a, option="--voxel-size") as mapped:
+        # the tomogram, two band-pass copies and the score map, float32
+        check_memory(4.0 * 4 * mapped.data.size, f"DoG picking of a {'x'.join(map(str, mapped.data.shape))} tomogram", tomogram)
         vol = Volume(check_volume(np.array(mapped.data, dtype=np.float32), tomogram), mapped.voxel_size_a, mapped.origin_zyx_a)
     warn_if_dark(tomogram_contrast(vol.data, config.invert), tomogram, "--invert", config.invert)
     result = pick_dog(vol.data, config, class_name)

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from cryomine.errors import InputError
 
-__all__ = ["JsonFile", "ReportInputs", "candidate_dirs", "find_inputs", "json_kind", "read_json"]
+__all__ = ["JsonFile", "ReportInputs", "candidate_dirs", "find_inputs", "json_kind", "read_json", "read_table"]
 
 PREFERRED_DIRS = ("run", "train", "predict", "discover", "average", "pick", "picks", "simulate", "tomogram")
 SKIPPED_DIRS = ("masks", "recovered")
@@ -89,6 +91,28 @@ def candidate_dirs(root: Path) -> list[Path]:
     return [root, *sorted(subs, key=lambda p: (rank.get(p.name, len(rank)), p.name))]
 
 
+def read_table(path: Path, numeric: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A CSV table the report draws from; :class:`InputError` naming ``path`` when it is not a readable file,
+    when a ``numeric`` column holds something else than numbers, or when the last row stops short (a truncated
+    file)."""
+    if not path.is_file():
+        raise InputError("not a readable file" if path.exists() else "file not found", path)
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:  # UnicodeDecodeError too
+        raise InputError(f"unreadable table ({' '.join(str(exc).split())[:100]})", path) from None
+    for col in (c for c in numeric if c in df):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() & df[col].notna()
+        if bad.any():
+            raise InputError(f"column {col!r} holds a non-number in row {int(bad.idxmax()) + 1}", path)
+    with open(path, "rb") as fh:  # every table cryomine writes ends its last row with a newline
+        fh.seek(max(path.stat().st_size - 1, 0))
+        if fh.read(1) not in (b"\n", b""):
+            raise InputError("its last row stops short (no final newline): a truncated file", path)
+    return df
+
+
 def read_json(path: Path, notes: list[str]) -> dict[str, Any] | None:
     """The top-level object of a JSON file; None (and a line in ``notes``) if unreadable, not an object or huge."""
     try:
@@ -146,7 +170,7 @@ def find_inputs(path: str | os.PathLike[str]) -> ReportInputs:
 
     run_config = _first(files, "run_config", kinds, "config.json")
     run_dir = run_config.path.parent if run_config else next((d for d in dirs if (d / "metrics.csv").is_file()), None)
-    metrics = run_dir / "metrics.csv" if run_dir is not None and (run_dir / "metrics.csv").is_file() else None
+    metrics = run_dir / "metrics.csv" if run_dir is not None and (run_dir / "metrics.csv").exists() else None
     evaluation = _first(files, "evaluation", kinds, "evaluation.json")
     predict_dir = next((d for d in dirs if (d / "predictions.csv").is_file()), None)
     discover = _first(files, "discover", kinds, "summary.json")

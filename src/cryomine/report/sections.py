@@ -31,7 +31,7 @@ from cryomine.report.html import (
     png_file_data_uri,
     table,
 )
-from cryomine.report.inputs import ReportInputs, read_json
+from cryomine.report.inputs import ReportInputs, read_json, read_table
 
 __all__ = [
     "Context",
@@ -96,8 +96,8 @@ def run_parameters(ctx: Context) -> str:
     text = param_text(rc.data, RUN_KEYS)
     if ctx.inputs.metrics_csv is not None:
         try:
-            text += f", epochs_trained={len(pd.read_csv(ctx.inputs.metrics_csv))}"
-        except (OSError, ValueError):
+            text += f", epochs_trained={len(read_table(ctx.inputs.metrics_csv))}"
+        except InputError:  # said by the training section
             pass
     return text
 
@@ -109,7 +109,7 @@ def training_section(ctx: Context) -> str:
         return not_available("no training run folder (config.json of a cryomine run, metrics.csv)")
     if inp.metrics_csv is None:
         return paragraph(f"Run folder {ctx.rel(inp.run_dir)}.") + not_available("the run has no metrics.csv")
-    metrics = pd.read_csv(inp.metrics_csv)
+    metrics = read_table(inp.metrics_csv, ("epoch", "train_loss", "val_loss", "val_accuracy", "val_miou", "time_s"))
     params = run_parameters(ctx)
     parts = [image(figure_data_uri(learning_curves_figure(metrics, f"{inp.run_dir.name}: learning curves")),
                    "learning curves", f"Per-epoch losses and validation scores from {ctx.rel(inp.metrics_csv)}; "
@@ -207,7 +207,7 @@ def examples_section(ctx: Context) -> str:
     pdir = ctx.inputs.predict_dir
     if pdir is None:
         return not_available("no prediction folder (predictions.csv with masks/ and recovered/ from 'cryomine predict')")
-    pred = pd.read_csv(pdir / "predictions.csv")
+    pred = read_table(pdir / "predictions.csv")
     if pred.empty:
         return not_available(f"{ctx.rel(pdir / 'predictions.csv')} has no rows")
     ctx.add("subtomograms predicted", len(pred), "", pdir / "predictions.csv", run_parameters(ctx))
@@ -300,7 +300,7 @@ def discovery_section(ctx: Context) -> str:
 
 
 def _read_fsc_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    df = pd.read_csv(path)
+    df = read_table(path, ("frequency_a_inv", "fsc"))
     if not {"frequency_a_inv", "fsc"} <= set(df.columns):
         raise InputError("FSC CSV needs columns frequency_a_inv and fsc", path)
     return (pd.to_numeric(df["frequency_a_inv"], errors="coerce").to_numpy(np.float64),

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from cryomine.data.augment import AugmentConfig
+from cryomine.devices import check_thread_count
 from cryomine.errors import InputError
 
 LOSS_HEADS = ("cls", "seg", "rec")
@@ -161,8 +162,8 @@ class TrainConfig:
             raise InputError(f"bf16: must be true, false or null (automatic), got {self.bf16!r}")
         if not isinstance(self.channels_last, bool):
             raise InputError(f"channels_last: must be true or false, got {self.channels_last!r}")
-        if self.num_threads is not None and (not _is_int(self.num_threads) or self.num_threads < 1):
-            raise InputError(f"--num-threads: must be an integer >= 1, got {self.num_threads!r}")
+        if self.num_threads is not None:
+            check_thread_count(self.num_threads, "--num-threads")
         if not _is_num(self.cache_limit_gb) or self.cache_limit_gb < 0:
             raise InputError(f"--cache-limit-gb: must be a number >= 0, got {self.cache_limit_gb!r}")
 

@@ -21,6 +21,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,14 @@ class StepPlan:
         return self.config.lr_at((self.epoch - 1) * self.steps_per_epoch + batch, self.steps_per_epoch)
 
 
+def _check_finite(loss: Tensor, desc: str, step: int) -> None:
+    """Stop a diverged training before its weights are stepped: :class:`InputError` saying where, and that
+    the checkpoints of earlier epochs (written only after an epoch ends) are kept."""
+    if not math.isfinite(float(loss.detach())):
+        raise InputError(f"training diverged ({desc}, step {step + 1}: loss {float(loss.detach())}); the checkpoints "
+                         "of finished epochs are kept; train again into a new --out with a lower --lr")
+
+
 def _batches(n: int, batch_size: int, order: np.ndarray | None = None) -> list[np.ndarray]:
     idx = np.arange(n) if order is None else order
     return [idx[i:i + batch_size] for i in range(0, n, batch_size)]
@@ -149,6 +158,7 @@ def train_one_epoch(
                 out = model(batch["x"])
             terms = loss_terms(out, batch, heads, smoothing)
             loss = weighted_total(terms, weights)
+            _check_finite(loss, desc, i)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -254,7 +264,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not p.is_file():
         raise InputError("checkpoint not found", p)
     try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            data = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, unpickling error, ... -> one line
         msg = " ".join(str(exc).split())[:160] or type(exc).__name__
         raise InputError(f"checkpoint is truncated or corrupt ({msg})", p) from None
@@ -262,6 +274,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError("not a cryomine checkpoint", p)
     if data.get("format_version") != CHECKPOINT_VERSION:
         raise InputError(f"unsupported checkpoint version {data.get('format_version')!r}", p)
+    state = data.get("model_state")
+    if isinstance(state, dict):
+        bad = [k for k, v in state.items() if isinstance(v, Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise InputError(f"weights hold NaN or infinite values ({len(bad)} tensor(s), e.g. {bad[0]}): a diverged "
+                             "training; use another checkpoint", p)
     return data
 
 

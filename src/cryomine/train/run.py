@@ -38,7 +38,7 @@ from cryomine.devices import default_device
 from cryomine.errors import InputError
 from cryomine.io.atomic import atomic_output
 from cryomine.io.subtomo_h5 import DatasetHeader, read_rows
-from cryomine.models import ModelConfig, build_model, keep_freed_memory
+from cryomine.models import ModelConfig, build_model, check_model_memory, keep_freed_memory
 from cryomine.train.config import LEGACY_DEFAULTS, TrainConfig, bf16_training_safe, resolve_bf16
 from cryomine.train.loop import (
     StopState,
@@ -221,7 +221,16 @@ def _metrics_rows(run_dir: Path, up_to_epoch: int) -> list[dict[str, Any]]:
     p = run_dir / METRICS_FILE
     if not p.is_file() or up_to_epoch == 0:
         return []
-    df = pd.read_csv(p)
+    try:
+        df = pd.read_csv(p)
+        epochs = pd.to_numeric(df["epoch"], errors="raise").astype(int).tolist()
+        values = df[[c for c in METRIC_COLUMNS if c in df and c != "best"]].apply(pd.to_numeric, errors="raise")
+    except (ValueError, KeyError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"unreadable training record ({' '.join(str(exc).split())[:120]}); the checkpoints are intact: "
+                         "restore the file or start a new --out", p) from None
+    if epochs[:up_to_epoch] != list(range(1, up_to_epoch + 1)) or values.iloc[:up_to_epoch].isna().all(axis=1).any():
+        raise InputError(f"training record does not hold epochs 1..{up_to_epoch}, which last.pt has finished (a "
+                         "truncated or edited file): restore it or start a new --out", p)
     return df[df["epoch"] <= up_to_epoch].to_dict("records")
 
 
@@ -291,6 +300,7 @@ def train_run(
         split = _make_split(dataset, class_map, train_cfg)
     heads = model_heads(model_cfg)
     weights = train_cfg.weights_for(heads)
+    check_model_memory(model_cfg, training=True)  # before the folder is made or the weights allocated
 
     if train_cfg.num_threads is not None:
         torch.set_num_threads(train_cfg.num_threads)
