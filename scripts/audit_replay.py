@@ -137,7 +137,7 @@ def classify(case: dict, rc: int, out: str, new: list[str], changed: list[str], 
 
 
 def run_case(case: dict, work: Path, timeout: float) -> dict:
-    d = work / "cases" / case["name"]
+    d = work / "cases" / re.sub(r"[^A-Za-z0-9_.=-]", "_", case["name"]).replace("..", "__")  # names hold paths
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
     for name in LINKS:
@@ -187,18 +187,21 @@ def main() -> None:
     # cases sharing the marker folder run one at a time: they would see each other's markers
     serial = [c for c in todo if c["name"].startswith("sec-")]
     parallel = [c for c in todo if not c["name"].startswith("sec-")]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        for r in pool.map(lambda c: run_case(c, work, args.timeout), parallel):
-            done[r["name"]] = r
-            print(f"{r['verdict']:>22}  {r['name']}  ({r['seconds']} s)", flush=True)
-    for c in serial:
-        r = run_case(c, work, args.timeout)
+    order = [c["name"] for c in parse_report(args.report.read_text())]
+
+    def record(r: dict) -> None:  # after every case: an interrupted replay keeps what it finished
         done[r["name"]] = r
         print(f"{r['verdict']:>22}  {r['name']}  ({r['seconds']} s)", flush=True)
-    rows = [done[c["name"]] for c in parse_report(args.report.read_text()) if c["name"] in done]
-    tmp = results_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows, indent=1))
-    os.replace(tmp, results_path)
+        tmp = results_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([done[n] for n in order if n in done], indent=1))
+        os.replace(tmp, results_path)
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for r in pool.map(lambda c: run_case(c, work, args.timeout), parallel):
+            record(r)
+    for c in serial:
+        record(run_case(c, work, args.timeout))
+    rows = [done[n] for n in order if n in done]
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 import typing
 from pathlib import Path
 
-import numpy as np
 import pytest
 import typer
 
@@ -129,7 +128,7 @@ BASE = {
     "evaluate-picks": ["evaluate-picks", "FX/tomo.star", "FX/tomo.star"],
     "report": ["report", "FX/run", "--out", "OUT/r.html"],
     "train": ["train", "FX/tr.h5", "--out", "OUT/run", "--epochs", "1", "--base-channels", "4", "--fc-units", "16"],
-    "train-picker": ["train-picker", "FX/tomo.mrc", "--out", "OUT/picker", "--epochs", "1"],
+    "train-picker": ["train-picker", "FX/tomo.mrc", "--out", "OUT/picker", "--epochs", "1", "--tile-vox", "16"],
     "simulate subtomograms": ["simulate", "subtomograms", "OUT/d.h5", "--per-class", "1", "--size", "16", "--structures", "1bxn"],
     "simulate tomogram": ["simulate", "tomogram", "OUT/t.mrc", "--shape", "24,40,40", "--particles", "2", "--structures", "1bxn"],
     "dataset info": ["dataset", "info", "FX/tr.h5"],
@@ -157,7 +156,8 @@ def _option_cases() -> list:
 OPTION_CASES = _option_cases()
 
 # ints for which a large value is a sensible request rather than nonsense (capped elsewhere, e.g. by the data)
-LARGE_OK = {"--top-n", "--max-particles", "--max-train", "--max-picks", "--patience", "--random-phase-seed"}
+LARGE_OK = {"--top-n", "--max-particles", "--max-train", "--max-picks", "--patience", "--random-phase-seed", "--seed",
+            "--tile-size"}
 
 
 def test_every_command_has_a_base_command_line():

@@ -218,7 +218,7 @@ def test_recipe_and_augmentation_options_reach_the_run_config(blob_dataset: Path
     _bad(["train", str(legacy), "--out", str(tmp_path / "legacy"), *common], capsys, "--no-fresh-noise")
     assert not (tmp_path / "legacy").exists()
     assert main(["train", str(legacy), "--out", str(tmp_path / "legacy"), "--no-augment", *common]) == 0
-    _bad(["train", str(blob_dataset), "--out", str(tmp_path / "b1"), "--snr-range", "2,0.5"], capsys, "snr_range")
+    _bad(["train", str(blob_dataset), "--out", str(tmp_path / "b1"), "--snr-range", "2,0.5"], capsys, "--snr-range: need two finite SNRs")
     _bad(["train", str(blob_dataset), "--out", str(tmp_path / "b2"), "--recipe", "adam"], capsys, "unknown recipe")
     _bad(["train", str(blob_dataset), "--out", str(tmp_path / "b3"), "--optimizer", "adam", "--weight-decay", "0.1"],
          capsys, "--weight-decay: needs --optimizer adamw")

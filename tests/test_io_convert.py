@@ -202,7 +202,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
         ("one_name_many_tomograms", "--tomo-name"),
         ("pattern_for_csv", "--tomo-name: a name pattern"),
         ("not_star", "--out: output must be a .star file"),
-        ("bad_voltage", "voltage_kv must be > 0"),
+        ("bad_voltage", "--voltage must be > 0"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, case, needle):

@@ -179,3 +179,54 @@ def test_report_says_what_it_could_not_read_and_draws_truth_without_picks(tmp_pa
     err = capsys.readouterr().err
     assert "warning: report: " in err and "summary.json: unreadable JSON" in err, err
     assert "Traceback" not in err and (tmp_path / "report.html").exists()
+
+
+def test_memory_limits_of_ulimit_and_cgroup_count(monkeypatch):
+    import resource
+
+    from cryomine import resources
+
+    mapped = open("/proc/self/status").read()
+    vm = next(int(ln.split()[1]) * 1024 for ln in mapped.splitlines() if ln.startswith("VmSize:"))
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (vm + 2 * 2**30, resource.RLIM_INFINITY))
+    assert 1.5 * 2**30 < resources.available_memory_bytes() <= 2 * 2**30  # ulimit -v minus what is mapped already
+    monkeypatch.setattr(resources, "_address_space_available", lambda: None)
+    monkeypatch.setattr(resources, "_cgroup_available", lambda: 123 * 2**20)
+    assert resources.available_memory_bytes() == 123 * 2**20
+    with pytest.raises(Exception, match=r"--box: averaging needs 1\.0 GiB of memory; 123\.0 MiB is available"):
+        check_memory(2**30, "averaging", "--box")
+
+
+def test_a_partial_dataset_is_named_by_its_readers(small_dataset, tmp_path):
+    from cryomine.io.subtomo_h5 import read_header
+
+    def cut(f):
+        f.attrs["n_written"] = 7
+
+    part = _copy(small_dataset, tmp_path / "part.h5", cut)
+    with pytest.warns(Warning, match=r"part\.h5: partial dataset: 7 of 20 rows written"):
+        assert read_header(part).n_written == 7
+
+
+def test_a_diverging_training_stops_and_keeps_finished_epochs(small_dataset, tmp_path, monkeypatch):
+    import torch
+
+    import cryomine.train.loop as loop
+    from cryomine.errors import InputError
+    from cryomine.train.loop import load_checkpoint
+    from cryomine.train.run import train_run
+
+    calls = {"n": 0}
+    original = loop.weighted_total
+
+    def nan_in_epoch_2(terms, weights):  # the loss of a diverged step: NaN from the 6th step (epoch 2) on
+        calls["n"] += 1
+        total = original(terms, weights)
+        return total * float("nan") if calls["n"] > 5 else total
+
+    monkeypatch.setattr(loop, "weighted_total", nan_in_epoch_2)
+    tiny = {"base_channels": 4, "fc_units": 16}
+    with pytest.raises(InputError, match=r"training diverged \(epoch 2/3, step \d+: loss nan\)"):
+        train_run(small_dataset, tmp_path / "run", model_options=tiny, train={"max_epochs": 3, "batch_size": 4, "bf16": False})
+    kept = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert kept["epoch"] == 1 and all(torch.isfinite(v).all() for v in kept["model_state"].values() if v.is_floating_point())

@@ -27,3 +27,12 @@ def require(condition: bool, message: str, path: str | PathLike[str] | None = No
     """Raise :class:`InputError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise InputError(message, path)
+
+
+def check_int(value: object, option: str, low: int = 0, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]`` (bools and non-integers refused); :class:`InputError` naming
+    ``option`` otherwise. The one integer validator of the configuration objects."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        span = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise InputError(f"must be an integer {span}, got {value!r}", option)
+    return value

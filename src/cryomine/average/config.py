@@ -135,6 +135,8 @@ class AverageConfig:
         if self.classes > 64:
             raise InputError(f"classes must be <= 64, got {self.classes}", _option("classes"))
         _int(self.initial_iterations, "initial_iterations", 0)
+        if self.initial_iterations > 1000:
+            raise InputError(f"must be <= 1000, got {self.initial_iterations}", _option("initial_iterations"))
         _int(self.seed, "seed", 0)
         if self.tilt_range_deg is not None:
             try:

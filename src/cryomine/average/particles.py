@@ -144,6 +144,8 @@ def load_particles(
     if p.suffix.lower() in (".h5", ".hdf5"):
         if tomogram is not None:
             raise InputError("--tomogram is only for STAR inputs", p)
+        if box is not None:
+            raise InputError("is only for STAR inputs (a dataset's boxes keep their size)", "--box")
         data = load_dataset(p, max_particles)
         if overrides is not None and overrides != Acquisition():
             data = replace(data, acquisition=overrides.merged(data.acquisition))

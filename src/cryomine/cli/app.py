@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import re
 import sys
+import typing
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -54,6 +57,71 @@ def _warnings_as_lines() -> Iterator[None]:
         yield
 
 
+_UNIT_SUFFIXES = ("_deg", "_kv", "_mm", "_um", "_a", "_vox", "_gb")
+_FIELD = re.compile(r"(?<![/\w.-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?![\w./-])")
+_LEADING_WORD = re.compile(r"^([a-z]+)(?= must|: )")
+
+
+#: float options for which an infinite value means something (``--snr inf``: noise-free)
+INFINITE_ALLOWED = frozenset({"--snr"})
+
+
+def _subcommand(argv: Sequence[str]) -> tuple[object | None, list[str]]:
+    """The subcommand ``argv`` invokes and the tokens after its name (None when ``argv`` names none)."""
+    cmd, tokens = typer.main.get_command(app), list(argv)
+    while getattr(cmd, "commands", None):
+        name = next((t for t in tokens if not t.startswith("-")), None)
+        if name not in cmd.commands:
+            return None, []
+        cmd, tokens = cmd.commands[name], tokens[tokens.index(name) + 1:]
+    return cmd, tokens
+
+
+def _check_finite_floats(argv: Sequence[str]) -> None:
+    """Every number given to a float option must be finite (NaN and inf are never a voxel size, an angle or a
+    voltage), whether or not the chosen path uses the option: checked here, where numbers enter, for every
+    command at once (ranges are the configuration objects' to check)."""
+    cmd, tokens = _subcommand(argv)
+    floats = {o for p in getattr(cmd, "params", []) if float in (p.type_descriptor.annotation, *typing.get_args(p.type_descriptor.annotation))
+              for o in (getattr(p, "opts", None) or []) if o.startswith("-")}
+    for i, token in enumerate(tokens):
+        opt, eq, value = token.partition("=")
+        if opt not in floats or opt in INFINITE_ALLOWED:
+            continue
+        value = value if eq else (tokens[i + 1] if i + 1 < len(tokens) else "")
+        try:
+            number = float(value)
+        except ValueError:
+            continue  # typer says it is not a number
+        if not math.isfinite(number):
+            raise InputError(f"must be a finite number, got {value}", opt)
+
+
+def _command_options(argv: Sequence[str]) -> dict[str, str]:
+    """``{field-like name: --option}`` of the subcommand ``argv`` invokes (``voxel_size`` -> ``--voxel-size``)."""
+    cmd, _ = _subcommand(argv)
+    names: dict[str, str] = {}
+    for p in getattr(cmd, "params", []):
+        long = next((o for o in (getattr(p, "opts", None) or []) if o.startswith("--")), None)
+        if long:
+            names[p.name] = names[long[2:].replace("-", "_")] = long
+    return names
+
+
+def _name_options(message: str, argv: Sequence[str]) -> str:
+    """Replace the internal field names in an error line (``voltage_kv``, ``max_shift_vox``) by the options a
+    user typed (``--voltage``, ``--shift``): the configuration objects name their fields, the CLI its options."""
+    options = _command_options(argv)
+
+    def option(name: str) -> str | None:
+        stems = [name] + [name[: -len(s)] for s in _UNIT_SUFFIXES if name.endswith(s)]
+        stems += [s[4:] for s in list(stems) if s.startswith("max_")]
+        return next((options[s] for s in stems if s in options), None)
+
+    message = _FIELD.sub(lambda m: option(m.group(1)) or m.group(1), message)
+    return _LEADING_WORD.sub(lambda m: option(m.group(1)) or m.group(1), message)
+
+
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the app; bad input prints ``error: <file>: <problem>`` on stderr and exits with code 2.
 
@@ -61,11 +129,12 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     subcommands are those registered so far (:mod:`cryomine.cli.main` registers them all).
     """
     try:
+        _check_finite_floats(list(argv) if argv is not None else sys.argv[1:])
         with _warnings_as_lines():
             rv = app(args=list(argv) if argv is not None else None, prog_name="cryomine", standalone_mode=False)
         code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except InputError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_name_options(str(exc), list(argv) if argv is not None else sys.argv[1:])}", err=True)
         code = 2
     except TyperException as exc:  # typer's own checks (bad option values, unknown options, ...): one line too
         ctx = getattr(exc, "ctx", None)

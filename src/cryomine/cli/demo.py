@@ -31,7 +31,7 @@ import typer
 
 from cryomine import __version__
 from cryomine.cli.app import app, run_cli
-from cryomine.errors import InputError
+from cryomine.errors import InputError, check_int
 from cryomine.io import read_particles, write_mrc, write_particles
 from cryomine.io.atomic import atomic_output, check_writable_folder
 from cryomine.structures import list_structures, load_structure
@@ -56,6 +56,7 @@ class DemoConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_int(self.seed, "--seed", 0)
         if self.voxel_size_a <= 0:
             raise InputError(f"voxel size must be > 0 Å, got {self.voxel_size_a:g}", "--voxel-size")
         if self.unseen in self.known:

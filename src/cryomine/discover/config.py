@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cryomine.errors import InputError
+from cryomine.errors import InputError, check_int
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,8 @@ class DiscoverConfig:
             raise InputError(f"k must be an integer >= 2 (number of clusters), got {self.k!r}", "--k")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}", "--seed")
-        for name in ("n_init", "tsne_max_points", "baseline_components", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        for name, high in (("n_init", 1000), ("tsne_max_points", None), ("baseline_components", None), ("batch_size", 4096)):
+            check_int(getattr(self, name), name, 1, high)
         if self.tsne_max_points < 5:
             raise InputError(f"tsne_max_points must be at least 5, got {self.tsne_max_points}")
         if not (isinstance(self.tsne_perplexity, (int, float)) and math.isfinite(self.tsne_perplexity)

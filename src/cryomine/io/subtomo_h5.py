@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cryomine.errors import InputError
+from cryomine.errors import CryomineWarning, InputError
 
 FORMAT = "cryomine-subtomograms"
 FORMAT_VERSION = 2
@@ -191,7 +192,7 @@ def read_header(path: str | os.PathLike[str]) -> DatasetHeader:
             if f.attrs.get("format") != FORMAT:
                 raise InputError("not a cryomine subtomogram dataset (no 'format' attribute)", p)
             _check_arrays(f, p)
-            return DatasetHeader(
+            header = DatasetHeader(
                 class_names=json.loads(f.attrs["class_names"]),
                 voxel_size_a=float(f.attrs["voxel_size_a"]),
                 size=int(f.attrs["size"]),
@@ -207,6 +208,22 @@ def read_header(path: str | os.PathLike[str]) -> DatasetHeader:
         raise
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"not a readable cryomine dataset ({' '.join(str(exc).split())[:160]})", p) from None
+    _warn_if_partial(p, header)
+    return header
+
+
+_WARNED_PARTIAL: set[tuple[str, int]] = set()
+
+
+def _warn_if_partial(p: Path, header: DatasetHeader) -> None:
+    """Say once per process and state that a dataset holds fewer rows than planned (an interrupted simulation):
+    every reader works on the written rows, and names the dataset as partial."""
+    key = (str(p.resolve()), header.n_written)
+    if 0 < header.n_written < header.n_planned and key not in _WARNED_PARTIAL:  # an empty one is refused by its readers
+        _WARNED_PARTIAL.add(key)
+        warnings.warn(f"{p}: partial dataset: {header.n_written} of {header.n_planned} rows written (an interrupted "
+                      "'cryomine simulate subtomograms'; finish it with --resume); using the written rows",
+                      CryomineWarning, stacklevel=3)
 
 
 def read_rows(path: str | os.PathLike[str], fields: tuple[str, ...], index: np.ndarray | slice | None = None) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryomine.errors import InputError
+from cryomine.errors import InputError, check_int
 
 #: name -> (has_cls, has_seg, has_rec)
 _HEADS: dict[str, tuple[bool, bool, bool]] = {
@@ -104,10 +104,8 @@ class ModelConfig:
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise InputError(f"dropout: must be a probability in [0, 1), got {self.dropout!r}")
         object.__setattr__(self, "dropout", float(self.dropout))
-        for key in ("fc_units", "base_channels"):
-            value = getattr(self, key)
-            if not _is_int(value) or value < 1:
-                raise InputError(f"{key}: must be a positive integer, got {value!r}")
+        for key, high in (("fc_units", 1_000_000), ("base_channels", 4096)):  # beyond: no machine holds the weights
+            check_int(getattr(self, key), key, 1, high)
         if not isinstance(self.batch_norm, bool):
             raise InputError(f"batch_norm: must be true or false, got {self.batch_norm!r}")
 

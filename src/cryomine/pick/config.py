@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from cryomine.acquisition.ctf import MicroscopeConfig
 from cryomine.devices import DEVICE_CHOICES, check_thread_count
-from cryomine.errors import InputError
+from cryomine.errors import InputError, check_int
 from cryomine.geometry.sampling import symmetry_group
 from cryomine.geometry.tilts import check_tilt_range
 from cryomine.pick.weighting import TiltWeighting
@@ -93,8 +93,8 @@ class PeakConfig:
             _finite(self.threshold, "--threshold")
         _positive(self.auto_sigma, "auto_sigma")
         _positive(self.false_positives, "--false-positives")
-        if self.border_vox is not None and (isinstance(self.border_vox, bool) or not isinstance(self.border_vox, int) or self.border_vox < 0):
-            raise InputError(f"must be an integer >= 0 voxels, got {self.border_vox!r}", "--border-vox")
+        if self.border_vox is not None:
+            check_int(self.border_vox, "--border-vox", 0, 10_000)  # voxels from a face
 
     def border_for(self, radius_vox: float) -> int:
         """The face exclusion (voxels): ``border_vox``, or ``ceil(radius_vox / 2)`` when it is ``None``."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from cryomine import __version__
 from cryomine.devices import resolve_device
-from cryomine.errors import InputError
+from cryomine.errors import CryomineWarning, InputError
 from cryomine.io.subtomo_h5 import create_dataset, read_header, write_rows
 from cryomine.resources import check_disk, check_memory
 from cryomine.simulate.aitom import aitom_convolution
@@ -136,7 +137,9 @@ def simulate_subtomograms(
     if out.exists() and not force:
         if not resume:
             raise InputError("dataset exists; use --resume to continue it or --force to replace it", out)
-        header = read_header(out)
+        with warnings.catch_warnings():  # "partial dataset": the one reader that is finishing it
+            warnings.simplefilter("ignore", CryomineWarning)
+            header = read_header(out)
         if json.loads(json.dumps(header.config)) != json.loads(json.dumps(config_dict, sort_keys=True)):
             raise InputError("dataset was made with other parameters; cannot resume (use --force to replace it)", out)
         start = header.n_written

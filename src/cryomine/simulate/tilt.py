@@ -63,15 +63,15 @@ class TiltSeriesConfig:
     step_deg: float = 3.0
 
     def __post_init__(self) -> None:
-        check_tilt_range(self.min_deg, self.max_deg, "tilt series")
+        check_tilt_range(self.min_deg, self.max_deg, "--tilt-min/--tilt-max")
         try:
             ok = math.isfinite(float(self.step_deg)) and not isinstance(self.step_deg, bool)
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            raise InputError(f"tilt step must be a finite number of degrees, got {self.step_deg!r}")
+            raise InputError(f"tilt step must be a finite number of degrees, got {self.step_deg!r}", "--tilt-step")
         if not self.step_deg > 0:
-            raise InputError(f"tilt step must be > 0 degrees, got {self.step_deg:g}")
+            raise InputError(f"tilt step must be > 0 degrees, got {self.step_deg:g}", "--tilt-step")
         if (self.max_deg - self.min_deg) / self.step_deg > 3600:
             raise InputError(f"tilt step {self.step_deg:g} degrees gives more than 3600 tilts", "--tilt-step")
         if self.step_deg > 0.5 * (self.max_deg - self.min_deg):

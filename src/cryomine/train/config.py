@@ -27,7 +27,7 @@ import torch
 
 from cryomine.data.augment import AugmentConfig
 from cryomine.devices import check_thread_count
-from cryomine.errors import InputError
+from cryomine.errors import InputError, check_int
 
 LOSS_HEADS = ("cls", "seg", "rec")
 OPTIMIZERS = ("adamw", "adam")
@@ -57,6 +57,9 @@ def parse_loss_weights(text: str) -> tuple[float, float, float]:
         raise InputError(f"loss weights: expected 'cls:seg:rec' with three numbers, e.g. 1:10:1, got {text!r}")
     return values  # type: ignore[return-value]
 
+
+MAX_BATCH = 4096  # boxes per step: beyond it a step's activations outgrow any machine's memory
+MAX_EPOCHS = 100_000
 
 #: TrainConfig fields and the ``cryomine train`` options that set them (errors name the option a user typed)
 OPTIONS = {"max_epochs": "--epochs", "batch_size": "--batch-size", "patience": "--patience", "seed": "--seed",
@@ -144,10 +147,9 @@ class TrainConfig:
             raise InputError(f"betas: must be two numbers in [0, 1), got {self.betas!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in betas))
         self._check_recipe()
-        for key, low in (("batch_size", 1), ("max_epochs", 1), ("patience", 1), ("seed", 0), ("precise_bn_batches", 0)):
-            v = getattr(self, key)
-            if not _is_int(v) or v < low:
-                raise InputError(f"{_option(key)}: must be an integer >= {low}, got {v!r}")
+        for key, low, high in (("batch_size", 1, MAX_BATCH), ("max_epochs", 1, MAX_EPOCHS), ("patience", 1, None),
+                               ("seed", 0, None), ("precise_bn_batches", 0, None)):
+            check_int(getattr(self, key), _option(key), low, high)
         fr = tuple(self.split_fractions) if isinstance(self.split_fractions, (list, tuple)) else ()
         if (len(fr) != 3 or not all(_is_num(f) and f >= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6
                 or fr[0] <= 0 or fr[1] <= 0):

@@ -33,7 +33,7 @@ from torch import nn
 
 from cryomine.data.tomo_tiles import TileSampler, expected_voxels, open_training_tomogram
 from cryomine.devices import resolve_device
-from cryomine.errors import InputError
+from cryomine.errors import InputError, check_int
 from cryomine.io.atomic import atomic_output
 from cryomine.models.picker import PickerConfig, PickerUNet
 from cryomine.train.loop import load_checkpoint, load_model_state, save_checkpoint
@@ -67,10 +67,9 @@ class PickerTrainConfig:
     bf16: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "steps_per_epoch", "batch", "tile_vox", "val_tiles", "base_channels", "depth"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InputError(f"must be an integer >= 1, got {v!r}", f"--{name.replace('_', '-')}")
+        for name, high in (("epochs", 100_000), ("steps_per_epoch", 1_000_000), ("batch", 256), ("tile_vox", 256),
+                           ("val_tiles", 100_000), ("base_channels", 512), ("depth", 6)):
+            check_int(getattr(self, name), "--batch-size" if name == "batch" else f"--{name.replace('_', '-')}", 1, high)
         if self.tile_vox % 2**self.depth or self.tile_vox > 256:
             raise InputError(f"tiles must be a multiple of {2**self.depth} voxels, at most 256, got {self.tile_vox}", "--tile-vox")
         if not (isinstance(self.lr, float | int) and 0 < self.lr < 1) or not 0 <= self.weight_decay < 1:
