@@ -27,7 +27,6 @@ import json
 import os
 import re
 import resource
-import shlex
 import shutil
 import subprocess
 import sys
@@ -152,7 +151,8 @@ def run_case(case: dict, work: Path, timeout: float) -> dict:
     command = case["command"].split("; ls -la")[0]
     if "chmod" in case["setup"] and os.getuid() == 0:  # permissions do not bind root: run as nobody
         d.chmod(0o777)
-        command = f"HOME=/nonexistent setpriv --reuid=65534 --regid=65534 --clear-groups bash -c {shlex.quote(command)}"
+        exe = shutil.which("cryomine") or "cryomine"
+        command = f"HOME=/tmp MPLCONFIGDIR=/tmp setpriv --reuid=65534 --regid=65534 --clear-groups {exe}{command.removeprefix('cryomine')}"
     t0 = time.perf_counter()
     try:
         p = subprocess.run(command, shell=True, cwd=d, capture_output=True, text=True, timeout=timeout, preexec_fn=_limits)

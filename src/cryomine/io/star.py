@@ -369,8 +369,10 @@ def _check_last_row(p: Path, last_block: object) -> None:
     with open(p, "rb") as fh:
         fh.seek(max(p.stat().st_size - 1, 0))
         ends_in_newline = fh.read(1) in (b"\n", b"")
-    if ends_in_newline or not isinstance(last_block, pd.DataFrame) or last_block.empty:
+    if ends_in_newline or not isinstance(last_block, pd.DataFrame):
         return
+    if last_block.empty:  # writers end every line: a table without rows and without its last newline was cut
+        raise InputError("truncated: it ends inside the column list of its last table", p)
     with open(p, "rb") as fh:
         fh.seek(max(p.stat().st_size - 65536, 0))
         tail = fh.read().decode(errors="replace").rstrip().splitlines()

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from cryomine.errors import InputError
+from cryomine.io.star import read_particles
 
 __all__ = ["JsonFile", "ReportInputs", "candidate_dirs", "find_inputs", "json_kind", "read_json", "read_table"]
 
@@ -179,6 +180,12 @@ def find_inputs(path: str | os.PathLike[str]) -> ReportInputs:
     average_dir = average.path.parent if average else next(
         (d for d in dirs if (d / "fsc.csv").is_file() or (d / "average.mrc").is_file()), None)
     pick_eval = _first(files, "pick_evaluation", kinds, "picks_evaluation.json")
+    companions = [d / n for d, n in ((predict_dir, "predictions.star"), (discover_dir, "assignments.csv")) if d is not None]
+    for table in (t for t in companions if t.exists()):  # outputs the report links but does not draw: say if damaged
+        try:
+            read_particles(table) if table.suffix == ".star" else read_table(table)
+        except InputError as exc:
+            notes.append(str(exc))
 
     tomogram = _first_file(dirs, "tomogram.mrc")
     tomo_meta = None
