@@ -77,13 +77,21 @@ def _subcommand(argv: Sequence[str]) -> tuple[object | None, list[str]]:
     return cmd, tokens
 
 
+def _is_float(param: object) -> bool:
+    """Whether a typer parameter takes float values (recent typer describes its annotation; older versions keep
+    click's type)."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if annotation is not None:
+        return float in (annotation, *typing.get_args(annotation))
+    return getattr(getattr(param, "type", None), "name", "") == "float"
+
+
 def _check_finite_floats(argv: Sequence[str]) -> None:
     """Every number given to a float option must be finite (NaN and inf are never a voxel size, an angle or a
     voltage), whether or not the chosen path uses the option: checked here, where numbers enter, for every
     command at once (ranges are the configuration objects' to check)."""
     cmd, tokens = _subcommand(argv)
-    floats = {o for p in getattr(cmd, "params", []) if float in (p.type_descriptor.annotation, *typing.get_args(p.type_descriptor.annotation))
-              for o in (getattr(p, "opts", None) or []) if o.startswith("-")}
+    floats = {o for p in getattr(cmd, "params", []) if _is_float(p) for o in (getattr(p, "opts", None) or []) if o.startswith("-")}
     for i, token in enumerate(tokens):
         opt, eq, value = token.partition("=")
         if opt not in floats or opt in INFINITE_ALLOWED:
