@@ -8,6 +8,7 @@ report's (``./bad/<name>``).
   a huge or negative size, complex values, voxel size 0, a sparse file of 32 GiB.
 - Atomic models: empty, random bytes, no atoms, NaN coordinates, coordinates far apart, a corrupt gzip.
 - STAR: a header with no rows.
+- OME-Zarr: anisotropic or unitless scales, a NaN voxel, a corrupt chunk, attributes that are not JSON.
 - Subtomogram HDF5 (``prefix`` "" from a plain dataset, "tr_" from one with ground truth): a missing array,
   boxes of the wrong rank or not cubic, strings for numbers, NaN/inf voxels, a header count the arrays do not
   hold.
@@ -16,6 +17,7 @@ report's (``./bad/<name>``).
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -24,6 +26,9 @@ from pathlib import Path
 import h5py
 import mrcfile
 import numpy as np
+import zarr
+
+from cryomine.io.omezarr import write_omezarr
 
 VALID_ATOM = "ATOM      1  CA  ALA A   1      {x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00           C\n"
 
@@ -78,6 +83,24 @@ def make_mrc_files(out: Path, good_mrc: Path) -> dict[str, Path]:
         tomo = np.asarray(m.data, dtype=np.float32)
     files["vs0_tomo.mrc"] = _mrc(out / "vs0_tomo.mrc", tomo, voxel_size=0.0)
     files["sparse_huge.mrc"] = sparse_huge_mrc(out / "sparse_huge.mrc")
+    return files
+
+
+def make_zarr_files(out: Path) -> dict[str, Path]:
+    """Broken OME-Zarr images: anisotropic or unitless scales, a NaN voxel, a chunk overwritten with random
+    bytes, attributes that are not JSON."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in ("aniso.zarr", "nounit.zarr", "nan.zarr", "chunk.zarr", "attrs.zarr"):
+        files[name] = write_omezarr(out / name, _noise((20, 24, 24), 6), 10.0, levels=2, chunks=16)
+    for name, edit in (("aniso.zarr", lambda ms: ms["datasets"][0]["coordinateTransformations"][0].update(scale=[20.0, 10.0, 10.0])),
+                       ("nounit.zarr", lambda ms: [a.pop("unit") for a in ms["axes"]])):
+        attrs = json.loads((out / name / ".zattrs").read_text())
+        edit(attrs["multiscales"][0])
+        (out / name / ".zattrs").write_text(json.dumps(attrs))
+    zarr.open_array(str(out / "nan.zarr" / "0"), mode="r+")[3, 4, 5] = np.nan
+    (out / "chunk.zarr" / "0" / "0.0.0").write_bytes(np.random.default_rng(7).bytes(500))
+    (out / "attrs.zarr" / ".zattrs").write_text('{"multiscales": [')
     return files
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from broken_inputs import make_h5_files, make_model_files, make_mrc_files, make_star_files, tree_snapshot
+from broken_inputs import make_h5_files, make_model_files, make_mrc_files, make_star_files, make_zarr_files, tree_snapshot
 from cryomine.cli import app, main
 
 
@@ -35,7 +35,7 @@ def fx(tmp_path_factory):
     _run(["structures", "show", "1bxn", "--out", str(d / "1bxn.mrc")])
     bad = d / "bad"
     files = {**make_mrc_files(bad, d / "tomo.mrc"), **make_model_files(bad), **make_star_files(bad, d / "tomo.star"),
-             **make_h5_files(bad, d / "tr.h5")}
+             **make_h5_files(bad, d / "tr.h5"), **make_zarr_files(bad)}
     return d, files
 
 
@@ -45,6 +45,7 @@ MODEL_KINDS = ("empty.pdb", "noatoms.pdb", "badcoord.pdb", "wide.pdb", "random.p
 H5_KINDS = ("nokey_subtomos.h5", "nokey_mask.h5", "nokey_density.h5", "wrongshape.h5", "nocube.h5", "strdata.h5",
             "nan.h5", "inf.h5", "nan_trainrow.h5", "badattr_nwritten.h5", "negattr_nwritten.h5")
 STAR_KINDS = ("norows.star", "nan.star", "trunc.star", "random.star")
+ZARR_KINDS = ("aniso.zarr", "nounit.zarr", "nan.zarr", "chunk.zarr", "attrs.zarr")
 # readers that memory-map a tomogram process a valid huge one slab by slab instead of refusing it; the atlas
 # reads only the tomogram's grid, so NaN voxels do not concern it
 MAPPED_KINDS = tuple(k for k in MRC_KINDS if k != "sparse_huge.mrc")
@@ -55,8 +56,8 @@ READERS: list[tuple[str, tuple[str, ...], list[str]]] = [
     ("show", MRC_KINDS + MODEL_KINDS, ["structures", "show", "X", "--out", "OUT/x.mrc"]),
     ("simulate", MRC_KINDS + MODEL_KINDS, ["simulate", "subtomograms", "OUT/d.h5", "--per-class", "1", "--size", "16", "--structures", "X"]),
     ("fsc", MRC_KINDS, ["fsc", "X", "FX/1bxn.mrc", "--out", "OUT/f.csv"]),
-    ("pick", MRC_KINDS + ("vs0_tomo.mrc",), ["pick", "X", "--method", "dog", "--radius", "40", "--out", "OUT/p.star"]),
-    ("extract", MAPPED_KINDS + ("vs0_tomo.mrc",), ["extract", "X", "FX/tomo.star", "--size", "16", "--out", "OUT/e.h5"]),
+    ("pick", MRC_KINDS + ("vs0_tomo.mrc",) + ZARR_KINDS, ["pick", "X", "--method", "dog", "--radius", "40", "--out", "OUT/p.star"]),
+    ("extract", MAPPED_KINDS + ("vs0_tomo.mrc",) + ZARR_KINDS, ["extract", "X", "FX/tomo.star", "--size", "16", "--out", "OUT/e.h5"]),
     ("extract-star", STAR_KINDS, ["extract", "FX/tomo.mrc", "X", "--size", "16", "--out", "OUT/e.h5"]),
     ("atlas", GRID_KINDS, ["atlas", "X", "FX/tomo.star", "--out", "OUT/a.mrc"]),
     ("atlas-star", STAR_KINDS, ["atlas", "FX/tomo.mrc", "X", "--out", "OUT/a.mrc"]),

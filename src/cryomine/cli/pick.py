@@ -20,7 +20,7 @@ def _given(**values: object) -> dict[str, object]:
 
 @app.command("pick")
 def pick_cmd(
-    tomogram: Path = typer.Argument(..., help="Tomogram (MRC or .em; protein bright, or give --invert)."),
+    tomogram: Path = typer.Argument(..., help="Tomogram (MRC, .em or OME-Zarr image/level; protein bright, or give --invert)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output picks (RELION STAR); scores/angles/JSON are written beside it."),
     method: str | None = typer.Option(None, "--method", help="dog, template or learned (default: template when --template is given, learned when --model is, else dog)."),
     model: Path | None = typer.Option(None, "--model", help="A picker run folder (cryomine train-picker) or pretrained:NAME for --method learned (default: pretrained:picker, shipped)."),
@@ -151,7 +151,7 @@ def _pick_dog(tomogram: Path, out: Path, template: str | None, radius: float | N
 
 @app.command("extract")
 def extract_cmd(
-    tomogram: Path = typer.Argument(..., help="Tomogram (MRC or .em)."),
+    tomogram: Path = typer.Argument(..., help="Tomogram (MRC, .em or OME-Zarr image/level)."),
     picks: Path = typer.Argument(..., help="Picks (RELION STAR, voxel coordinates of TOMOGRAM)."),
     size: int = typer.Option(..., "--size", help="Box edge (voxels); must match the model's input for predict."),
     out: Path = typer.Option(..., "--out", "-o", help="Output dataset (.h5) for 'cryomine predict' / 'discover' / 'average'."),

@@ -23,6 +23,7 @@ from cryomine.io.em import (
     zxz_to_relion_zyz,
 )
 from cryomine.io.mrc import Volume, read_mrc, write_mrc, write_volume
+from cryomine.io.omezarr import omezarr_levels, read_omezarr, write_omezarr
 from cryomine.io.optics import OpticsGroup
 from cryomine.io.particle_lists import (
     SHREC2019_LAYOUT,
@@ -77,6 +78,9 @@ __all__ = [
     "read_shrec_particles",
     "read_tomograms",
     "read_volume",
+    "omezarr_levels",
+    "read_omezarr",
+    "write_omezarr",
     "relion_zyz_to_zxz",
     "volume_kind",
     "with_optics",

@@ -1,4 +1,5 @@
-"""One reader for volumes by file extension: MRC (``.mrc .map .rec .mrcs``, mrcfile) and TOM/PyTom ``.em``."""
+"""One reader for volumes by file extension: MRC (``.mrc .map .rec .mrcs``, mrcfile), TOM/PyTom ``.em`` and
+OME-Zarr images (folders; a group or one of its pyramid levels, :mod:`cryomine.io.omezarr`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from cryomine.errors import InputError
 from cryomine.geometry.validate import check_voxel_size
 from cryomine.io.em import em_voxel_size_a, read_em
 from cryomine.io.mrc import Volume, header_voxel_size_a, open_mrc_volume, read_mrc
+from cryomine.io.omezarr import is_omezarr, omezarr_levels, read_omezarr
 
 __all__ = ["EM_SUFFIXES", "MRC_SUFFIXES", "VOLUME_SUFFIXES", "header_voxel_size", "open_volume", "read_volume", "volume_kind"]
 
@@ -20,7 +22,10 @@ VOLUME_SUFFIXES = MRC_SUFFIXES + EM_SUFFIXES
 
 
 def volume_kind(path: str | os.PathLike[str]) -> str | None:
-    """``"mrc"`` or ``"em"`` by the file's extension (case-insensitive), None for anything else."""
+    """``"mrc"`` or ``"em"`` by the file's extension (case-insensitive), ``"omezarr"`` for an OME-Zarr folder,
+    None for anything else."""
+    if is_omezarr(path):
+        return "omezarr"
     suffix = Path(path).suffix.lower()
     return "mrc" if suffix in MRC_SUFFIXES else "em" if suffix in EM_SUFFIXES else None
 
@@ -48,6 +53,8 @@ def read_volume(
         raise InputError(f"unknown volume file type {p.suffix or '(no extension)'!r}; expected one of "
                          f"{', '.join(VOLUME_SUFFIXES)}", p)  # fmt: skip
     given = None if voxel_size_a is None else check_voxel_size(voxel_size_a, option)
+    if kind == "omezarr":
+        return read_omezarr(p, given, option=option)
     if kind == "mrc":
         return read_mrc(p, allow_stack=allow_stack, voxel_size_a=given, option=option, strict=True)
     stored = em_voxel_size_a(p)
@@ -58,17 +65,22 @@ def read_volume(
 
 def header_voxel_size(path: str | os.PathLike[str]) -> float:
     """The voxel size (Å) a volume file's header states, 0 when it states none (MRC unset, TOM ``.em``)."""
-    if volume_kind(path) == "em":
+    kind = volume_kind(path)
+    if kind == "em":
         return em_voxel_size_a(path) or 0.0
+    if kind == "omezarr":
+        level = Path(path).name if (Path(path).parent / ".zattrs").is_file() and not (Path(path) / ".zattrs").is_file() else None
+        levels = dict(omezarr_levels(path))
+        return levels[level] if level in levels else next(iter(levels.values()))
     return header_voxel_size_a(path)
 
 
 @contextlib.contextmanager
 def open_volume(path: str | os.PathLike[str], voxel_size_a: float | None = None, *, option: str = "--voxel-size") -> Iterator[Volume]:
     """A tomogram as a :class:`Volume`: an MRC memory-mapped (:func:`cryomine.io.mrc.open_mrc_volume`), a
-    TOM ``.em`` read into memory; ``voxel_size_a`` overrides the header (an unset one is an error naming
+    TOM ``.em`` or an OME-Zarr level read into memory; ``voxel_size_a`` overrides the header (an unset one is an error naming
     ``option``)."""
-    if volume_kind(path) == "em":
+    if volume_kind(path) in ("em", "omezarr"):  # read into memory
         yield read_volume(path, voxel_size_a, option=option)
         return
     with open_mrc_volume(path, voxel_size_a, option=option) as vol:
