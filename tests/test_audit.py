@@ -119,6 +119,8 @@ BASE = {
     "average": ["average", "FX/tr.h5", "--iterations", "1", "--angular-step", "45", "-q", "--out", "OUT/avg"],
     "fsc": ["fsc", "FX/1bxn.mrc", "FX/1bxn.mrc"],
     "convert": ["convert", "FX/tomo.star", "--out", "OUT/c.star"],
+    "copick export": ["copick", "export", "FX/tomo.star", "--config", "FX/copick.json", "--run", "TS_001", "--voxel-size", "10"],
+    "copick import": ["copick", "import", "--config", "FX/copick.json", "--run", "TS_001", "--voxel-size", "10", "--out", "OUT/c.star"],
     "demo": ["demo", "--out", "OUT/demo"],
     "discover": ["discover", "FX/run", "FX/tr.h5", "--out", "OUT/disc"],
     "evaluate": ["evaluate", "FX/run", "FX/tr.h5"],

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import cryomine.cli.average
 import cryomine.cli.convert
+import cryomine.cli.copick
 import cryomine.cli.demo
 import cryomine.cli.discover
 import cryomine.cli.evaluate

@@ -10,12 +10,36 @@ augments (fresh noise, flips), the batches are augmented as in training, from se
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from cryomine.data.loader import SubtomoDataset
 from cryomine.train.runtime import Runtime
+
+
+def recalibrate_on_batches(model: nn.Module, batches: Iterable[Tensor], runtime: Runtime) -> bool:
+    """Replace every BN layer's running statistics by their plain average over ``batches`` (inputs, already on
+    the device), forwarded in train mode without gradients; momenta, mode and torch's random state are restored.
+    Returns False (nothing done) for a model without BN layers."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        return False
+    momenta = [m.momentum for m in layers]
+    was_training = model.training
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    with torch.random.fork_rng(devices=[]), torch.no_grad(), runtime.autocast():  # dropout draws leave no trace
+        for x in batches:
+            model(x)
+    for m, momentum in zip(layers, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+    return True
 
 
 def recalibrate_batchnorm(
@@ -25,21 +49,9 @@ def recalibrate_batchnorm(
 
     Returns the number of subtomograms used (0 when the model has no BN layer or ``n_batches`` is 0).
     """
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not layers or n_batches <= 0 or len(data) == 0:
+    if n_batches <= 0 or len(data) == 0:
         return 0
     rows = np.random.default_rng([seed, 0xB4]).permutation(len(data))[: n_batches * batch_size]
-    momenta = [m.momentum for m in layers]
-    was_training = model.training
-    for m in layers:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    model.train()
-    with torch.random.fork_rng(devices=[]), torch.no_grad(), runtime.autocast():  # dropout draws leave no trace
-        for i in range(0, len(rows), batch_size):
-            rng = np.random.default_rng([seed, 0xB4, i])  # augmented like training, where data augments
-            model(runtime.to_device(data.batch(np.sort(rows[i : i + batch_size]), rng))["x"])
-    for m, momentum in zip(layers, momenta):
-        m.momentum = momentum
-    model.train(was_training)
-    return int(len(rows))
+    batches = (runtime.to_device(data.batch(np.sort(rows[i : i + batch_size]), np.random.default_rng([seed, 0xB4, i])))["x"]
+               for i in range(0, len(rows), batch_size))  # augmented like training, where data augments
+    return int(len(rows)) if recalibrate_on_batches(model, batches, runtime) else 0

@@ -36,6 +36,7 @@ from cryomine.devices import resolve_device
 from cryomine.errors import InputError, check_int
 from cryomine.io.atomic import atomic_output
 from cryomine.models.picker import PickerConfig, PickerUNet
+from cryomine.train.batchnorm import recalibrate_on_batches
 from cryomine.train.loop import load_checkpoint, load_model_state, save_checkpoint
 from cryomine.train.run import resolve_run
 from cryomine.train.runtime import Runtime
@@ -94,18 +95,10 @@ def _class_weights(sampler: TileSampler) -> torch.Tensor:
 
 
 def _recalibrate(model: nn.Module, sampler: TileSampler, runtime: Runtime, config: PickerTrainConfig, n: int = 4) -> None:
-    """Precise BN: running statistics = the average over ``n`` seeded training batches."""
-    layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm3d)]
-    for m in layers:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    with torch.no_grad(), runtime.autocast():
-        for i in range(n):
-            x, _ = sampler.batch(config.batch, np.random.default_rng([config.seed, 0xB4, i]))
-            model(_to(torch.from_numpy(x), runtime))
-    for m in layers:
-        m.momentum = 0.1
+    """Precise BN over ``n`` seeded training batches (:func:`~cryomine.train.batchnorm.recalibrate_on_batches`)."""
+    batches = (_to(torch.from_numpy(sampler.batch(config.batch, np.random.default_rng([config.seed, 0xB4, i]))[0]), runtime)
+               for i in range(n))
+    recalibrate_on_batches(model, batches, runtime)
 
 
 def _to(x: torch.Tensor, runtime: Runtime) -> torch.Tensor:

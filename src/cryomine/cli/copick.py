@@ -1,0 +1,69 @@
+"""``cryomine copick``: picks between a copick project and RELION STAR files (tomograms need no command: a copick
+tomogram is an OME-Zarr image, ``<root>/ExperimentRuns/<run>/VoxelSpacing<v>/<type>.zarr``, which every command
+that takes a tomogram reads)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import typer
+
+from cryomine.cli.app import app
+from cryomine.errors import InputError
+from cryomine.io.atomic import check_writable
+
+copick_app = typer.Typer(help="Picks in and out of a copick project (needs the optional 'copick' package).", no_args_is_help=True)
+app.add_typer(copick_app, name="copick")
+
+CONFIG_HELP = "copick project config (JSON; e.g. a local filesystem project)."
+RUN_HELP = "Run (tomogram) of the project."
+VOXEL_HELP = "Voxel size (Å) of the STAR's voxel coordinates (a voxel spacing of the project)."
+
+
+def _project(config: Path):
+    """The opened project; a one-line error when the optional ``copick`` package is missing."""
+    if importlib.util.find_spec("copick") is None:
+        raise InputError("needs the optional 'copick' package: pip install 'cryomine[copick]'", "cryomine copick")
+    from cryomine.io.copick_project import open_project  # imports copick: only for these commands
+
+    return open_project(config)
+
+
+@copick_app.command("export")
+def export_cmd(
+    picks: Path = typer.Argument(..., help="Picks (RELION STAR, voxel coordinates; rlnClassName = the copick object)."),
+    config: Path = typer.Option(..., "--config", help=CONFIG_HELP),
+    run: str = typer.Option(..., "--run", help=RUN_HELP),
+    voxel_size: float = typer.Option(..., "--voxel-size", help=VOXEL_HELP),
+    object_name: str | None = typer.Option(None, "--object", help="copick object for every pick (default: each pick's rlnClassName)."),
+    session: str = typer.Option("0", "--session", help="copick session id of the written picks (user id: cryomine)."),
+) -> None:
+    """Write STAR picks (positions, orientations, scores, classes) into a copick project run."""
+    from cryomine.io.copick_project import write_project_picks
+    from cryomine.io.star import read_particles
+
+    root = _project(config)
+    counts = write_project_picks(root, run, read_particles(picks), voxel_size, object_name, session_id=session)
+    typer.echo(f"wrote {sum(counts.values())} picks into run {run} ({', '.join(f'{k} {v}' for k, v in counts.items())}; "
+               f"user cryomine, session {session})")  # fmt: skip
+
+
+@copick_app.command("import")
+def import_cmd(
+    config: Path = typer.Option(..., "--config", help=CONFIG_HELP),
+    run: str = typer.Option(..., "--run", help=RUN_HELP),
+    voxel_size: float = typer.Option(..., "--voxel-size", help=VOXEL_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="Output RELION particles STAR (voxel coordinates at --voxel-size)."),
+    object_name: str | None = typer.Option(None, "--object", help="Only this copick object (default: all)."),
+    user: str | None = typer.Option(None, "--user", help="Only picks of this copick user id."),
+    session: str | None = typer.Option(None, "--session", help="Only picks of this copick session id."),
+) -> None:
+    """Read a run's copick picks into a RELION STAR (class = object, score, orientation)."""
+    from cryomine.io.copick_project import read_project_picks
+    from cryomine.io.star import write_particles
+
+    check_writable(out)  # before any work
+    table = read_project_picks(_project(config), run, voxel_size, object_name, user, session)
+    write_particles(out, table, pixel_size_a=voxel_size)
+    typer.echo(f"wrote {out}: {len(table.particles)} picks of run {run}")
