@@ -14,7 +14,13 @@ from cryomine.cli import main  # noqa: E402
 from cryomine.errors import InputError  # noqa: E402
 from cryomine.geometry.euler import euler_zyz_to_matrix  # noqa: E402
 from cryomine.io import read_mrc, read_omezarr  # noqa: E402
-from cryomine.io.copick_project import open_project, read_project_picks, read_project_tomogram, write_project_picks  # noqa: E402
+from cryomine.io.copick_project import (  # noqa: E402
+    open_project,
+    read_project_picks,
+    read_project_tomogram,
+    write_project_picks,
+    write_project_segmentation,
+)
 from cryomine.io.star import coordinates_xyz_voxels, eulers_zyz, read_particles  # noqa: E402
 
 
@@ -105,3 +111,18 @@ def test_cli_export_then_import_gives_the_same_picks(project, tmp_path, capsys):
     capsys.readouterr()
     assert main(["copick", "import", "--config", cfg, "--run", "nope", "--voxel-size", "10", "--out", str(tmp_path / "x.star")]) == 2
     assert "error: --run: no run 'nope' in the copick project" in capsys.readouterr().err
+
+
+def test_class_map_becomes_a_copick_multilabel_segmentation(project):
+    d, vol = project
+    labels = read_mrc(d / "t_classes.mrc").data.astype(np.int16)  # 0 background, 1 1bxn, 2 3gl1, 3 membrane
+    names = {int(k): v for k, v in json.loads((d / "t.json").read_text())["class_map_labels"].items()}
+    counts = write_project_segmentation(open_project(d / "copick.json"), "TS_001", labels, names, vol.voxel_size_a, session_id="3")
+    (seg,) = copick.from_file(str(d / "copick.json")).get_run("TS_001").get_segmentations(user_id="cryomine", session_id="3", is_multilabel=True)
+    got = seg.numpy()
+    objects = {"1bxn": 1, "3gl1": 2}  # the project's labels
+    for cls, lab in objects.items():
+        cryomine_label = next(k for k, v in names.items() if v == cls)
+        np.testing.assert_array_equal(got == lab, labels == cryomine_label)
+        assert counts[cls] == int((labels == cryomine_label).sum()) > 0
+    assert set(np.unique(got)) <= {0, 1, 2}  # membranes are not objects of this project: background

@@ -29,7 +29,8 @@ from cryomine.geometry.validate import check_volume, check_voxel_size
 from cryomine.io.mrc import Volume
 from cryomine.io.star import ParticleTable, coordinates_xyz_voxels, eulers_zyz, make_particles
 
-__all__ = ["open_project", "project_runs", "read_project_picks", "read_project_tomogram", "write_project_picks"]
+__all__ = ["open_project", "project_runs", "read_project_picks", "read_project_tomogram", "write_project_picks",
+           "write_project_segmentation"]
 
 USER_ID = "cryomine"
 SCORE = "rlnAutopickFigureOfMerit"
@@ -126,4 +127,28 @@ def write_project_picks(root, run: str, table: ParticleTable, voxel_size_a: floa
         picks = target.new_picks(object_name=name, session_id=session_id, user_id=user_id, exist_ok=True)
         picks.from_numpy(centres_a[sel], transforms, scores=np.nan_to_num(scores[sel], nan=1.0))
         counts[name] = int(sel.sum())
+    return counts
+
+
+def write_project_segmentation(root, run: str, labels: np.ndarray, names: dict[int, str], voxel_size_a: float,
+                               name: str = "cryomine-classes", session_id: str = "0", user_id: str = USER_ID) -> dict[str, int]:
+    """Write a ``(z, y, x)`` label map (``names``: cryomine label -> class name; 0 and labels of classes that are not
+    pickable objects of the project, such as membranes, become background) into ``run`` as a copick multilabel
+    segmentation whose voxels hold the objects' copick labels. Returns the voxels written per object."""
+    vs = check_voxel_size(voxel_size_a, "--voxel-size")
+    arr = np.asarray(labels)
+    if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"a label map must be a 3-D integer array, got {arr.dtype} of shape {arr.shape}", "labels")
+    objects = {o.name: int(o.label) for o in root.config.pickable_objects}
+    out = np.zeros(arr.shape, np.uint8 if max(objects.values(), default=0) < 256 else np.uint16)
+    counts = {}
+    for label, cls in names.items():
+        if int(label) == 0 or cls not in objects:
+            continue
+        where = arr == int(label)
+        out[where] = objects[cls]
+        counts[cls] = int(where.sum())
+    seg = _run(root, run).new_segmentation(voxel_size=vs, name=name, session_id=session_id, is_multilabel=True,
+                                           user_id=user_id, exist_ok=True)
+    seg.from_numpy(out)
     return counts
