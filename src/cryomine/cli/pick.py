@@ -182,7 +182,7 @@ def extract_cmd(
 
 @app.command("atlas")
 def atlas_cmd(
-    tomogram: Path = typer.Argument(..., help="Tomogram (MRC): gives the grid and voxel size."),
+    tomogram: Path = typer.Argument(..., help="Tomogram (MRC, .em or OME-Zarr): gives the grid and voxel size."),
     picks: Path = typer.Argument(..., help="Picks (RELION STAR) with rlnClassName (or use --classes)."),
     out: Path = typer.Option(..., "--out", "-o", help="Atlas density (MRC); <stem>_labels.mrc and <stem>.png beside it."),
     classes: Path | None = typer.Option(None, "--classes", help="predictions.star of 'cryomine predict' on the extracted picks."),

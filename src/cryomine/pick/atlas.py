@@ -23,8 +23,9 @@ import torch
 from cryomine.errors import InputError
 from cryomine.geometry import euler_zyz_to_matrix, rotate_volumes
 from cryomine.io.atomic import atomic_output
-from cryomine.io.mrc import open_mrc_volume, write_mrc
+from cryomine.io.mrc import write_mrc
 from cryomine.io.star import coordinates_xyz_voxels, eulers_zyz
+from cryomine.io.volume import open_volume
 from cryomine.pick.evaluate import load_point_set
 from cryomine.pick.peaks import read_picks
 from cryomine.resources import check_memory
@@ -168,7 +169,7 @@ def make_atlas(
             raise InputError("picks have no class names: give --classes predictions.star, or --structure ID for all picks", picks)
         names = np.full(len(table), "*", dtype=object)
     eul = eulers_zyz(table) if "rlnAngleRot" in table.particles else None
-    with open_mrc_volume(tomogram) as tomo:
+    with open_volume(tomogram) as tomo:
         shape, voxel_size_a, origin = tuple(int(s) for s in tomo.data.shape), tomo.voxel_size_a, tomo.origin_zyx_a
     check_memory(8.0 * np.prod(shape, dtype=np.float64), f"an atlas of {'x'.join(map(str, shape))} voxels", tomogram)  # density + labels
     coords = coordinates_xyz_voxels(table)[:, ::-1]
