@@ -50,39 +50,38 @@ def good_files(tmp_path_factory):
     return d, vol
 
 
-def _check_volume(v, shape_hint=None):
+def _check_volume(v):
     assert v.data.ndim == 3 and v.data.dtype == np.float32
     assert np.isfinite(v.data).all()
+
+
+def _read_damaged(good, p, reader, cut, patches, header_bytes):
+    """``reader(p)`` of ``good``'s bytes damaged (cut, ``patches`` inside the first ``header_bytes``): the volume, or
+    None after checking the InputError names ``p`` on one line."""
+    p.write_bytes(_damage(good.read_bytes(), cut, [(o % header_bytes, b) for o, b in patches]))
+    try:
+        v = reader(p)
+    except InputError as exc:
+        assert str(p) in str(exc) and "\n" not in str(exc)
+        return None
+    _check_volume(v)
+    return v
 
 
 @BUDGET
 @given(cut=st.one_of(st.none(), st.integers(0, 4000)), patches=edits)
 def test_mrc_reader_returns_a_finite_volume_or_input_error(good_files, tmp_path, cut, patches):
     d, vol = good_files
-    p = tmp_path / "x.mrc"
-    p.write_bytes(_damage((d / "v.mrc").read_bytes(), cut, [(o % 1024, b) for o, b in patches]))
-    try:
-        v = read_mrc(p)
-    except InputError as exc:
-        assert str(p) in str(exc) and "\n" not in str(exc)
-        return
-    _check_volume(v)
-    if not patches and cut is None:
+    v = _read_damaged(d / "v.mrc", tmp_path / "x.mrc", read_mrc, cut, patches, 1024)
+    if v is not None and not patches and cut is None:
         np.testing.assert_array_equal(v.data, vol)
 
 
 @BUDGET
 @given(cut=st.one_of(st.none(), st.integers(0, 1500)), patches=edits)
 def test_em_reader_returns_a_finite_volume_or_input_error(good_files, tmp_path, cut, patches):
-    d, vol = good_files
-    p = tmp_path / "x.em"
-    p.write_bytes(_damage((d / "v.em").read_bytes(), cut, [(o % 512, b) for o, b in patches]))
-    try:
-        v = read_em(p, voxel_size_a=4.0)
-    except InputError as exc:
-        assert str(p) in str(exc) and "\n" not in str(exc)
-        return
-    _check_volume(v)
+    d, _ = good_files
+    _read_damaged(d / "v.em", tmp_path / "x.em", lambda p: read_em(p, voxel_size_a=4.0), cut, patches, 512)
 
 
 star_tokens = st.sampled_from(["nan", "inf", "-", "", "abc", "1e400", "loop_", "data_", "_rlnCoordinateX", "#", '"', "\t", "0"])

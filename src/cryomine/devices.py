@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from cryomine.errors import InputError
+from cryomine.errors import InputError, check_int
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu or cuda."
@@ -38,8 +38,7 @@ def check_thread_count(n: object, option: str) -> int:
     """``n`` CPU threads as an int: at least 1 and at most :data:`MAX_THREADS_PER_CPU` per CPU of this machine
     (100000 threads made torch segfault); :class:`InputError` naming ``option`` otherwise."""
     cpus = os.cpu_count() or 1
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"must be an integer >= 1, got {n!r}", option)
+    check_int(n, option, 1)
     if n > MAX_THREADS_PER_CPU * cpus:
         raise InputError(f"{n} threads on a machine with {cpus} CPUs (at most {MAX_THREADS_PER_CPU * cpus})", option)
     return n

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryomine.acquisition import Acquisition
-from cryomine.errors import InputError
+from cryomine.errors import InputError, check_int
 from cryomine.geometry.tilts import check_tilt_range
 
 #: config fields and the ``cryomine average`` options that set them (errors name the option a user typed)
@@ -38,14 +38,6 @@ def _finite(value: Any, name: str) -> float:
     if not math.isfinite(v):
         raise InputError(f"must be finite, got {value!r}", _option(name))
     return v
-
-
-def _int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"must be an integer, got {value!r}", _option(name))
-    if value < minimum:
-        raise InputError(f"must be >= {minimum}, got {value}", _option(name))
-    return value
 
 
 @dataclass(frozen=True)
@@ -87,7 +79,7 @@ class AlignConfig:
             raise InputError(f"max shift must be in [0, 64] voxels, got {shift:g}", _option("max_shift_vox"))
         if self.global_max_resolution_a is not None and not _finite(self.global_max_resolution_a, "global_max_resolution_a") > 0:
             raise InputError("global search resolution must be > 0 Å", "global_max_resolution_a")
-        _int(self.candidates, "candidates", 1)
+        check_int(self.candidates, _option("candidates"), 1)
         if not _finite(self.chunk_mb, "chunk_mb") >= 1.0:
             raise InputError(f"chunk_mb must be >= 1, got {self.chunk_mb!r}", "chunk_mb")
 
@@ -128,16 +120,8 @@ class AverageConfig:
     align: AlignConfig = field(default_factory=AlignConfig)
 
     def __post_init__(self) -> None:
-        _int(self.iterations, "iterations", 1)
-        if self.iterations > 1000:
-            raise InputError(f"iterations must be <= 1000, got {self.iterations}", _option("iterations"))
-        _int(self.classes, "classes", 1)
-        if self.classes > 64:
-            raise InputError(f"classes must be <= 64, got {self.classes}", _option("classes"))
-        _int(self.initial_iterations, "initial_iterations", 0)
-        if self.initial_iterations > 1000:
-            raise InputError(f"must be <= 1000, got {self.initial_iterations}", _option("initial_iterations"))
-        _int(self.seed, "seed", 0)
+        for name, low, high in (("iterations", 1, 1000), ("classes", 1, 64), ("initial_iterations", 0, 1000), ("seed", 0, None)):
+            check_int(getattr(self, name), _option(name), low, high)
         if self.tilt_range_deg is not None:
             try:
                 lo, hi = self.tilt_range_deg
