@@ -11,6 +11,7 @@ import cryomine.cli.demo
 import cryomine.cli.discover
 import cryomine.cli.evaluate
 import cryomine.cli.pick
+import cryomine.cli.project
 import cryomine.cli.report
 import cryomine.cli.simulate
 import cryomine.cli.structures

@@ -29,8 +29,8 @@ from cryomine.geometry.validate import check_volume, check_voxel_size
 from cryomine.io.mrc import Volume
 from cryomine.io.star import ParticleTable, coordinates_xyz_voxels, eulers_zyz, make_particles
 
-__all__ = ["open_project", "project_runs", "read_project_picks", "read_project_tomogram", "write_project_picks",
-           "write_project_segmentation"]
+__all__ = ["open_project", "project_runs", "read_project_picks", "read_project_tomogram", "run_tomogram_path",
+           "write_project_average", "write_project_picks", "write_project_segmentation"]
 
 USER_ID = "cryomine"
 SCORE = "rlnAutopickFigureOfMerit"
@@ -76,6 +76,30 @@ def read_project_tomogram(root, run: str, voxel_size_a: float, tomo_type: str, l
     except (KeyError, ValueError) as exc:
         raise InputError(f"tomogram {tomo_type!r} of run {run!r}: {' '.join(str(exc).split())[:160]}", "--level") from None
     return Volume(data=check_volume(data, f"{run}/{tomo_type}"), voxel_size_a=vs * 2 ** int(level))
+
+
+def _local(url: str) -> Path:
+    return Path(url.removeprefix("local://").removeprefix("file://"))
+
+
+def run_tomogram_path(root, run: str, tomo_type: str, voxel_size_a: float | None = None) -> Path | None:
+    """The OME-Zarr folder of ``run``'s ``tomo_type`` tomogram on a local filesystem project, at ``voxel_size_a``
+    (None: the run's only voxel spacing holding one); None when the run has none. Several candidate spacings without
+    ``voxel_size_a`` is an :class:`InputError` (say which with --voxel-size)."""
+    spacings = _run(root, run).voxel_spacings
+    if voxel_size_a is not None:
+        vs = check_voxel_size(voxel_size_a, "--voxel-size")
+        spacings = [s for s in spacings if abs(s.voxel_size - vs) < 1e-3]
+    tomos = [t for s in spacings for t in s.tomograms if t.tomo_type == tomo_type]
+    if len(tomos) > 1:
+        sizes = ", ".join(f"{t.voxel_spacing.voxel_size:g}" for t in tomos)
+        raise InputError(f"run {run!r} has {tomo_type!r} tomograms at several voxel sizes ({sizes} Å): choose with --voxel-size", "--voxel-size")
+    if not tomos:
+        return None
+    for url in (tomos[0].overlay_path, tomos[0].static_path):
+        if url and _local(url).exists():
+            return _local(url)
+    raise InputError(f"run {run!r}: tomogram {tomo_type!r} is not on a local filesystem ({tomos[0].overlay_path})", "--tomo-type")
 
 
 def read_project_picks(root, run: str, voxel_size_a: float, object_name: str | None = None,
@@ -152,3 +176,15 @@ def write_project_segmentation(root, run: str, labels: np.ndarray, names: dict[i
                                            user_id=user_id, exist_ok=True)
     seg.from_numpy(out)
     return counts
+
+
+def write_project_average(root, object_name: str, average: np.ndarray, voxel_size_a: float) -> Path:
+    """Write a ``(z, y, x)`` average as the density map of the pickable object ``object_name`` (copick keeps one map
+    per object, ``Objects/<name>.zarr``, shown by copick and napari-copick with the object); returns its folder."""
+    vs = check_voxel_size(voxel_size_a, "--voxel-size")
+    obj = root.get_object(object_name)
+    if obj is None:
+        known = ", ".join(sorted(o.name for o in root.config.pickable_objects))
+        raise InputError(f"{object_name!r} is not a pickable object of the project ({known})", "--object")
+    obj.from_numpy(check_volume(np.asarray(average, np.float32), f"average of {object_name}"), vs)
+    return _local(obj.overlay_path) if hasattr(obj, "overlay_path") else Path(object_name)

@@ -216,7 +216,8 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
     ``membranes`` list). ``<stem>_classes.mrc`` (int8) is the class map: 0 background, ``rlnClassNumber`` inside
     each particle's mask, the number of classes + 1 in membranes (the JSON's ``class_map_labels``, which always names that label:
     every tomogram of a set of structures has the same table, membranes or not). Returns a
-    summary (also in the JSON: config, particles placed, measured SNR, volume fraction, membranes).
+    summary (also in the JSON: config, particles placed, measured SNR, volume fraction, membranes, and ``label_maps``: the
+    file names of the two label volumes, so that tools listing tomograms can skip them).
     ``device``: where it is imaged (``"auto"``/None: CUDA when present).
     """
     out = Path(out)
@@ -256,6 +257,8 @@ def simulate_tomogram(out: str | Path, config: TomogramConfig, *, progress: bool
         "class_names": names,
         "class_map_labels": {"0": "background", **{str(i + 1): n for i, n in enumerate(names)}, str(len(names) + 1): MEMBRANE_LABEL},
         "acquisition": config.imaging.acquisition(config.voxel_size_a, f"cryomine simulate tomogram {out.name}").to_dict(),
+        # the ground-truth volumes beside the tomogram (not tomograms: a folder-of-tomograms project skips them)
+        "label_maps": [f"{stem.name}_classes.mrc", *([f"{stem.name}_membranes.mrc"] if placed.membrane_mask is not None else [])],
     }
     write_particles(Path(f"{stem}.star"), table)
     with atomic_output(Path(f"{stem}.json")) as tmp:
