@@ -9,6 +9,8 @@ audited without editing this file.
 
 from __future__ import annotations
 
+import shutil
+
 import typing
 from pathlib import Path
 
@@ -33,6 +35,9 @@ def fx(tmp_path_factory):
     _run(["train", str(d / "tr.h5"), "--out", str(d / "run"), "--epochs", "1", "--batch-size", "4",
           "--base-channels", "4", "--fc-units", "16", "--no-bf16"])  # fmt: skip
     _run(["structures", "show", "1bxn", "--out", str(d / "1bxn.mrc")])
+    (d / "project").mkdir()  # a folder-of-tomograms project ('cryomine run')
+    for name in ("tomo.mrc", "tomo.json"):
+        shutil.copy(d / name, d / "project" / name)
     bad = d / "bad"
     files = {**make_mrc_files(bad, d / "tomo.mrc"), **make_model_files(bad), **make_star_files(bad, d / "tomo.star"),
              **make_h5_files(bad, d / "tr.h5"), **make_zarr_files(bad)}
@@ -130,6 +135,7 @@ BASE = {
     "atlas": ["atlas", "FX/tomo.mrc", "FX/tomo.star", "--out", "OUT/a.mrc"],
     "evaluate-picks": ["evaluate-picks", "FX/tomo.star", "FX/tomo.star"],
     "report": ["report", "FX/run", "--out", "OUT/r.html"],
+    "run": ["run", "FX/project", "--out", "OUT/proj", "--workers", "0", "-q"],
     "train": ["train", "FX/tr.h5", "--out", "OUT/run", "--epochs", "1", "--base-channels", "4", "--fc-units", "16"],
     "train-picker": ["train-picker", "FX/tomo.mrc", "--out", "OUT/picker", "--epochs", "1", "--tile-vox", "16"],
     "simulate subtomograms": ["simulate", "subtomograms", "OUT/d.h5", "--per-class", "1", "--size", "16", "--structures", "1bxn"],

@@ -4,7 +4,6 @@ that takes a tomogram reads)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import typer
@@ -22,10 +21,8 @@ VOXEL_HELP = "Voxel size (Å) of the STAR's voxel coordinates (a voxel spacing o
 
 
 def _project(config: Path):
-    """The opened project; a one-line error when the optional ``copick`` package is missing."""
-    if importlib.util.find_spec("copick") is None:
-        raise InputError("needs the optional 'copick' package: pip install 'cryomine[copick]'", "cryomine copick")
-    from cryomine.io.copick_project import open_project  # imports copick: only for these commands
+    """The opened project (a one-line error when the optional ``copick`` package is missing)."""
+    from cryomine.io.copick_project import open_project
 
     return open_project(config)
 

@@ -11,7 +11,8 @@ Conventions at this boundary:
 - The class of a pick is its copick object name (``rlnClassName``); the score is ``rlnAutopickFigureOfMerit``.
 - Picks cryomine writes have ``user_id`` "cryomine" and the session id given (default "0").
 
-Requires the optional ``copick`` package (``pip install 'cryomine[copick]'``).
+Requires the optional ``copick`` package (``pip install 'cryomine[copick]'``) to open a project; importing this
+module does not.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import copick
 import numpy as np
 import pandas as pd
 
@@ -42,6 +42,10 @@ def open_project(config: str | os.PathLike[str]):
     p = Path(config)
     if not p.is_file():
         raise InputError("copick project config not found" if not p.exists() else "not a file", p)
+    try:
+        import copick  # the optional dependency, needed only when a project is opened
+    except ImportError:
+        raise InputError("needs the optional 'copick' package: pip install 'cryomine[copick]'", p) from None
     try:
         return copick.from_file(str(p))
     except Exception as exc:  # pydantic, JSON and file-system errors of many kinds

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from cryomine.acquisition import Acquisition
+from cryomine.io.copick_project import open_project, write_project_average, write_project_picks, write_project_segmentation
 from cryomine.io.mrc import read_mrc
 from cryomine.io.relion_project import RelionTomogram, write_relion5_project
 from cryomine.io.star import ParticleTable, read_particles
@@ -63,13 +64,6 @@ def write_back_copick(config_path: Path, out: Path, tomograms: list[ProjectTomog
                       session_id: str = "0") -> dict[str, Any]:  # fmt: skip
     """Write every finished copick tomogram's picks, class labels and averages into the project (module docstring).
     Returns what was written: picks per object, runs with a segmentation, averages, classes left out."""
-    from cryomine.io.copick_project import (  # noqa: PLC0415  (copick: an optional dependency, for copick projects only)
-        open_project,
-        write_project_average,
-        write_project_picks,
-        write_project_segmentation,
-    )
-
     root = open_project(config_path)
     known = {o.name for o in root.config.pickable_objects}
     mapping = {**{c: c for c in known}, **dict(objects or {})}

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from cryomine.errors import InputError
+from cryomine.io.copick_project import open_project, run_tomogram_path
 from cryomine.io.star import read_tomograms
 from cryomine.io.tomo_particles import tomo_key
 from cryomine.io.volume import volume_kind
@@ -128,8 +129,6 @@ def _copick(p: Path, tomo_type: str, voxel_size_a: float | None) -> list[Project
         raise InputError(f"not a readable copick config ({type(exc).__name__})", p) from None
     if not isinstance(config, dict) or "pickable_objects" not in config:
         raise InputError("not a copick project config (no pickable_objects)", p)
-    from cryomine.io.copick_project import open_project, run_tomogram_path  # copick: an optional dependency
-
     root = open_project(p)
     out = []
     for run in root.runs:

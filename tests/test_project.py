@@ -1,0 +1,156 @@
+"""``cryomine run PROJECT`` (issue 18, items 1-2 and 5): a two-tomogram project on a local Dask cluster equals two
+single runs; resume skips finished tomograms and redoes an interrupted one; the RELION 5 project round-trips; the
+copick write-back is read back with copick's own API; bad tomograms fail alone."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cryomine.cli import main
+from cryomine.errors import InputError
+from cryomine.io import read_mrc
+from cryomine.io.star import coordinates_xyz_voxels, read_optimisation_set, read_particles, read_tomograms
+from cryomine.project import BatchOptions, ProjectConfig, read_project, run_project, run_tomogram, tomogram_folder
+
+CONFIG = ProjectConfig(average_iterations=1, average_min_particles=4, top_n=14)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    d = tmp_path_factory.mktemp("project")
+    src = d / "src"
+    for seed in (1, 2):
+        assert main(["simulate", "tomogram", str(src / f"TS_0{seed}.mrc"), "--shape", "40,96,96", "--particles", "14",
+                     "--structures", "3j9i,4v4r,1bxn,6utj", "--seed", str(seed), "--snr", "1"]) == 0  # fmt: skip
+    return src
+
+
+@pytest.fixture(scope="module")
+def dask_run(project, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dask") / "out"
+    result = run_project(project, out, CONFIG, BatchOptions(workers=2, threads=1, progress=False))
+    return out, result
+
+
+def _same_tomogram_outputs(a, b):
+    pa, pb = read_particles(a / "predict" / "predictions.star"), read_particles(b / "predict" / "predictions.star")
+    np.testing.assert_array_equal(coordinates_xyz_voxels(pa), coordinates_xyz_voxels(pb))
+    assert list(pa.particles["rlnClassName"]) == list(pb.particles["rlnClassName"])
+    np.testing.assert_allclose(pa.particles["cmClassProbability"].astype(float), pb.particles["cmClassProbability"].astype(float), atol=1e-6)
+    sa, sb = json.loads((a / "summary.json").read_text()), json.loads((b / "summary.json").read_text())
+    assert sa["class_counts"] == sb["class_counts"] and sa["averages"].keys() == sb["averages"].keys()
+    for avg in sa["averages"].values():
+        np.testing.assert_allclose(read_mrc(a / avg["folder"] / "average.mrc").data, read_mrc(b / avg["folder"] / "average.mrc").data, atol=1e-5)
+    assign_a = pd.read_csv(a / "discover" / "assignments.csv")
+    assign_b = pd.read_csv(b / "discover" / "assignments.csv")
+    np.testing.assert_array_equal(assign_a["cluster"], assign_b["cluster"])
+
+
+def test_project_on_dask_equals_single_runs(project, dask_run, tmp_path):
+    out, result = dask_run
+    assert sorted(result.done) == ["TS_01", "TS_02"] and not result.failed and not result.skipped
+    for tomo in read_project(project):
+        single = tmp_path / tomo.name
+        summary = run_tomogram(tomo, single, CONFIG, threads=1)
+        assert summary["picks"] == 14 and sum(summary["class_counts"].values()) == 14
+        _same_tomogram_outputs(tomogram_folder(out, tomo.name), single)
+    totals = json.loads((out / "summary.json").read_text())["class_totals"]
+    assert sum(totals.values()) == 28
+    html = (out / "report.html").read_text()
+    assert "Tomogram TS_01" in html and "Tomogram TS_02" in html and 'alt="isosurfaces"' in html
+
+
+def test_resume_skips_finished_and_redoes_interrupted(project, dask_run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(dask_run[0], out)
+    kept = tomogram_folder(out, "TS_01") / "picks.star"
+    before = kept.stat().st_mtime_ns
+    (tomogram_folder(out, "TS_02") / "summary.json").unlink()  # TS_02 was interrupted before its last write
+    result = run_project(project, out, CONFIG, BatchOptions(workers=0, threads=1, progress=False))
+    assert result.skipped == ["TS_01"] and result.done == ["TS_02"]
+    assert kept.stat().st_mtime_ns == before  # the finished tomogram was not touched
+    _same_tomogram_outputs(tomogram_folder(out, "TS_02"), tomogram_folder(dask_run[0], "TS_02"))
+    again = run_project(project, out, CONFIG, BatchOptions(workers=0, progress=False))
+    assert again.skipped == ["TS_01", "TS_02"] and not again.done
+    with pytest.raises(InputError, match="other settings .*average_iterations: 1 -> 2"):
+        run_project(project, out, ProjectConfig(average_iterations=2, average_min_particles=4, top_n=14), BatchOptions(workers=0))
+
+
+def test_relion5_project_round_trips(project, dask_run):
+    out, _ = dask_run
+    files = read_optimisation_set(out / "relion" / "optimisation_set.star")
+    table = read_particles(files["rlnTomoParticlesFile"])
+    assert {"rlnCenteredCoordinateXAngst", "rlnTomoName", "rlnClassName"} <= set(table.particles.columns)
+    xyz = coordinates_xyz_voxels(table, files["rlnTomoTomogramsFile"])
+    for name in ("TS_01", "TS_02"):
+        predicted = read_particles(tomogram_folder(out, name) / "predict" / "predictions.star")
+        sel = table.particles["rlnTomoName"].to_numpy() == name
+        np.testing.assert_allclose(xyz[sel], coordinates_xyz_voxels(predicted), atol=1e-6)
+    tomos = read_tomograms(files["rlnTomoTomogramsFile"])
+    assert list(tomos["rlnTomoName"]) == ["TS_01", "TS_02"] and (tomos["rlnTomoSizeZ"] == 40).all()
+    assert [Path(p).name for p in tomos["rlnTomoReconstructedTomogram"]] == ["TS_01.mrc", "TS_02.mrc"]
+
+
+def test_folder_skips_label_maps_and_bad_tomograms_fail_alone(project, tmp_path, capsys):
+    assert [t.name for t in read_project(project)] == ["TS_01", "TS_02"]  # TS_0*_classes.mrc are label maps
+    src = tmp_path / "src"
+    shutil.copytree(project, src)
+    (src / "TS_00.mrc").write_bytes((src / "TS_01.mrc").read_bytes()[:2000])  # a truncated tomogram
+    code = main(["run", str(src), "--out", str(tmp_path / "out"), "--workers", "0", "-q", "--tomogram", "TS_00",
+                 "--tomogram", "TS_01", "--average-classes", "0"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "1 tomogram(s) failed (TS_00)" in err and "TS_00" in err.splitlines()[0]
+    assert (tomogram_folder(tmp_path / "out", "TS_01") / "summary.json").is_file()
+    assert not (tomogram_folder(tmp_path / "out", "TS_00") / "summary.json").exists()
+    assert main(["run", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o2")]) == 2
+    assert "project not found" in capsys.readouterr().err
+
+
+def test_relion_tomograms_star_is_a_project(project, tmp_path):
+    star = tmp_path / "tomograms.star"
+    shutil.copy(project / "TS_01.mrc", tmp_path / "rec_TS_01.mrc")
+    star.write_text("data_global\n\nloop_\n_rlnTomoName #1\n_rlnTomoSizeX #2\n_rlnTomoSizeY #3\n_rlnTomoSizeZ #4\n"
+                    "_rlnTomoTiltSeriesPixelSize #5\n_rlnVoltage #6\n_rlnSphericalAberration #7\n_rlnAmplitudeContrast #8\n"
+                    "TS_01.tomostar 96 96 40 10.0 200 2.7 0.07\n")  # fmt: skip
+    (tomo,) = read_project(star)
+    assert tomo.name == "TS_01" and tomo.path == tmp_path / "rec_TS_01.mrc" and tomo.files == (star,)
+    summary = run_tomogram(tomo, tmp_path / "out", ProjectConfig(average_classes=0, top_n=5, polarity="bright"), threads=1)
+    acq = summary["acquisition"]
+    assert acq["voltage_kv"] == 200 and acq["cs_mm"] == 2.7 and f"{star}:TS_01.tomostar" in acq["sources"]
+    assert summary["picks"] == 5
+
+
+def test_copick_project_write_back(project, tmp_path):
+    copick = pytest.importorskip("copick")
+    (tmp_path / "overlay").mkdir()
+    objects = [{"name": n, "is_particle": True, "label": i + 1, "radius": 80.0} for i, n in enumerate(("3j9i", "4v4r", "1bxn", "6utj"))]
+    objects.append({"name": "ribosome", "is_particle": True, "label": 9, "radius": 120.0})
+    config = {"name": "t", "version": "1.0.0", "config_type": "filesystem", "pickable_objects": objects,
+              "overlay_root": f"local://{tmp_path}/overlay", "overlay_fs_args": {"auto_mkdir": True}}  # fmt: skip
+    (tmp_path / "copick.json").write_text(json.dumps(config))
+    root = copick.from_file(str(tmp_path / "copick.json"))
+    vol = read_mrc(project / "TS_01.mrc")
+    root.new_run("TS_01").new_voxel_spacing(10.0).new_tomogram("wbp").from_numpy(vol.data)
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "copick.json"), "--out", str(out), "--workers", "0", "-q", "--top-n", "14",
+                 "--average-min-particles", "4", "--average-iterations", "1", "--copick-object", "4v7r=ribosome"]) == 0  # fmt: skip
+    predicted = read_particles(tomogram_folder(out, "TS_01") / "predict" / "predictions.star")
+    names = predicted.particles["rlnClassName"].astype(str).replace({"4v7r": "ribosome"}).to_numpy()
+    xyz_a = coordinates_xyz_voxels(predicted) * 10.0
+    fresh = copick.from_file(str(tmp_path / "copick.json"))
+    written = 0
+    for picks in fresh.get_run("TS_01").get_picks(user_id="cryomine"):
+        points, transforms = picks.numpy()
+        sel = names == picks.pickable_object_name
+        np.testing.assert_allclose(np.sort(points + transforms[:, :3, 3], axis=0), np.sort(xyz_a[sel], axis=0), atol=1e-4)
+        written += len(points)
+    known = {o["name"] for o in objects} | {"4v7r"}
+    assert written == int(np.isin(predicted.particles["rlnClassName"].astype(str), list(known)).sum()) > 0
+    (seg,) = fresh.get_run("TS_01").get_segmentations(user_id="cryomine")
+    assert seg.numpy().shape == vol.data.shape and seg.numpy().max() > 0
