@@ -10,7 +10,6 @@ audited without editing this file.
 from __future__ import annotations
 
 import shutil
-
 import typing
 from pathlib import Path
 

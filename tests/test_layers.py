@@ -4,7 +4,7 @@ The layers, lowest first (a package may import its own modules and any lower lay
 package of its own layer)::
 
     errors -> cryomine (the root __init__) -> geometry -> io -> viz -> acquisition -> structures -> simulate -> data -> models -> train
-    -> evaluate -> pick | average | discover -> report -> project -> cli -> __main__
+    -> evaluate -> pick | average | discover -> report -> project -> viewer -> cli -> __main__
 
 On top of that, no two modules import each other, directly or through others (no module-level cycles, counting
 ``TYPE_CHECKING`` and function-level imports too).
@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pick", "average", "discover"),
     ("report",),
     ("project",),
+    ("viewer",),
     ("cli",),
     ("__main__",),
 )

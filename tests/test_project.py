@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from cryomine.cli import main
 from cryomine.errors import InputError
 from cryomine.io import read_mrc
 from cryomine.io.star import coordinates_xyz_voxels, read_optimisation_set, read_particles, read_tomograms
+from cryomine.viewer import get_reader, layer_data
 from cryomine.project import BatchOptions, ProjectConfig, read_project, run_project, run_tomogram, tomogram_folder
 
 CONFIG = ProjectConfig(average_iterations=1, average_min_particles=4, top_n=14)
@@ -154,3 +157,44 @@ def test_copick_project_write_back(project, tmp_path):
     assert written == int(np.isin(predicted.particles["rlnClassName"].astype(str), list(known)).sum()) > 0
     (seg,) = fresh.get_run("TS_01").get_segmentations(user_id="cryomine")
     assert seg.numpy().shape == vol.data.shape and seg.numpy().max() > 0
+
+
+def test_napari_layers_of_a_project_run(dask_run):
+    out, _ = dask_run
+    layers = layer_data(out)
+    assert [(kw["name"], kind) for _, kw, kind in layers] == [
+        (f"{t}{suffix}", kind) for t in ("TS_01", "TS_02") for suffix, kind in (("", "image"), (" classes", "labels"), (" picks", "points"))]
+    assert [kw["visible"] for _, kw, _ in layers] == [True] * 3 + [False] * 3
+    image, labels, points = layers[:3]
+    predicted = read_particles(tomogram_folder(out, "TS_01") / "predict" / "predictions.star")
+    np.testing.assert_allclose(points[0], coordinates_xyz_voxels(predicted)[:, ::-1])
+    assert image[0].shape == labels[0].shape == (40, 96, 96) and image[1]["scale"] == (10.0, 10.0, 10.0)
+    atlas = labels[1]["metadata"]["classes"]
+    assert set(np.unique(labels[0])) - {0} <= set(atlas) and len(atlas) == len(set(points[1]["features"]["class"]))
+    for cls, colour in zip(points[1]["features"]["class"], points[1]["face_color"]):  # one colour per class in both layers
+        label = next(k for k, c in atlas.items() if c == cls)
+        assert tuple(colour) == tuple(labels[1]["colormap"][label])
+    assert get_reader(str(out)) is not None and get_reader(str(out / "tomograms")) is None
+
+
+def test_napari_opens_a_run_through_the_plugin_and_renders_headless(dask_run, tmp_path):
+    pytest.importorskip("napari")
+    pytest.importorskip("PyQt5")
+    iio = pytest.importorskip("imageio.v3")
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run is missing (scripts/install-test-deps.sh installs it with apt-get)")
+    out, _ = dask_run
+    png = tmp_path / "shot.png"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "napari_screenshot.py"
+    proc = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", sys.executable, str(script), str(out), str(png),
+                           "--size", "800,600"], capture_output=True, text=True, timeout=240)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [(x["name"], x["type"]) for x in info["layers"][:3]] == [("TS_01", "image"), ("TS_01 classes", "labels"), ("TS_01 picks", "points")]
+    n_picks = len(read_particles(tomogram_folder(out, "TS_01") / "predict" / "predictions.star").particles)
+    assert info["layers"][2]["n"] == n_picks
+    shot = iio.imread(png)[..., :3].astype(float)
+    assert shot.shape[0] > 100 and shot.std() > 10  # not blank
+    colours = {tuple(np.round(255 * np.array(c[:3]))) for c in layer_data(out)[2][1]["face_color"]}
+    hits = [int((np.abs(shot - np.array(c)).max(axis=-1) < 40).sum()) for c in colours]  # the picks' class colours are drawn
+    assert max(hits) > 20, hits

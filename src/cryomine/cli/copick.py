@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 
 from cryomine.cli.app import app
-from cryomine.errors import InputError
 from cryomine.io.atomic import check_writable
 
 copick_app = typer.Typer(help="Picks in and out of a copick project (needs the optional 'copick' package).", no_args_is_help=True)

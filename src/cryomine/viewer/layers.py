@@ -1,0 +1,110 @@
+"""cryomine's results as napari layers, without importing napari: ``(data, kwargs, layer_type)`` tuples (napari's
+``LayerDataTuple``), which the reader plugin (:mod:`cryomine.viewer.napari_reader`) hands to napari as they are.
+
+A **tomogram folder** of ``cryomine run`` (``tomograms/<name>/`` with ``summary.json``) gives three layers, all in
+the tomogram's voxel frame ``(z, y, x)`` scaled by its voxel size (Å), so napari's axes read in Å:
+
+- ``<name>``: the tomogram (image, grey, contrast at its 1st-99th percentiles);
+- ``<name> classes``: the atlas label map (labels; label ``k + 1`` = class ``k``, each in its class colour);
+- ``<name> picks``: the picks (points at their voxel positions, face coloured by predicted class, sized by the
+  class's bundled structure, with the class, probability and score as features).
+
+A **project folder** (``project.json``) gives the layers of every finished tomogram, the first one visible. Colours
+are those of the report (:func:`cryomine.report.figures.class_colours` over the project's classes, sorted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cryomine.errors import InputError
+from cryomine.io.mrc import read_mrc
+from cryomine.io.star import coordinates_xyz_voxels, read_particles
+from cryomine.io.volume import read_volume
+from cryomine.report.figures import class_colours
+from cryomine.structures import bundled_radius_a
+
+__all__ = ["LayerData", "folder_kind", "layer_data"]
+
+LayerData = tuple[Any, dict[str, Any], str]
+DEFAULT_RADIUS_A = 50.0
+
+
+def folder_kind(path: str | os.PathLike[str]) -> str | None:
+    """``"tomogram"`` (a tomogram folder of ``cryomine run``), ``"project"`` (a project run folder) or None."""
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    if (p / "project.json").is_file() and (p / "tomograms").is_dir():
+        return "project"
+    if (p / "summary.json").is_file() and (p / "picks.star").is_file():
+        return "tomogram"
+    return None
+
+
+def _summary(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / "summary.json").read_text())
+        return data if isinstance(data, dict) and "tomogram" in data else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _class_names(folders: list[Path]) -> list[str]:
+    names: set[str] = set()
+    for folder in folders:
+        names.update(_summary(folder).get("class_counts", {}))
+    return sorted(names)
+
+
+def _tomogram_layers(folder: Path, colours: dict[str, tuple], visible: bool) -> list[LayerData]:
+    summary = _summary(folder)
+    if not summary:
+        raise InputError("not a finished cryomine tomogram folder (summary.json)", folder)
+    name, vs = summary["tomogram"]["name"], float(summary["voxel_size_a"])
+    scale = (vs, vs, vs)
+    volume = read_volume(summary["tomogram"]["path"], vs).data
+    lo, hi = (float(v) for v in np.percentile(volume, [1, 99]))
+    layers: list[LayerData] = [(volume, {"name": name, "scale": scale, "colormap": "gray", "contrast_limits": (lo, hi if hi > lo else lo + 1),
+                                         "visible": visible, "metadata": {"cryomine": summary}}, "image")]  # fmt: skip
+    labels_path = folder / "atlas_labels.mrc"
+    if labels_path.is_file():
+        labels = read_mrc(labels_path).data.astype(np.int32)
+        atlas = summary.get("atlas_classes", [])
+        colour = {0: (0.0, 0.0, 0.0, 0.0), None: (0.5, 0.5, 0.5, 1.0)}
+        colour.update({k + 1: colours.get(c, (0.5, 0.5, 0.5, 1.0)) for k, c in enumerate(atlas)})
+        layers.append((labels, {"name": f"{name} classes", "scale": scale, "opacity": 0.5, "colormap": colour, "visible": visible,
+                                "metadata": {"classes": {k + 1: c for k, c in enumerate(atlas)}}}, "labels"))  # fmt: skip
+    star = folder / "predict" / "predictions.star"
+    if star.is_file():
+        table = read_particles(star)
+        zyx = coordinates_xyz_voxels(table)[:, ::-1]
+        classes = table.particles["rlnClassName"].astype(str).to_numpy()
+        sizes = np.array([2 * (bundled_radius_a(c) or DEFAULT_RADIUS_A) / vs for c in classes])
+        features = {"class": classes}
+        for column, key in (("cmClassProbability", "probability"), ("rlnAutopickFigureOfMerit", "score")):
+            if column in table.particles:
+                features[key] = table.particles[column].astype(float).to_numpy()
+        layers.append((zyx, {"name": f"{name} picks", "scale": scale, "size": sizes, "features": features, "opacity": 0.7,
+                             "face_color": np.array([colours.get(c, (0.5, 0.5, 0.5, 1.0)) for c in classes]).reshape(-1, 4),
+                             "visible": visible}, "points"))  # fmt: skip
+    return layers
+
+
+def layer_data(path: str | os.PathLike[str]) -> list[LayerData]:
+    """The layers of a tomogram or project folder (module docstring); :class:`InputError` for anything else."""
+    p = Path(path)
+    kind = folder_kind(p)
+    if kind is None:
+        raise InputError("not a cryomine run folder (a project run with project.json, or one of its tomograms/<name>/)", p)
+    folders = [p] if kind == "tomogram" else sorted(f for f in (p / "tomograms").iterdir() if (f / "summary.json").is_file())
+    colours = class_colours(_class_names(folders))
+    layers: list[LayerData] = []
+    for i, folder in enumerate(folders):
+        layers += _tomogram_layers(folder, colours, visible=i == 0)
+    return layers
