@@ -18,8 +18,8 @@ from cryomine.cli import main
 from cryomine.errors import InputError
 from cryomine.io import read_mrc
 from cryomine.io.star import coordinates_xyz_voxels, read_optimisation_set, read_particles, read_tomograms
-from cryomine.viewer import get_reader, layer_data
 from cryomine.project import BatchOptions, ProjectConfig, read_project, run_project, run_tomogram, tomogram_folder
+from cryomine.viewer import get_reader, layer_data
 
 CONFIG = ProjectConfig(average_iterations=1, average_min_particles=4, top_n=14)
 
