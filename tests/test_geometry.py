@@ -10,8 +10,10 @@ from scipy.spatial.transform import Rotation
 from cryomine.errors import InputError
 from cryomine.geometry import (
     angular_sampling,
+    cut_boxes,
     euler_zyz_to_matrix,
     matrix_to_euler_zyz,
+    paste_mask,
     random_eulers_zyz,
     random_rotations,
     rotate_volume,
@@ -306,3 +308,18 @@ def test_frequency_grid_matches_numpy_fft_layout(rfft):
     wave = np.cos(2 * np.pi * 2 * np.arange(7) / 7)[None, None, :] * np.ones(shape)
     spectrum = np.abs(np.fft.rfftn(wave) if rfft else np.fft.fftn(wave))
     assert kx.flat[np.argmax(spectrum)] == pytest.approx(2 / 7)
+
+
+def test_paste_mask_is_the_inverse_of_cut_boxes_at_faces():
+    rng = np.random.default_rng(3)
+    shape = (13, 22, 17)
+    labels = np.zeros(shape, np.int16)
+    centres = np.array([[1.2, 20.6, 8.0], [6.0, 11.0, 16.4]])  # both boxes cross a face
+    masks = (rng.random((2, 7, 7, 7)) > 0.5).astype(np.float32)
+    for k, (centre, mask) in enumerate(zip(centres, masks)):
+        paste_mask(labels, centre, mask, k + 1)
+    for k, (centre, mask) in enumerate(zip(centres, masks)):
+        cut = cut_boxes((labels == k + 1).astype(np.float32), centre[None], 7, fill=-1)[0]
+        inside = cut >= 0  # the part of the box within the volume
+        assert inside.sum() < mask.size  # really clipped
+        np.testing.assert_array_equal(cut[inside], mask[inside])

@@ -155,17 +155,25 @@ def test_copick_project_write_back(project, tmp_path):
         written += len(points)
     known = {o["name"] for o in objects} | {"4v7r"}
     assert written == int(np.isin(predicted.particles["rlnClassName"].astype(str), list(known)).sum()) > 0
-    (seg,) = fresh.get_run("TS_01").get_segmentations(user_id="cryomine")
-    assert seg.numpy().shape == vol.data.shape and seg.numpy().max() > 0
+    segs = {seg.name: seg.numpy() for seg in fresh.get_run("TS_01").get_segmentations(user_id="cryomine")}
+    assert sorted(segs) == ["cryomine-atlas", "cryomine-dsmnet"]
+    summary = json.loads((tomogram_folder(out, "TS_01") / "summary.json").read_text())
+    labels = read_mrc(tomogram_folder(out, "TS_01") / "segmentation_labels.mrc").data.astype(int)
+    copick_label = {o["name"]: o["label"] for o in objects}
+    for k, cls in enumerate(summary["atlas_classes"]):  # each class's voxels carry its copick object's label
+        obj = {"4v7r": "ribosome"}.get(cls, cls)
+        expected = copick_label.get(obj, 0)
+        assert (segs["cryomine-dsmnet"][labels == k + 1] == expected).all()
+    assert segs["cryomine-dsmnet"].shape == vol.data.shape and segs["cryomine-dsmnet"].max() > 0
 
 
 def test_napari_layers_of_a_project_run(dask_run):
     out, _ = dask_run
     layers = layer_data(out)
-    assert [(kw["name"], kind) for _, kw, kind in layers] == [
-        (f"{t}{suffix}", kind) for t in ("TS_01", "TS_02") for suffix, kind in (("", "image"), (" classes", "labels"), (" picks", "points"))]
-    assert [kw["visible"] for _, kw, _ in layers] == [True] * 3 + [False] * 3
-    image, labels, points = layers[:3]
+    kinds = (("", "image"), (" masks", "labels"), (" atlas", "labels"), (" picks", "points"))
+    assert [(kw["name"], kind) for _, kw, kind in layers] == [(f"{t}{suffix}", kind) for t in ("TS_01", "TS_02") for suffix, kind in kinds]
+    assert [kw["visible"] for _, kw, _ in layers] == [True, True, False, True] + [False] * 4
+    image, labels, _, points = layers[:4]
     predicted = read_particles(tomogram_folder(out, "TS_01") / "predict" / "predictions.star")
     np.testing.assert_allclose(points[0], coordinates_xyz_voxels(predicted)[:, ::-1])
     assert image[0].shape == labels[0].shape == (40, 96, 96) and image[1]["scale"] == (10.0, 10.0, 10.0)
@@ -190,11 +198,29 @@ def test_napari_opens_a_run_through_the_plugin_and_renders_headless(dask_run, tm
                            "--size", "800,600"], capture_output=True, text=True, timeout=240)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert [(x["name"], x["type"]) for x in info["layers"][:3]] == [("TS_01", "image"), ("TS_01 classes", "labels"), ("TS_01 picks", "points")]
+    assert [(x["name"], x["type"]) for x in info["layers"][:4]] == [("TS_01", "image"), ("TS_01 masks", "labels"), ("TS_01 atlas", "labels"),
+                                                                    ("TS_01 picks", "points")]  # fmt: skip
     n_picks = len(read_particles(tomogram_folder(out, "TS_01") / "predict" / "predictions.star").particles)
-    assert info["layers"][2]["n"] == n_picks
+    assert info["layers"][3]["n"] == n_picks
     shot = iio.imread(png)[..., :3].astype(float)
     assert shot.shape[0] > 100 and shot.std() > 10  # not blank
-    colours = {tuple(np.round(255 * np.array(c[:3]))) for c in layer_data(out)[2][1]["face_color"]}
+    colours = {tuple(np.round(255 * np.array(c[:3]))) for c in layer_data(out)[3][1]["face_color"]}
     hits = [int((np.abs(shot - np.array(c)).max(axis=-1) < 40).sum()) for c in colours]  # the picks' class colours are drawn
     assert max(hits) > 20, hits
+
+
+def test_segmentation_is_dsmnets_masks_pasted_at_the_picks(dask_run):
+    folder = tomogram_folder(dask_run[0], "TS_01")
+    summary = json.loads((folder / "summary.json").read_text())
+    labels = read_mrc(folder / "segmentation_labels.mrc").data
+    table = read_particles(folder / "predict" / "predictions.star")
+    centres = np.rint(coordinates_xyz_voxels(table)[:, ::-1]).astype(int)
+    checked = 0
+    for i, (centre, mask_file, cls) in enumerate(zip(centres, table.particles["cmMaskFile"], table.particles["rlnClassName"])):
+        mask = read_mrc(folder / "predict" / mask_file).data
+        later = centres[i + 1:]  # later picks overwrite earlier ones: check voxels no later box covers
+        if mask[20, 20, 20] > 0.5 and not (np.abs(later - centre).max(axis=1) < 21).any():
+            assert labels[tuple(centre)] == summary["atlas_classes"].index(cls) + 1
+            checked += 1
+    assert checked >= 1
+    assert set(np.unique(labels).astype(int)) <= set(range(len(summary["atlas_classes"]) + 1))

@@ -145,8 +145,8 @@ def test_report_is_self_contained(demo):
     assert not re.search(r"url\(", text)  # no style sheet fetches either
     images = _images(text)
     assert len(images) == text.count("<img ")
-    # tomogram, learning curves, confusion matrix, examples, t-SNE, 2 clusters, average slices, FSC
-    assert len(images) == 9
+    # tomogram, learning curves, confusion matrix, examples, t-SNE, 2 clusters, average slices and isosurface, FSC
+    assert len(images) == 10
     assert all(min(_png_size(img)) > 10 for img in images)
 
 

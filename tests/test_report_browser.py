@@ -95,7 +95,7 @@ def test_report_renders_in_chromium(browser, tmp_path):
     root = make_demo_folder(tmp_path / "demo")
     report = build_report(root)
     images, logs, resources = _render(browser, report)
-    assert len(images) == report.read_text().count("<img ") == 9
+    assert len(images) == report.read_text().count("<img ") == 10  # the images of test_report.py's demo folder
     broken = [i["alt"] for i in images if not (i["complete"] and i["width"] > 0 and i["height"] > 0)]
     assert not broken, f"images that did not load: {broken}"
     errors = [entry["message"] for entry in logs if entry["level"] == "SEVERE"]

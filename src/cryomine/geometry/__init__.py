@@ -10,7 +10,7 @@ use :func:`xyz_to_zyx_matrix` to get the matrix acting on index vectors. See :mo
 
 from __future__ import annotations
 
-from cryomine.geometry.boxes import box_starts, cut_boxes, place_in_box, read_window, window_slices
+from cryomine.geometry.boxes import box_starts, cut_boxes, paste_mask, place_in_box, read_window, window_slices
 from cryomine.geometry.euler import (
     check_rotation_matrices,
     euler_zyz_to_matrix,
@@ -38,6 +38,7 @@ __all__ = [
     "frequency_magnitude",
     "box_starts",
     "cut_boxes",
+    "paste_mask",
     "place_in_box",
     "read_window",
     "window_slices",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["box_starts", "cut_boxes", "place_in_box", "read_window", "window_slices"]
+__all__ = ["box_starts", "cut_boxes", "paste_mask", "place_in_box", "read_window", "window_slices"]
 
 
 def window_slices(start_zyx: Sequence[int], shape_zyx: Sequence[int], volume_shape_zyx: Sequence[int]
@@ -52,6 +52,17 @@ def cut_boxes(volume: np.ndarray, centres_zyx: np.ndarray, size: int, fill: floa
     for i, start in enumerate(starts):
         out[i] = read_window(volume, start, (size, size, size), fill)
     return out
+
+
+def paste_mask(labels: np.ndarray, centre_zyx: Sequence[float], mask: np.ndarray, label: int, threshold: float = 0.5) -> None:
+    """Set ``label`` in a ``(d, h, w)`` label volume where the cubic ``mask`` around ``centre_zyx`` (placed as
+    :func:`cut_boxes` cuts it: the inverse) exceeds ``threshold``; in place, clipped at the faces."""
+    size = mask.shape[0]
+    start = box_starts(np.asarray(centre_zyx, np.float64), size)[0]
+    overlap = window_slices(start, mask.shape, labels.shape)
+    if overlap is not None:
+        region = labels[overlap[0]]
+        region[mask[overlap[1]] > threshold] = label
 
 
 def place_in_box(cube: np.ndarray, shape_zyx: Sequence[int], fill: float = 0.0) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 - :func:`project_particles`: every tomogram's predicted particles in one table (``rlnTomoName`` = the tomogram).
 - :func:`write_relion_project`: ``<out>/relion/`` (:mod:`cryomine.io.relion_project`), for RELION 5's subtomogram jobs.
-- :func:`write_back_copick`: picks (class = copick object), the atlas label map (a multilabel segmentation) and
+- :func:`write_back_copick`: picks (class = copick object), two multilabel segmentations (``cryomine-dsmnet``:
+  DSM-Net's masks pasted at the picks; ``cryomine-atlas``: the predicted structures placed at the picks) and
   the average with the most particles of each object (copick keeps one density map per object) into the copick
   project, for copick and napari-copick. A predicted class is written as the object ``objects[class]`` (default:
   the object named like the class); classes that are not pickable objects of the project are left out and counted.
@@ -81,10 +82,11 @@ def write_back_copick(config_path: Path, out: Path, tomograms: list[ProjectTomog
         if len(kept.particles):
             for obj, n in write_project_picks(root, tomo.copick_run, kept, s["voxel_size_a"], session_id=session_id).items():
                 written["picks"][obj] = written["picks"].get(obj, 0) + n
-        labels = read_mrc(folder / "atlas_labels.mrc").data.astype(np.int32)
         label_names = {k + 1: mapping.get(c, "") for k, c in enumerate(s["atlas_classes"])}
-        write_project_segmentation(root, tomo.copick_run, labels, label_names, s["voxel_size_a"], session_id=session_id)
-        written["segmentations"].append(tomo.copick_run)
+        for file, name in (("segmentation_labels.mrc", "cryomine-dsmnet"), ("atlas_labels.mrc", "cryomine-atlas")):
+            labels = read_mrc(folder / file).data.astype(np.int32)
+            write_project_segmentation(root, tomo.copick_run, labels, label_names, s["voxel_size_a"], name=name, session_id=session_id)
+            written["segmentations"].append(f"{tomo.copick_run}:{name}")
         for cls, entry in s["averages"].items():
             obj = mapping.get(cls)
             if obj in known and entry["particles"] > best.get(obj, (0,))[0]:

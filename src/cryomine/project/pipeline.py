@@ -6,6 +6,7 @@
     picks.h5              the boxes cut around them, with the tomogram's acquisition metadata
     predict/              DSM-Net's class, mask and recovered density per pick (predictions.star/.csv, masks/, recovered/)
     atlas.mrc/.png        each pick's predicted structure placed at its position (atlas_labels.mrc: class labels)
+    segmentation_labels.mrc  DSM-Net's segmentation masks pasted back at the picks, labelled by predicted class
     discover/             k-means on DSM-Net features of the picks (assignments, t-SNE, cluster means)
     average_<class>/      subtomogram average of each of the most frequent predicted classes (maps, FSC)
     summary.json          counts per class, averages' resolutions, seconds per step; written last
@@ -34,8 +35,10 @@ from cryomine.average import build_average_config, load_particles, result_summar
 from cryomine.discover import DiscoverConfig, discover
 from cryomine.errors import InputError
 from cryomine.evaluate.predict import predict
+from cryomine.geometry.boxes import paste_mask
 from cryomine.io.atomic import atomic_output
-from cryomine.io.star import read_particles, write_particles
+from cryomine.io.mrc import read_mrc, write_mrc
+from cryomine.io.star import coordinates_xyz_voxels, read_particles, write_particles
 from cryomine.io.volume import open_volume
 from cryomine.pick.atlas import make_atlas
 from cryomine.pick.config import DogConfig, LearnedPickConfig
@@ -111,6 +114,17 @@ def _class_subset(predictions: Path, name: str, out: Path) -> int:
     return int(sel.sum())
 
 
+def _segmentation(out: Path, shape_zyx: list[int], voxel_size_a: float, classes: list[str]) -> Path:
+    """``segmentation_labels.mrc``: every pick's DSM-Net mask pasted at its position with its class's label
+    (``k + 1`` = ``classes[k]``; later picks overwrite earlier ones where masks overlap)."""
+    table = read_particles(out / "predict" / "predictions.star")
+    labels = np.zeros(shape_zyx, np.int16)
+    centres = coordinates_xyz_voxels(table)[:, ::-1]
+    for centre, mask_file, name in zip(centres, table.particles["cmMaskFile"], table.particles["rlnClassName"].astype(str)):
+        paste_mask(labels, centre, read_mrc(out / "predict" / str(mask_file)).data, classes.index(name) + 1)
+    return write_mrc(out / "segmentation_labels.mrc", labels.astype(np.float32), voxel_size_a)
+
+
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
@@ -179,6 +193,7 @@ def run_tomogram(tomo: ProjectTomogram, out: str | Path, config: ProjectConfig, 
         lap("predict")
         atlas, _ = make_atlas(tomo.path, out / "picks.star", out / "atlas.mrc", out / "predict" / "predictions.star")
         atlas_classes = list(atlas.class_names)
+        _segmentation(out, shape_zyx, voxel_size_a, atlas_classes)
         lap("atlas")
         k = min(config.k or len(class_names) + 1, n_picks // MIN_CLUSTER_SIZE)  # clusters of a few picks at least
         if k >= 2:
@@ -194,7 +209,7 @@ def run_tomogram(tomo: ProjectTomogram, out: str | Path, config: ProjectConfig, 
         "acquisition": acq.to_dict(),
         "picks": n_picks,
         "class_counts": dict(sorted(counts.items())),
-        "atlas_classes": atlas_classes,  # atlas_labels.mrc: label k + 1 = atlas_classes[k]
+        "atlas_classes": atlas_classes,  # atlas_labels.mrc and segmentation_labels.mrc: label k + 1 = atlas_classes[k]
         "discover": discovered,
         "averages": averages,
         "seconds": seconds,

@@ -112,10 +112,17 @@ def _demo_headlines(ctx: Context) -> None:
 
 
 def _figures_body(ctx: Context) -> str:
+    """The headline numbers in a short table; the parameters behind them, by reference, in a collapsed table."""
     if not ctx.headlines:
         return not_available("no headline numbers were found in this folder")
-    rows = [[h.quantity, h.value, h.unit, h.source, h.parameters] for h in ctx.headlines]
-    return table(["quantity", "value", "unit", "source", "parameters"], rows, css={4: "params"})
+    params = list(dict.fromkeys(h.parameters for h in ctx.headlines if h.parameters))
+    ref = {p: f"[{i + 1}]" for i, p in enumerate(params)}
+    rows = [[h.quantity, h.value, h.unit, h.source, ref.get(h.parameters, "")] for h in ctx.headlines]
+    body = table(["quantity", "value", "unit", "source", "settings"], rows)
+    if params:
+        body += (f"<details><summary>Settings behind these numbers ({len(params)})</summary>"
+                 f"{table(['ref', 'settings'], [[ref[p], p] for p in params], css={1: 'params'})}</details>")
+    return body
 
 
 def _parameters_body(inp: ReportInputs) -> str:

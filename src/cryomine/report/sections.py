@@ -32,6 +32,7 @@ from cryomine.report.html import (
     table,
 )
 from cryomine.report.inputs import ReportInputs, read_json, read_table
+from cryomine.viz import isosurface_figure
 
 __all__ = [
     "Context",
@@ -52,6 +53,7 @@ RUN_KEYS = {"model": "model.name", **RUN_KEYS, "dataset_rows": "dataset.n_writte
 MAX_EXAMPLE_CLASSES = 12
 MAX_CLUSTER_IMAGES = 12
 MAX_AVERAGE_MAPS = 8
+ENCLOSED_FRACTION = 0.1  # isosurface level of maps whose structure is unknown here: 10% of the box inside
 
 
 @dataclass(frozen=True)
@@ -291,6 +293,11 @@ def discovery_section(ctx: Context) -> str:
         parts.append(table(["cluster", "size", "majority class", "fraction", "FSC 0.5 (Å)", "FSC 0.143 (Å)"],
                            [[c.get("cluster"), c.get("size"), c.get("majority_class"), c.get("majority_fraction"),
                              *_fsc_text(c.get("fsc"))] for c in clusters], caption="DSM-Net clusters"))
+    means = sorted(ddir.glob("cluster_*.mrc"), key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
+    if means:
+        maps = {p.stem.replace("_", " "): read_mrc(p).data for p in means[:MAX_CLUSTER_IMAGES]}
+        parts.append(image(figure_data_uri(isosurface_figure(maps, ENCLOSED_FRACTION), dpi=70), "cluster mean isosurfaces",
+                           f"Isosurface of each cluster's mean density at the level enclosing {ENCLOSED_FRACTION:.0%} of its box."))
     pngs = sorted(ddir.glob("cluster_*.png"), key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
     for p in pngs[:MAX_CLUSTER_IMAGES]:
         parts.append(image(png_file_data_uri(p), p.stem.replace("_", " "), f"{p.stem}: mean density (and truth of its majority class)"))
@@ -319,6 +326,8 @@ def average_section(ctx: Context) -> str:
         vs = next(iter(vols.values())).voxel_size_a
         parts.append(image(png_data_uri(montage_png({k: v.data for k, v in vols.items()}, title=f"{vs:g} Å/voxel")),
                            "average central slices", f"Central slices of {', '.join(p.name for p in maps[:MAX_AVERAGE_MAPS])}."))
+        parts.append(image(figure_data_uri(isosurface_figure({k: v.data for k, v in vols.items()}, ENCLOSED_FRACTION), dpi=80),
+                           "average isosurfaces", f"Isosurface of each map at the level enclosing {ENCLOSED_FRACTION:.0%} of its box."))
     else:
         parts.append(not_available("no average.mrc / class_NN.mrc"))
     curves = {}

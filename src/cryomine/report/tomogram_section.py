@@ -12,7 +12,7 @@ from cryomine.io.mrc import read_mrc
 from cryomine.io.star import coordinates_xyz_voxels, read_particles
 from cryomine.report.figures import Points, tomogram_picks_figure
 from cryomine.report.html import figure_data_uri, format_value, image, not_available, param_text, table
-from cryomine.report.inputs import read_json
+from cryomine.report.inputs import candidate_dirs, read_json
 from cryomine.report.sections import Context
 from cryomine.structures import bundled_radius_a
 
@@ -55,6 +55,22 @@ def _particle_radius(ctx: Context, names: set[str], voxel_size_a: float, shape: 
     return max(3.0, min(shape[1:]) / 24.0)
 
 
+def _classified_picks(ctx: Context) -> Path | None:
+    """A ``predictions.star`` of ``cryomine predict`` on the extracted picks (positions in the tomogram and a
+    predicted class per pick; e.g. the demo's ``predict_picks/``), or None."""
+    for folder in candidate_dirs(ctx.inputs.root):
+        star = folder / "predictions.star"
+        if not star.is_file():
+            continue
+        try:
+            table = read_particles(star)
+        except InputError:
+            continue  # predictions of subtomograms with no positions (or damaged: the inputs section names it)
+        if "rlnClassName" in table.particles and {"rlnCoordinateX", "rlnTomoName"} <= set(table.particles.columns):
+            return star
+    return None
+
+
 def tomogram_section(ctx: Context) -> str:
     """Central slices of the tomogram with picks and truth; simulator and picking scores."""
     inp, parts = ctx.inputs, []
@@ -69,7 +85,9 @@ def tomogram_section(ctx: Context) -> str:
     else:
         vol = read_mrc(inp.tomogram)
         points: dict[str, Points | None] = {"picks": None, "truth": None}
-        for key, path in (("picks", inp.picks_star), ("truth", inp.truth_star)):
+        classified = _classified_picks(ctx)
+        picks_path = classified or inp.picks_star
+        for key, path in (("picks", picks_path), ("truth", inp.truth_star)):
             if path is not None:
                 try:
                     points[key] = read_points(path)
@@ -80,7 +98,8 @@ def tomogram_section(ctx: Context) -> str:
         d, h, w = vol.data.shape
         fig = tomogram_picks_figure(vol.data, points["picks"], points["truth"], radius_vox=radius,
                                     title=f"{inp.tomogram.name}: {w} x {h} x {d} voxels (x, y, z), {vol.voxel_size_a:g} Å/voxel")
-        what = [f"circles: {len(points['picks'])} picks from {ctx.rel(inp.picks_star)}" if points["picks"] is not None
+        what = [f"circles: {len(points['picks'])} picks from {ctx.rel(picks_path)}"
+                + (", coloured by DSM-Net's predicted class" if classified is not None else "") if points["picks"] is not None
                 else "no picks (picks.star) found", f"+: {len(points['truth'])} true particles from {ctx.rel(inp.truth_star)}"
                 if points["truth"] is not None else "no true particle list (truth.star) found"]
         parts.append(image(figure_data_uri(fig), "tomogram central slices with picks",

@@ -1,11 +1,13 @@
 """cryomine's results as napari layers, without importing napari: ``(data, kwargs, layer_type)`` tuples (napari's
 ``LayerDataTuple``), which the reader plugin (:mod:`cryomine.viewer.napari_reader`) hands to napari as they are.
 
-A **tomogram folder** of ``cryomine run`` (``tomograms/<name>/`` with ``summary.json``) gives three layers, all in
+A **tomogram folder** of ``cryomine run`` (``tomograms/<name>/`` with ``summary.json``) gives four layers, all in
 the tomogram's voxel frame ``(z, y, x)`` scaled by its voxel size (Å), so napari's axes read in Å:
 
 - ``<name>``: the tomogram (image, grey, contrast at its 1st-99th percentiles);
-- ``<name> classes``: the atlas label map (labels; label ``k + 1`` = class ``k``, each in its class colour);
+- ``<name> masks``: DSM-Net's segmentation masks at the picks (labels; label ``k + 1`` = class ``k``, each in its
+  class colour);
+- ``<name> atlas``: the atlas label map (the predicted structures placed at the picks; hidden at first);
 - ``<name> picks``: the picks (points at their voxel positions, face coloured by predicted class, sized by the
   class's bundled structure, with the class, probability and score as features).
 
@@ -72,14 +74,14 @@ def _tomogram_layers(folder: Path, colours: dict[str, tuple], visible: bool) -> 
     lo, hi = (float(v) for v in np.percentile(volume, [1, 99]))
     layers: list[LayerData] = [(volume, {"name": name, "scale": scale, "colormap": "gray", "contrast_limits": (lo, hi if hi > lo else lo + 1),
                                          "visible": visible, "metadata": {"cryomine": summary}}, "image")]  # fmt: skip
-    labels_path = folder / "atlas_labels.mrc"
-    if labels_path.is_file():
-        labels = read_mrc(labels_path).data.astype(np.int32)
-        atlas = summary.get("atlas_classes", [])
-        colour = {0: (0.0, 0.0, 0.0, 0.0), None: (0.5, 0.5, 0.5, 1.0)}
-        colour.update({k + 1: colours.get(c, (0.5, 0.5, 0.5, 1.0)) for k, c in enumerate(atlas)})
-        layers.append((labels, {"name": f"{name} classes", "scale": scale, "opacity": 0.5, "colormap": colour, "visible": visible,
-                                "metadata": {"classes": {k + 1: c for k, c in enumerate(atlas)}}}, "labels"))  # fmt: skip
+    atlas = summary.get("atlas_classes", [])
+    colour = {0: (0.0, 0.0, 0.0, 0.0), None: (0.5, 0.5, 0.5, 1.0)}
+    colour.update({k + 1: colours.get(c, (0.5, 0.5, 0.5, 1.0)) for k, c in enumerate(atlas)})
+    for file, suffix, shown in (("segmentation_labels.mrc", "masks", visible), ("atlas_labels.mrc", "atlas", False)):
+        if (folder / file).is_file():
+            labels = read_mrc(folder / file).data.astype(np.int32)
+            layers.append((labels, {"name": f"{name} {suffix}", "scale": scale, "opacity": 0.5, "colormap": dict(colour), "visible": shown,
+                                    "metadata": {"classes": {k + 1: c for k, c in enumerate(atlas)}}}, "labels"))  # fmt: skip
     star = folder / "predict" / "predictions.star"
     if star.is_file():
         table = read_particles(star)
