@@ -20,6 +20,7 @@ from cryomine.io import read_mrc
 from cryomine.io.star import coordinates_xyz_voxels, read_optimisation_set, read_particles, read_tomograms
 from cryomine.project import BatchOptions, ProjectConfig, read_project, run_project, run_tomogram, tomogram_folder
 from cryomine.viewer import get_reader, layer_data
+from test_report_browser import _render, browser  # noqa: F401  (the headless Chromium fixture)
 
 CONFIG = ProjectConfig(average_iterations=1, average_min_particles=4, top_n=14)
 
@@ -224,3 +225,24 @@ def test_segmentation_is_dsmnets_masks_pasted_at_the_picks(dask_run):
             checked += 1
     assert checked >= 1
     assert set(np.unique(labels).astype(int)) <= set(range(len(summary["atlas_classes"]) + 1))
+
+
+def test_an_existing_dask_cluster_through_its_scheduler_address(project, dask_run, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        out = tmp_path / "out"
+        result = run_project(project, out, CONFIG, BatchOptions(scheduler=cluster.scheduler_address, threads=1, progress=False),
+                             only=("TS_02",))  # fmt: skip
+        assert result.done == ["TS_02"] and not result.failed
+    _same_tomogram_outputs(tomogram_folder(out, "TS_02"), tomogram_folder(dask_run[0], "TS_02"))
+    with pytest.raises(InputError, match="--scheduler: cannot reach the Dask scheduler"):
+        run_project(project, tmp_path / "o2", CONFIG, BatchOptions(scheduler="tcp://127.0.0.1:9", progress=False))
+
+
+def test_project_report_renders_in_chromium(browser, dask_run):  # noqa: F811  (the fixture imported above)
+    report = dask_run[0] / "report.html"
+    images, logs, resources = _render(browser, report)
+    assert len(images) == report.read_text().count("<img ") >= 8  # per tomogram picks, atlas, t-SNE; averages
+    assert all(i["complete"] and i["width"] > 0 for i in images), [i["alt"] for i in images]
+    assert not [e["message"] for e in logs if e["level"] == "SEVERE"]
+    assert all(r.startswith("data:") for r in resources)

@@ -51,6 +51,7 @@ __all__ = [
     "particles_pixel_size_a",
     "read_optimisation_set",
     "read_particles",
+    "read_star",
     "read_tomograms",
     "with_optics",
     "write_particles",
@@ -347,6 +348,12 @@ def make_particles(
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+
+
+def read_star(path: str | os.PathLike[str]) -> dict[str, pd.DataFrame | dict]:
+    """Every data block of any STAR file (tables as data frames, key-value blocks as dicts), with the checks every
+    cryomine STAR reader makes (missing, empty, unparsable, cut mid-row: :class:`InputError` naming the file)."""
+    return _read_star_blocks(Path(path))
 
 
 def _read_star_blocks(p: Path) -> dict[str, pd.DataFrame | dict]:

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from cryomine.errors import InputError
-from cryomine.io.star import read_particles
+from cryomine.io.star import read_star
 
 __all__ = ["JsonFile", "ReportInputs", "candidate_dirs", "find_inputs", "json_kind", "read_json", "read_table"]
 
@@ -183,7 +183,7 @@ def find_inputs(path: str | os.PathLike[str]) -> ReportInputs:
     companions = [d / n for d, n in ((predict_dir, "predictions.star"), (discover_dir, "assignments.csv")) if d is not None]
     for table in (t for t in companions if t.exists()):  # outputs the report links but does not draw: say if damaged
         try:
-            read_particles(table) if table.suffix == ".star" else read_table(table)
+            read_star(table) if table.suffix == ".star" else read_table(table)  # predictions without positions are fine
         except InputError as exc:
             notes.append(str(exc))
 
