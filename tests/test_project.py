@@ -16,8 +16,9 @@ import pytest
 
 from cryomine.cli import main
 from cryomine.errors import InputError
+from cryomine.geometry.euler import euler_zyz_to_matrix
 from cryomine.io import read_mrc
-from cryomine.io.star import coordinates_xyz_voxels, read_optimisation_set, read_particles, read_tomograms
+from cryomine.io.star import coordinates_xyz_voxels, eulers_zyz, read_optimisation_set, read_particles, read_tomograms
 from cryomine.project import BatchOptions, ProjectConfig, read_project, run_project, run_tomogram, tomogram_folder
 from cryomine.viewer import get_reader, layer_data
 from test_report_browser import _render, browser  # noqa: F401  (the headless Chromium fixture)
@@ -144,15 +145,22 @@ def test_copick_project_write_back(project, tmp_path):
     out = tmp_path / "out"
     assert main(["run", str(tmp_path / "copick.json"), "--out", str(out), "--workers", "0", "-q", "--top-n", "14",
                  "--average-min-particles", "4", "--average-iterations", "1", "--copick-object", "4v7r=ribosome"]) == 0  # fmt: skip
-    predicted = read_particles(tomogram_folder(out, "TS_01") / "predict" / "predictions.star")
-    names = predicted.particles["rlnClassName"].astype(str).replace({"4v7r": "ribosome"}).to_numpy()
-    xyz_a = coordinates_xyz_voxels(predicted) * 10.0
+    predicted = read_particles(tomogram_folder(out, "TS_01") / "particles.star")  # classes and refined poses
+    frame = predicted.particles
+    assert frame["cmAveraged"].sum() >= 4  # the averaged class's picks carry the orientations the averaging found
+    names = frame["rlnClassName"].astype(str).replace({"4v7r": "ribosome"}).to_numpy()
+    origins = frame[["rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst"]].to_numpy(float)
+    centres_a = coordinates_xyz_voxels(predicted) * 10.0 - origins  # RELION: centre = coordinate - origin
+    matrices = euler_zyz_to_matrix(eulers_zyz(predicted))
     fresh = copick.from_file(str(tmp_path / "copick.json"))
     written = 0
     for picks in fresh.get_run("TS_01").get_picks(user_id="cryomine"):
         points, transforms = picks.numpy()
-        sel = names == picks.pickable_object_name
-        np.testing.assert_allclose(np.sort(points + transforms[:, :3, 3], axis=0), np.sort(xyz_a[sel], axis=0), atol=1e-4)
+        sel = np.flatnonzero(names == picks.pickable_object_name)
+        got = points + transforms[:, :3, 3]
+        order = [int(np.argmin(np.linalg.norm(centres_a[sel] - p, axis=1))) for p in got]
+        np.testing.assert_allclose(got, centres_a[sel][order], atol=1e-4)
+        np.testing.assert_allclose(transforms[:, :3, :3], matrices[sel][order], atol=1e-6)
         written += len(points)
     known = {o["name"] for o in objects} | {"4v7r"}
     assert written == int(np.isin(predicted.particles["rlnClassName"].astype(str), list(known)).sum()) > 0

@@ -1,8 +1,10 @@
 """The project-level outputs of ``cryomine run``, written from the finished tomograms' folders.
 
-- :func:`project_particles`: every tomogram's predicted particles in one table (``rlnTomoName`` = the tomogram).
+- :func:`project_particles`: every tomogram's ``particles.star`` in one table (``rlnTomoName`` = the tomogram):
+  predicted classes, and the orientations and shifts the averaging refined (``cmAveraged`` 1; 0 angles otherwise).
 - :func:`write_relion_project`: ``<out>/relion/`` (:mod:`cryomine.io.relion_project`), for RELION 5's subtomogram jobs.
-- :func:`write_back_copick`: picks (class = copick object), two multilabel segmentations (``cryomine-dsmnet``:
+- :func:`write_back_copick`: picks (class = copick object, score, the refined orientation as the transform and the
+  refined centre as the location), two multilabel segmentations (``cryomine-dsmnet``:
   DSM-Net's masks pasted at the picks; ``cryomine-atlas``: the predicted structures placed at the picks) and
   the average with the most particles of each object (copick keeps one density map per object) into the copick
   project, for copick and napari-copick. A predicted class is written as the object ``objects[class]`` (default:
@@ -24,7 +26,7 @@ from cryomine.acquisition import Acquisition
 from cryomine.io.copick_project import open_project, write_project_average, write_project_picks, write_project_segmentation
 from cryomine.io.mrc import read_mrc
 from cryomine.io.relion_project import RelionTomogram, write_relion5_project
-from cryomine.io.star import ParticleTable, read_particles
+from cryomine.io.star import ORIGIN_COLUMNS, ParticleTable, coordinates_xyz_voxels, read_particles
 from cryomine.project.pipeline import SUMMARY
 from cryomine.project.sources import ProjectTomogram
 
@@ -36,8 +38,20 @@ def _summary(folder: Path) -> dict[str, Any]:
 
 
 def _predicted(folder: Path) -> ParticleTable | None:
-    star = folder / "predict" / "predictions.star"
+    """A finished tomogram's ``particles.star`` (classes, refined poses where averaged), None when it had no picks."""
+    star = folder / "particles.star"
     return read_particles(star) if star.exists() else None
+
+
+def _centred(table: ParticleTable, voxel_size_a: float) -> ParticleTable:
+    """``table`` with the refined shifts applied to the positions (RELION: centre = coordinate - origin) and the origin
+    columns dropped: for copick, whose picks hold the centre itself."""
+    frame = table.particles.copy()
+    if set(ORIGIN_COLUMNS) <= set(frame.columns):
+        xyz = coordinates_xyz_voxels(table) - frame[list(ORIGIN_COLUMNS)].to_numpy(np.float64) / voxel_size_a
+        frame[["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]] = xyz
+        frame = frame.drop(columns=list(ORIGIN_COLUMNS))
+    return replace(table, particles=frame)
 
 
 def project_particles(out: Path, tomograms: list[ProjectTomogram]) -> ParticleTable:
@@ -78,6 +92,7 @@ def write_back_copick(config_path: Path, out: Path, tomograms: list[ProjectTomog
         names = table.particles["rlnClassName"].astype(str).map(lambda c: mapping.get(c, "")).to_numpy()
         for cls in table.particles["rlnClassName"].astype(str)[names == ""]:
             written["left_out"][cls] = written["left_out"].get(cls, 0) + 1
+        table = _centred(table, s["voxel_size_a"])
         kept = replace(table, particles=table.particles[names != ""].assign(rlnClassName=names[names != ""]).reset_index(drop=True))
         if len(kept.particles):
             for obj, n in write_project_picks(root, tomo.copick_run, kept, s["voxel_size_a"], session_id=session_id).items():

@@ -9,6 +9,8 @@
     segmentation_labels.mrc  DSM-Net's segmentation masks pasted back at the picks, labelled by predicted class
     discover/             k-means on DSM-Net features of the picks (assignments, t-SNE, cluster means)
     average_<class>/      subtomogram average of each of the most frequent predicted classes (maps, FSC)
+    particles.star        every pick with its predicted class and, where averaged (cmAveraged 1), the orientation and
+                          shift the averaging refined (rlnAngle*, rlnOrigin*Angst; 0 for the others)
     summary.json          counts per class, averages' resolutions, seconds per step; written last
 
 ``summary.json`` marks the tomogram finished: a folder without it is an interrupted run and is cleared before the
@@ -125,6 +127,25 @@ def _segmentation(out: Path, shape_zyx: list[int], voxel_size_a: float, classes:
     return write_mrc(out / "segmentation_labels.mrc", labels.astype(np.float32), voxel_size_a)
 
 
+POSE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
+
+
+def _refined_particles(out: Path, voxel_size_a: float, averages: dict[str, Any]) -> Path:
+    """``particles.star``: the predictions with the poses the averages refined (module docstring), joined by position."""
+    table = read_particles(out / "predict" / "predictions.star")
+    frame = table.particles.copy()
+    for column in POSE_COLUMNS:
+        frame[column] = 0.0
+    frame["cmAveraged"] = 0
+    where = {tuple(np.round(xyz, 3)): i for i, xyz in enumerate(coordinates_xyz_voxels(table))}
+    for entry in averages.values():
+        refined = read_particles(out / entry["folder"] / "particles.star")
+        rows = [where[tuple(np.round(xyz, 3))] for xyz in coordinates_xyz_voxels(refined)]
+        frame.loc[rows, list(POSE_COLUMNS)] = refined.particles[list(POSE_COLUMNS)].to_numpy(np.float64)
+        frame.loc[rows, "cmAveraged"] = 1
+    return write_particles(out / "particles.star", replace(table, particles=frame), pixel_size_a=voxel_size_a)
+
+
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
@@ -201,6 +222,7 @@ def run_tomogram(tomo: ProjectTomogram, out: str | Path, config: ProjectConfig, 
             discovered = {"k": result.k, "n": result.n}
         lap("discover")
         averages = _average(tomo, out, config, counts, box)
+        _refined_particles(out, voxel_size_a, averages)
         lap("average")
     summary = {
         "tomogram": tomo.to_dict(),
