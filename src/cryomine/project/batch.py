@@ -73,7 +73,7 @@ def _check_resume(out: Path, config: ProjectConfig, source: Path) -> None:
         before = ProjectConfig.from_dict(data["config"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"unreadable project settings ({type(exc).__name__}); use another --out", saved) from None
-    if Path(data.get("source", "")).resolve() != source.resolve():
+    if Path(data.get("source", "")).resolve() != source:
         raise InputError(f"holds a run of another project ({data.get('source')}); use another --out", out)
     diff = before.differences(config)
     if diff:
@@ -138,7 +138,7 @@ def run_project(source: str | os.PathLike[str], out: str | os.PathLike[str], con
     """Run every unfinished tomogram of ``source`` into ``out`` (module docstring), then write the project-level
     outputs over every finished tomogram (:func:`cryomine.project.finish.finish_project`: RELION project, project
     report and, with ``write_back``, the copick write-back); their one-line notes are in ``result.notes``."""
-    source, out = Path(source), Path(out)
+    source, out = Path(source).resolve(), Path(out)  # absolute: the outputs name the tomograms from anywhere
     kind = project_kind(source)
     tomos = read_project(source, tomo_type=config.tomo_type, voxel_size_a=config.voxel_size_a, pattern=pattern, only=only)
     model_box(config.model)  # the model is readable before any tomogram starts

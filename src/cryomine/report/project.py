@@ -31,6 +31,7 @@ __all__ = ["PROJECT_REPORT", "build_project_report"]
 PROJECT_REPORT = "report.html"
 MAX_CLASS_COLUMNS = 8
 DEFAULT_ENCLOSED = 0.1
+MAX_CLUSTER_MAPS = 12
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -80,6 +81,11 @@ def _tomogram_part(folder: Path, summary: dict[str, Any]) -> str:
                               (folder / "discover" / "tsne.png", "t-SNE", "Discovery: t-SNE of DSM-Net features, coloured by cluster.")):
         if png.is_file():
             parts.append(image(png_file_data_uri(png), alt, caption))
+    means = sorted((folder / "discover").glob("cluster_*.mrc"), key=lambda p: int(p.stem.split("_")[1]) if p.stem.split("_")[1].isdigit() else 0)
+    if means:
+        maps = {p.stem.replace("_", " "): read_mrc(p).data for p in means[:MAX_CLUSTER_MAPS]}
+        parts.append(image(figure_data_uri(isosurface_figure(maps, DEFAULT_ENCLOSED), dpi=70), "cluster mean isosurfaces",
+                           f"Discovery: each cluster's mean density, isosurface enclosing {DEFAULT_ENCLOSED:.0%} of its box."))
     return "".join(parts)
 
 
