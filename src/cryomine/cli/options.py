@@ -34,5 +34,10 @@ def overrides(invert: bool | None = None, **values: Any) -> Acquisition:
     return Acquisition().updated("flags", **values)
 
 
+def given(**values: Any) -> dict[str, Any]:
+    """The options the user gave (not None): what overrides a config object's defaults."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def paths(values: list[Path] | None) -> tuple[Path, ...]:
     return tuple(values or ())

@@ -9,13 +9,9 @@ from pathlib import Path
 import typer
 
 from cryomine.cli.app import app
-from cryomine.cli.options import acq_option, acquisition_files_option, overrides, paths, tomo_name_option
+from cryomine.cli.options import acq_option, acquisition_files_option, given, overrides, paths, tomo_name_option
 from cryomine.errors import InputError
 from cryomine.io.atomic import check_writable
-
-
-def _given(**values: object) -> dict[str, object]:
-    return {k: v for k, v in values.items() if v is not None}
 
 
 @app.command("pick")
@@ -82,14 +78,14 @@ def pick_cmd(
         if template or mask or tomogram_mask or symmetry or resume or per_tilt_weighting or random_phase_correction or angular_step or top_n or threshold:
             raise InputError("--template, --mask, --tomogram-mask, --symmetry, --resume, --per-tilt-weighting, --random-phase-correction, "
                              "--angular-step, --top-n and --threshold are not for the learned picker", "--method")  # fmt: skip
-        _pick_learned(tomogram, out, model, voxel_size_a, dark, _given(tile_vox=tile_size, overlap_vox=overlap, min_probability=min_probability,
+        _pick_learned(tomogram, out, model, voxel_size_a, dark, given(tile_vox=tile_size, overlap_vox=overlap, min_probability=min_probability,
                                                                    device=device))  # fmt: skip
         return
     if model is not None or overlap is not None or min_probability is not None:
         raise InputError("--model, --overlap and --min-probability are for --method learned", "--method")
     if (false_positives is not None or split_populations is not None) and chosen == "dog":
         raise InputError("--false-positives sets template matching's threshold (DoG's is robust, from the score map)", "--false-positives")
-    peak_kw = _given(top_n=top_n, threshold=threshold, border_vox=border_vox, false_positives=false_positives, split_populations=split_populations,
+    peak_kw = given(top_n=top_n, threshold=threshold, border_vox=border_vox, false_positives=false_positives, split_populations=split_populations,
                      min_distance_vox=None if min_distance is None else min_distance / voxel_size_a)  # fmt: skip
     if chosen == "dog":
         if (invert_template or recenter_template or mask is not None or tomogram_mask is not None or symmetry is not None or resume
@@ -110,7 +106,7 @@ def pick_cmd(
                              "sidecar file named like the tomogram)", "--per-tilt-weighting")  # fmt: skip
         tilts = TiltWeighting(acq.tilt_angles_deg, acq.defocus_um if microscope is not None else None, acq.dose_e_a2)
     config = TemplateMatchConfig(
-        **_given(angular_step_deg=angular_step, symmetry=symmetry, pad_edges=pad_edges, tile_vox=tile_size, memory_gb=memory_gb, angle_batch=angle_batch,
+        **given(angular_step_deg=angular_step, symmetry=symmetry, pad_edges=pad_edges, tile_vox=tile_size, memory_gb=memory_gb, angle_batch=angle_batch,
                  device=device, threads=threads, invert_template=invert_template, recenter_template=recenter_template,
                  template_lowpass_a=template_lowpass, random_phase_correction=random_phase_correction, random_phase_seed=random_phase_seed),
         tilt_min_deg=lo, tilt_max_deg=hi, invert=dark, microscope=microscope, peaks=replace(TemplateMatchConfig().peaks, **peak_kw),
@@ -217,7 +213,7 @@ def evaluate_picks_cmd(
     from cryomine.pick.config import MatchingConfig
     from cryomine.pick.evaluate import evaluate_pick_files
 
-    config = MatchingConfig(**_given(radius_a=radius, voxel_size_a=voxel_size, hit_fraction=hit_fraction))
+    config = MatchingConfig(**given(radius_a=radius, voxel_size_a=voxel_size, hit_fraction=hit_fraction))
     report = evaluate_pick_files(picks, truth, config, classes)
     if as_json:
         typer.echo(json.dumps(report, indent=2))

@@ -12,13 +12,9 @@ from pathlib import Path
 import typer
 
 from cryomine.cli.app import app
-from cryomine.cli.options import acq_option
+from cryomine.cli.options import acq_option, given
 from cryomine.errors import InputError
 from cryomine.io.atomic import check_writable_folder
-
-
-def _given(**values: object) -> dict[str, object]:
-    return {k: v for k, v in values.items() if v is not None}
 
 
 def _objects(items: list[str] | None) -> dict[str, str]:
@@ -69,12 +65,12 @@ def run_cmd(
     check_writable_folder(out)  # before any work
     from cryomine.project import BatchOptions, ProjectConfig, WriteBack, project_kind, run_project
 
-    config = ProjectConfig(**_given(
+    config = ProjectConfig(**given(
         pick_method=method, model=model, picker=picker, radius_a=radius, top_n=top_n, box_vox=box, k=k, average_classes=average_classes,
         average_min_particles=average_min_particles, average_iterations=average_iterations, tomo_type=tomo_type, seed=seed,
         voxel_size_a=voxel_size, tilt_min_deg=tilt_min, tilt_max_deg=tilt_max, defocus_um=defocus, voltage_kv=voltage, cs_mm=cs,
         amplitude_contrast=amplitude_contrast, polarity=polarity))  # fmt: skip
-    options = BatchOptions(**_given(workers=workers, threads=threads, scheduler=scheduler), progress=not quiet)
+    options = BatchOptions(**given(workers=workers, threads=threads, scheduler=scheduler), progress=not quiet)
     objects = _objects(copick_object)
     write_back = WriteBack(project, objects, copick_session) if project_kind(project) == "copick" and copick_write else None
     result = run_project(project, out, config, options, pattern=pattern, only=tuple(tomogram or ()), write_back=write_back)

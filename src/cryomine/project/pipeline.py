@@ -171,6 +171,45 @@ def _average(tomo: ProjectTomogram, out: Path, config: ProjectConfig, counts: Co
     return done
 
 
+class _Laps:
+    """Seconds per step: ``lap("pick")`` records the time since the previous lap."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = round(now - self._last, 2)
+        self._last = now
+
+
+def _after_picking(tomo: ProjectTomogram, out: Path, config: ProjectConfig, box: int, shape_zyx: list[int], voxel_size_a: float,
+                   n_picks: int, n_classes: int, lap: _Laps) -> dict[str, Any]:  # fmt: skip
+    """Extract -> DSM-Net -> atlas + segmentation -> discover -> average -> ``particles.star``; the summary's parts."""
+    extract_subtomograms(tomo.path, out / "picks.star", out / "picks.h5", box, overrides=config.acquisition_flags(), files=tomo.files,
+                         tomo_name=tomo.name)  # fmt: skip
+    lap("extract")
+    predict(config.model, [out / "picks.h5"], out / "predict")
+    counts = Counter(read_particles(out / "predict" / "predictions.star").particles["rlnClassName"].astype(str))
+    lap("predict")
+    atlas, _ = make_atlas(tomo.path, out / "picks.star", out / "atlas.mrc", out / "predict" / "predictions.star")
+    _segmentation(out, shape_zyx, voxel_size_a, list(atlas.class_names))
+    lap("atlas")
+    discovered = None
+    k = min(config.k or n_classes + 1, n_picks // MIN_CLUSTER_SIZE)  # clusters of a few picks at least
+    if k >= 2:
+        result = discover(config.model, out / "picks.h5", out / "discover", DiscoverConfig(k=k, seed=config.seed, baseline=False))
+        discovered = {"k": result.k, "n": result.n}
+    lap("discover")
+    averages = _average(tomo, out, config, counts, box)
+    _refined_particles(out, voxel_size_a, averages)
+    lap("average")
+    # atlas_labels.mrc and segmentation_labels.mrc: label k + 1 = atlas_classes[k]
+    return {"class_counts": dict(sorted(counts.items())), "atlas_classes": list(atlas.class_names), "discover": discovered,
+            "averages": averages}  # fmt: skip
+
+
 def run_tomogram(tomo: ProjectTomogram, out: str | Path, config: ProjectConfig, *, threads: int | None = None) -> dict[str, Any]:
     """Run the pipeline on ``tomo`` into the folder ``out`` (module docstring); returns its summary.
 
@@ -183,15 +222,7 @@ def run_tomogram(tomo: ProjectTomogram, out: str | Path, config: ProjectConfig, 
     clear_unfinished(out)
     if threads is not None:
         torch.set_num_threads(int(threads))
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[step] = round(now - clock, 2)
-        clock = now
-
+    lap = _Laps()
     model_edge, _, class_names = model_box(config.model)
     box = config.box_vox or model_edge
     acq = tomogram_acquisition(tomo.path, config.acquisition_flags(), tomo.files, tomo_name=tomo.name)
@@ -201,41 +232,10 @@ def run_tomogram(tomo: ProjectTomogram, out: str | Path, config: ProjectConfig, 
     out.mkdir(parents=True, exist_ok=True)
     n_picks = _pick(tomo, out, config, voxel_size_a, dark, class_names)
     lap("pick")
-    counts: Counter = Counter()
-    averages: dict[str, Any] = {}
-    discovered: dict[str, Any] | None = None
-    atlas_classes: list[str] = []
-    if n_picks:
-        flags = config.acquisition_flags()
-        extract_subtomograms(tomo.path, out / "picks.star", out / "picks.h5", box, overrides=flags, files=tomo.files, tomo_name=tomo.name)
-        lap("extract")
-        predict(config.model, [out / "picks.h5"], out / "predict")
-        counts = Counter(read_particles(out / "predict" / "predictions.star").particles["rlnClassName"].astype(str))
-        lap("predict")
-        atlas, _ = make_atlas(tomo.path, out / "picks.star", out / "atlas.mrc", out / "predict" / "predictions.star")
-        atlas_classes = list(atlas.class_names)
-        _segmentation(out, shape_zyx, voxel_size_a, atlas_classes)
-        lap("atlas")
-        k = min(config.k or len(class_names) + 1, n_picks // MIN_CLUSTER_SIZE)  # clusters of a few picks at least
-        if k >= 2:
-            result = discover(config.model, out / "picks.h5", out / "discover", DiscoverConfig(k=k, seed=config.seed, baseline=False))
-            discovered = {"k": result.k, "n": result.n}
-        lap("discover")
-        averages = _average(tomo, out, config, counts, box)
-        _refined_particles(out, voxel_size_a, averages)
-        lap("average")
-    summary = {
-        "tomogram": tomo.to_dict(),
-        "shape_zyx": shape_zyx,
-        "voxel_size_a": voxel_size_a,
-        "acquisition": acq.to_dict(),
-        "picks": n_picks,
-        "class_counts": dict(sorted(counts.items())),
-        "atlas_classes": atlas_classes,  # atlas_labels.mrc and segmentation_labels.mrc: label k + 1 = atlas_classes[k]
-        "discover": discovered,
-        "averages": averages,
-        "seconds": seconds,
-    }
+    parts = (_after_picking(tomo, out, config, box, shape_zyx, voxel_size_a, n_picks, len(class_names), lap) if n_picks
+             else {"class_counts": {}, "atlas_classes": [], "discover": None, "averages": {}})  # fmt: skip
+    summary = {"tomogram": tomo.to_dict(), "shape_zyx": shape_zyx, "voxel_size_a": voxel_size_a, "acquisition": acq.to_dict(),
+               "picks": n_picks, **parts, "seconds": lap.seconds}  # fmt: skip
     with atomic_output(out / SUMMARY) as tmp:  # last: marks the tomogram finished
         tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
     return summary
