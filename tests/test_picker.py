@@ -10,7 +10,7 @@ import torch
 from cryomine.errors import InputError
 from cryomine.models.picker import PickerConfig, PickerUNet, receptive_radius
 from cryomine.pick.config import LearnedPickConfig
-from cryomine.pick.learned import axis_windows, label_tomogram, picks_from_labels
+from cryomine.pick.learned import axis_windows, choose_tile, label_tomogram, picks_from_labels, window_bytes
 from cryomine.simulate.membranes import MEMBRANE_LABEL
 
 
@@ -132,3 +132,24 @@ def test_a_tiny_picker_learns_one_tile():
     for c in (0, 1, 2):
         iou = ((labels == c) & (target == c)).sum() / ((labels == c) | (target == c)).sum()
         assert iou > 0.9, (c, iou)
+
+
+def _computed_voxels(shape, tile, overlap, multiple):
+    return np.prod([len(axis_windows(n, tile, overlap, multiple)) * min(-(-tile // multiple) * multiple, -(-n // multiple) * multiple)
+                    for n in shape])  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", [(200, 512, 512), (48, 130, 97), (300, 1024, 1024)])
+def test_the_automatic_tile_computes_fewest_voxels_within_the_memory(shape):
+    memory_gb = 4.0
+    tile = choose_tile(shape, 24, 8, memory_gb, 16)
+    edges = [min(-(-tile // 8) * 8, -(-n // 8) * 8) for n in shape]
+    assert window_bytes(edges, 16) <= memory_gb * 1e9
+    cost = _computed_voxels(shape, tile, 24, 8)
+    for other in range(56, 513, 8):  # every tile that fits does at least as much work (brute force)
+        other_edges = [min(other, -(-n // 8) * 8) for n in shape]
+        if window_bytes(other_edges, 16) <= memory_gb * 1e9:
+            assert _computed_voxels(shape, other, 24, 8) >= cost
+    assert choose_tile(shape, 24, 8, 0.5, 16) <= tile  # less memory, smaller windows
+    with pytest.raises(InputError, match="--memory-gb"):
+        choose_tile(shape, 24, 8, 1e-4, 16)

@@ -192,6 +192,10 @@ def test_napari_layers_of_a_project_run(dask_run):
         label = next(k for k, c in atlas.items() if c == cls)
         assert tuple(colour) == tuple(labels[1]["colormap"][label])
     assert get_reader(str(out)) is not None and get_reader(str(out / "tomograms")) is None
+    hidden = layers[4][0]  # the other tomograms are read when first shown
+    assert not isinstance(hidden, np.ndarray) and hidden.shape == (40, 96, 96)
+    source = json.loads((tomogram_folder(out, "TS_02") / "summary.json").read_text())["tomogram"]["path"]
+    np.testing.assert_array_equal(np.asarray(hidden), read_mrc(source).data)
 
 
 def test_napari_opens_a_run_through_the_plugin_and_renders_headless(dask_run, tmp_path):

@@ -53,7 +53,7 @@ def pick_cmd(
     tomogram_mask: Path | None = typer.Option(None, "--tomogram-mask", help="Search only inside this mask (MRC or .em of the tomogram's shape, > 0.5 inside; e.g. the lamella)."),
     pad_edges: bool | None = typer.Option(None, "--pad-edges/--no-pad-edges", help="Zero-pad the faces (exact, default) or correlate circularly (faster; one tile)."),
     tile_size: int | None = typer.Option(None, "--tile-size", help="Tile core edge (voxels; default: automatic from --memory-gb)."),
-    memory_gb: float | None = typer.Option(None, "--memory-gb", help="Peak memory of the whole search (GB; default 4): tiles are sized to fit it, and a search that cannot fit is refused."),
+    memory_gb: float | None = typer.Option(None, "--memory-gb", help="Template matching: peak memory of the whole search (GB; default 4); learned picking: of one window (default 8). Tiles are sized to fit it; what cannot fit is refused."),
     angle_batch: int | None = typer.Option(None, "--angle-batch", help="Orientations correlated together."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for template matching (default: all torch threads)."),
@@ -78,7 +78,7 @@ def pick_cmd(
         if template or mask or tomogram_mask or symmetry or resume or per_tilt_weighting or random_phase_correction or angular_step or top_n or threshold:
             raise InputError("--template, --mask, --tomogram-mask, --symmetry, --resume, --per-tilt-weighting, --random-phase-correction, "
                              "--angular-step, --top-n and --threshold are not for the learned picker", "--method")  # fmt: skip
-        _pick_learned(tomogram, out, model, voxel_size_a, dark, given(tile_vox=tile_size, overlap_vox=overlap, min_probability=min_probability,
+        _pick_learned(tomogram, out, model, voxel_size_a, dark, given(tile_vox=tile_size, overlap_vox=overlap, min_probability=min_probability, memory_gb=memory_gb,
                                                                    device=device))  # fmt: skip
         return
     if model is not None or overlap is not None or min_probability is not None:

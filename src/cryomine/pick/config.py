@@ -244,7 +244,10 @@ class TemplateMatchConfig:
 class LearnedPickConfig:
     """Picking with a trained picker network (:mod:`cryomine.pick.learned`).
 
-    - ``tile_vox``: edge of the cubic tiles the tomogram is labelled in (rounded up to the network's multiple).
+    - ``tile_vox``: edge of the cubic tiles the tomogram is labelled in (rounded up to the network's multiple);
+      ``None`` = automatic: the edge that computes the fewest voxels over the whole tomogram (overlaps counted) among
+      those whose window fits ``memory_gb`` (:func:`cryomine.pick.learned.choose_tile`).
+    - ``memory_gb``: what one window's forward pass may use (GB), for the automatic tile.
     - ``overlap_vox``: how far tiles overlap on each side; only each tile's centre is kept. At or beyond the
       network's receptive radius (:func:`~cryomine.models.picker.receptive_radius`) the labels equal those of
       the whole tomogram in one piece; less trades exactness at tile seams for speed.
@@ -258,7 +261,8 @@ class LearnedPickConfig:
       tomogram first (protein dark). ``bf16``: bfloat16 autocast on CPU (where it is supported).
     """
 
-    tile_vox: int = 96
+    tile_vox: int | None = None
+    memory_gb: float = 8.0
     overlap_vox: int = 24
     min_probability: float = 0.5
     min_size_fraction: float = 0.25
@@ -269,11 +273,15 @@ class LearnedPickConfig:
     bf16: bool = True
 
     def __post_init__(self) -> None:
-        _positive_int(self.tile_vox, "--tile-size")
-        if self.tile_vox > 512:
-            raise InputError(f"tiles of at most 512 voxels, got {self.tile_vox}", "--tile-size")
-        if isinstance(self.overlap_vox, bool) or not isinstance(self.overlap_vox, int) or not 0 <= 2 * self.overlap_vox < self.tile_vox:
-            raise InputError(f"overlap must be an integer >= 0 and below half the tile ({self.tile_vox}), got {self.overlap_vox!r}", "--overlap")
+        if self.tile_vox is not None:
+            _positive_int(self.tile_vox, "--tile-size")
+            if self.tile_vox > 512:
+                raise InputError(f"tiles of at most 512 voxels, got {self.tile_vox}", "--tile-size")
+        if not 0.0 < _finite(self.memory_gb, "--memory-gb") <= 4096:
+            raise InputError(f"must be in (0, 4096] GB, got {self.memory_gb:g}", "--memory-gb")
+        limit = self.tile_vox if self.tile_vox is not None else 512
+        if isinstance(self.overlap_vox, bool) or not isinstance(self.overlap_vox, int) or not 0 <= 2 * self.overlap_vox < limit:
+            raise InputError(f"overlap must be an integer >= 0 and below half the tile ({limit}), got {self.overlap_vox!r}", "--overlap")
         if not 0.0 <= _finite(self.min_probability, "--min-probability") < 1.0:
             raise InputError(f"must be in [0, 1), got {self.min_probability:g}", "--min-probability")
         if not 0.0 <= _finite(self.min_size_fraction, "--min-size-fraction") <= 1.0:

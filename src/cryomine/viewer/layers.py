@@ -11,7 +11,8 @@ the tomogram's voxel frame ``(z, y, x)`` scaled by its voxel size (Å), so napar
 - ``<name> picks``: the picks (points at their voxel positions, face coloured by predicted class, sized by the
   class's bundled structure, with the class, probability and score as features).
 
-A **project folder** (``project.json``) gives the layers of every finished tomogram, the first one visible. Colours
+A **project folder** (``project.json``) gives the layers of every finished tomogram, the first one visible and read
+at once, the others dask arrays read when first shown (a project of many tomograms opens without reading them). Colours
 are those of the report (:func:`cryomine.report.figures.class_colours` over the project's classes, sorted).
 """
 
@@ -22,12 +23,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
+from dask import delayed
 
 from cryomine.errors import InputError
 from cryomine.io.mrc import read_mrc
 from cryomine.io.star import coordinates_xyz_voxels, read_particles
-from cryomine.io.volume import read_volume
+from cryomine.io.volume import open_volume, read_volume
 from cryomine.report.figures import class_colours
 from cryomine.structures import bundled_radius_a
 
@@ -70,8 +73,11 @@ def _tomogram_layers(folder: Path, colours: dict[str, tuple], visible: bool) -> 
         raise InputError("not a finished cryomine tomogram folder (summary.json)", folder)
     name, vs = summary["tomogram"]["name"], float(summary["voxel_size_a"])
     scale = (vs, vs, vs)
-    volume = read_volume(summary["tomogram"]["path"], vs).data
-    lo, hi = (float(v) for v in np.percentile(volume, [1, 99]))
+    path = summary["tomogram"]["path"]
+    with open_volume(path, vs) as mapped:  # contrast from the central slice; only the visible tomogram is read now
+        lo, hi = (float(v) for v in np.percentile(np.asarray(mapped.data[mapped.data.shape[0] // 2]), [1, 99]))
+        shape = tuple(int(n) for n in mapped.data.shape)
+    volume = read_volume(path, vs).data if visible else _lazy(lambda: read_volume(path, vs).data, shape, np.float32)
     layers: list[LayerData] = [(volume, {"name": name, "scale": scale, "colormap": "gray", "contrast_limits": (lo, hi if hi > lo else lo + 1),
                                          "visible": visible, "metadata": {"cryomine": summary}}, "image")]  # fmt: skip
     atlas = summary.get("atlas_classes", [])
@@ -79,7 +85,8 @@ def _tomogram_layers(folder: Path, colours: dict[str, tuple], visible: bool) -> 
     colour.update({k + 1: colours.get(c, (0.5, 0.5, 0.5, 1.0)) for k, c in enumerate(atlas)})
     for file, suffix, shown in (("segmentation_labels.mrc", "masks", visible), ("atlas_labels.mrc", "atlas", False)):
         if (folder / file).is_file():
-            labels = read_mrc(folder / file).data.astype(np.int32)
+            labels = (read_mrc(folder / file).data.astype(np.int32) if shown
+                      else _lazy(lambda f=folder / file: read_mrc(f).data.astype(np.int32), shape, np.int32))  # fmt: skip
             layers.append((labels, {"name": f"{name} {suffix}", "scale": scale, "opacity": 0.5, "colormap": dict(colour), "visible": shown,
                                     "metadata": {"classes": {k + 1: c for k, c in enumerate(atlas)}}}, "labels"))  # fmt: skip
     star = folder / "predict" / "predictions.star"
@@ -96,6 +103,11 @@ def _tomogram_layers(folder: Path, colours: dict[str, tuple], visible: bool) -> 
                              "face_color": np.array([colours.get(c, (0.5, 0.5, 0.5, 1.0)) for c in classes]).reshape(-1, 4),
                              "visible": visible}, "points"))  # fmt: skip
     return layers
+
+
+def _lazy(load, shape: tuple[int, ...], dtype: type) -> Any:
+    """A dask array read by ``load()`` when napari first shows it (projects of many tomograms open at once)."""
+    return da.from_delayed(delayed(load)(), shape=shape, dtype=dtype)
 
 
 def layer_data(path: str | os.PathLike[str]) -> list[LayerData]:
