@@ -74,6 +74,10 @@ def test_demo_small_end_to_end(tmp_path, capsys):
         assert {k: picks_eval[key][k] for k in want} == pytest.approx(want, abs=1e-12), key
     assert summary["figures"]["DoG picking F1 (localisation)"] == pytest.approx(loc["f1"], abs=1e-12)
     assert summary["figures"]["DoG picking + DSM-Net class F1"] == pytest.approx(loc_class["f1"], abs=1e-12)
+    learned = json.loads((out / "learned_picks_evaluation.json").read_text())  # the learned picker's picks, scored
+    assert learned["n_picks"] == len(read_particles(out / "picks_learned.star").particles)
+    assert summary["figures"]["learned picking class F1"] == learned["localisation_and_class"]["f1"]
+    assert "learned multi-class picker" in (out / "report.html").read_text()
     # a second run into the same folder is refused without --force, and nothing is removed
     assert main(["demo", "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err

@@ -7,7 +7,8 @@ Steps (every output stays in ``--out``; the layout is the one ``cryomine report`
    (``evaluation.json``: accuracy, mIoU, confusion matrix) and predicted (``predict/``: masks, recovered densities);
 3. ``tomogram.mrc`` + ``tomogram.star`` (truth): a crowded tomogram of those complexes plus one the model never saw,
    with a vesicle (a lipid bilayer; its mask in ``tomogram_membranes.mrc``) the particles keep out of;
-4. ``picks.star``: DoG picking;
+4. ``picks.star``: DoG picking; ``picks_learned.star``: the shipped multi-class picker (``pretrained:picker``), its picks
+   and their classes scored against the truth (``learned_picks_evaluation.json``);
 5. ``picks.h5``: the picks extracted (each labelled with its matched true class, for scoring only) and classified,
    segmented and recovered by the pretrained DSM-Net (``predict_picks/``); picks and their predicted classes
    scored against the truth (``picks_evaluation.json``: localisation F1, localisation + class F1, per class);
@@ -34,6 +35,7 @@ from cryomine.cli.app import app, run_cli
 from cryomine.errors import InputError, check_int
 from cryomine.io import read_particles, write_mrc, write_particles
 from cryomine.io.atomic import atomic_output, check_writable_folder
+from cryomine.pick.evaluate import evaluate_pick_files
 from cryomine.structures import list_structures, load_structure
 from cryomine.viz import save_slice_montage
 
@@ -43,6 +45,7 @@ class DemoConfig:
     """What the demo runs: ``known`` complexes (in the pretrained model's classes), one ``unseen`` complex."""
 
     model: str = "pretrained:dsmnet-a"
+    picker: str = "pretrained:picker"
     known: tuple[str, ...] = ("3j9i", "4v4r", "1bxn", "6utj")
     unseen: str = "5gjv"
     voxel_size_a: float = 10.0
@@ -153,12 +156,13 @@ def run_demo(out: Path, config: DemoConfig, force: bool = False) -> dict[str, ob
     radius_a = float(np.median([i.diameter_a for i in list_structures() if i.id in known])) / 2
     _run(["pick", str(out / "tomogram.mrc"), "--method", "dog", "--radius", f"{radius_a:.0f}",
           "--top-n", str(int(config.tomogram_particles * 1.2)), "--out", str(out / "picks.star")])  # fmt: skip
+    _run(["pick", str(out / "tomogram.mrc"), "--method", "learned", "--model", config.picker, "--out", str(out / "picks_learned.star")])
+    learned_eval = evaluate_pick_files(out / "picks_learned.star", out / "tomogram.star")
+    _write_json(out / "learned_picks_evaluation.json", learned_eval)
     # 5. extract (labelled with the matched truth, for scoring), classify/segment/recover
     _label_picks(out / "picks.star", out / "tomogram.star", out / "picks_labelled.star", config.voxel_size_a)
     _run(["extract", str(out / "tomogram.mrc"), str(out / "picks_labelled.star"), "--size", "40", "--out", str(out / "picks.h5")])
     _run(["predict", config.model, str(out / "picks.h5"), "--out", str(out / "predict_picks")])
-    from cryomine.pick.evaluate import evaluate_pick_files
-
     picks_eval = evaluate_pick_files(out / "picks.star", out / "tomogram.star",
                                      predictions=out / "predict_picks" / "predictions.star")  # fmt: skip
     _write_json(out / "picks_evaluation.json", picks_eval)
@@ -178,6 +182,8 @@ def run_demo(out: Path, config: DemoConfig, force: bool = False) -> dict[str, ob
             "subtomogram mIoU": evaluation.get("miou"),
             "DoG picking F1 (localisation)": (picks_eval.get("localisation") or {}).get("f1"),
             "DoG picking + DSM-Net class F1": (picks_eval.get("localisation_and_class") or {}).get("f1"),
+            "learned picking F1 (localisation)": (learned_eval.get("localisation") or {}).get("f1"),
+            "learned picking class F1": (learned_eval.get("localisation_and_class") or {}).get("f1"),
         },
     }
     _write_json(out / "summary.json", summary)

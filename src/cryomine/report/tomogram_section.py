@@ -104,6 +104,13 @@ def tomogram_section(ctx: Context) -> str:
                 if points["truth"] is not None else "no true particle list (truth.star) found"]
         parts.append(image(figure_data_uri(fig), "tomogram central slices with picks",
                            "; ".join(what) + ". Only particles that cut the slice are drawn, at the radius of their cross-section."))
+        learned = next((d / "picks_learned.star" for d in candidate_dirs(inp.root) if (d / "picks_learned.star").is_file()), None)
+        if learned is not None:
+            lp = read_points(learned)
+            fig = tomogram_picks_figure(vol.data, lp, points["truth"], radius_vox=radius, title=f"learned picker: {len(lp)} picks")
+            parts.append(image(figure_data_uri(fig), "tomogram central slices with learned picks",
+                               f"circles: {len(lp)} picks of the learned multi-class picker ({ctx.rel(learned)}), coloured by "
+                               "the class it gave them; +: the true particles."))
     pe = inp.pick_evaluation
     if pe is None:
         parts.append(not_available("no picking evaluation (a JSON from evaluating picks against the truth)"))
@@ -123,7 +130,16 @@ def tomogram_section(ctx: Context) -> str:
                 ctx.add(f"picking {'F1' if q == 'f1' else q} ({label})", score.get(q), "", pe.path, params)
             rows.append([label, score.get("tp"), score.get("fp"), score.get("fn"), score.get("precision"),
                          score.get("recall"), score.get("f1")])
-    parts.append(table(["matching", "TP", "FP", "FN", "precision", "recall", "F1"], rows, caption="Picking scores"))
+    learned_eval = pe.path.with_name("learned_picks_evaluation.json")
+    if learned_eval.is_file():
+        le = read_json(learned_eval, ctx.notes) or {}
+        for label, key in (("learned: localisation", "localisation"), ("learned: localisation and class", "localisation_and_class")):
+            score = le.get(key)
+            if isinstance(score, Mapping):
+                rows.append([label, score.get("tp"), score.get("fp"), score.get("fn"), score.get("precision"), score.get("recall"),
+                             score.get("f1")])  # fmt: skip
+    parts.append(table(["matching", "TP", "FP", "FN", "precision", "recall", "F1"], rows,
+                       caption="Picking scores (DoG + DSM-Net's classes; the learned picker's own classes where run)"))
     per = e.get("per_class") or {}
     if per:
         prow = []
