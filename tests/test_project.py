@@ -258,3 +258,13 @@ def test_project_report_renders_in_chromium(browser, dask_run):  # noqa: F811  (
     assert all(i["complete"] and i["width"] > 0 for i in images), [i["alt"] for i in images]
     assert not [e["message"] for e in logs if e["level"] == "SEVERE"]
     assert all(r.startswith("data:") for r in resources)
+
+
+def test_learned_picks_feed_the_pipeline(project, tmp_path):
+    tomo = read_project(project)[0]
+    summary = run_tomogram(tomo, tmp_path / "out", ProjectConfig(pick_method="learned", average_classes=0), threads=1)
+    picks = read_particles(tmp_path / "out" / "picks.star")
+    predicted = read_particles(tmp_path / "out" / "particles.star")
+    assert summary["picks"] == len(picks.particles) == len(predicted.particles) >= 1
+    assert set(picks.particles["rlnTomoName"]) == {"TS_01"} and picks.particles["rlnClassName"].notna().all()  # the picker's classes
+    np.testing.assert_allclose(coordinates_xyz_voxels(predicted), coordinates_xyz_voxels(picks), atol=1e-4)  # DSM-Net classified these (float32 positions)
