@@ -267,4 +267,4 @@ def test_learned_picks_feed_the_pipeline(project, tmp_path):
     predicted = read_particles(tmp_path / "out" / "particles.star")
     assert summary["picks"] == len(picks.particles) == len(predicted.particles) >= 1
     assert set(picks.particles["rlnTomoName"]) == {"TS_01"} and picks.particles["rlnClassName"].notna().all()  # the picker's classes
-    np.testing.assert_allclose(coordinates_xyz_voxels(predicted), coordinates_xyz_voxels(picks), atol=1e-4)  # DSM-Net classified these (float32 positions)
+    np.testing.assert_allclose(coordinates_xyz_voxels(predicted), coordinates_xyz_voxels(picks), atol=1e-4)  # float32 positions
