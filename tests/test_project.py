@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import cryomine.resources as resources
 from cryomine.cli import main
 from cryomine.errors import InputError
 from cryomine.geometry.euler import euler_zyz_to_matrix
@@ -268,3 +269,10 @@ def test_learned_picks_feed_the_pipeline(project, tmp_path):
     assert summary["picks"] == len(picks.particles) == len(predicted.particles) >= 1
     assert set(picks.particles["rlnTomoName"]) == {"TS_01"} and picks.particles["rlnClassName"].notna().all()  # the picker's classes
     np.testing.assert_allclose(coordinates_xyz_voxels(predicted), coordinates_xyz_voxels(picks), atol=1e-4)  # float32 positions
+
+
+def test_more_local_workers_than_memory_allows_are_refused(project, tmp_path, monkeypatch):
+    monkeypatch.setattr(resources, "available_memory_bytes", lambda: int(2e9))
+    with pytest.raises(InputError, match="--workers: 2 local Dask workers .* needs 2.2 GiB of memory"):
+        run_project(project, tmp_path / "out", CONFIG, BatchOptions(workers=8, progress=False))  # 2 tomograms: 2 workers
+    assert not (tmp_path / "out" / "tomograms").exists()  # refused before any tomogram started
