@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+import cryomine.pick.learned as learned
+import cryomine.resources as resources
 from cryomine.errors import InputError
 from cryomine.models.picker import PickerConfig, PickerUNet, receptive_radius
 from cryomine.pick.config import LearnedPickConfig
@@ -153,3 +155,14 @@ def test_the_automatic_tile_computes_fewest_voxels_within_the_memory(shape):
     assert choose_tile(shape, 24, 8, 0.5, 16) <= tile  # less memory, smaller windows
     with pytest.raises(InputError, match="--memory-gb"):
         choose_tile(shape, 24, 8, 1e-4, 16)
+
+
+def test_labelling_never_plans_more_memory_than_the_machine_has(monkeypatch):
+    net = PickerUNet(PickerConfig(class_names=("a",), base_channels=4, depth=1))
+    vol = np.random.default_rng(0).standard_normal((40, 40, 40)).astype(np.float32)
+    for module in (learned, resources):  # 1 MB: not even the smallest window fits
+        monkeypatch.setattr(module, "available_memory_bytes", lambda: int(1e6))
+    with pytest.raises(InputError, match="--memory-gb"):
+        label_tomogram(vol, net.eval(), LearnedPickConfig(bf16=False, device="cpu"))
+    with pytest.raises(InputError, match="--tile-size"):
+        label_tomogram(vol, net.eval(), LearnedPickConfig(tile_vox=56, bf16=False, device="cpu"))

@@ -44,6 +44,7 @@ from cryomine.models.picker import PickerUNet
 from cryomine.pick.config import LearnedPickConfig
 from cryomine.pick.contrast import tomogram_contrast, warn_if_dark
 from cryomine.pick.peaks import Picks
+from cryomine.resources import MEMORY_FRACTION, available_memory_bytes, check_memory
 from cryomine.simulate.membranes import MEMBRANE_LABEL
 from cryomine.train.picker import load_picker
 from cryomine.train.run import resolve_run
@@ -124,7 +125,10 @@ def label_tomogram(volume: np.ndarray, model: PickerUNet, config: LearnedPickCon
     device = resolve_device(config.device)
     mult = model.config.multiple
     mean, std = _standardised(volume, config)
-    edge = config.tile_vox or choose_tile(shape, config.overlap_vox, mult, config.memory_gb, model.config.base_channels)
+    budget_gb = min(config.memory_gb, MEMORY_FRACTION * available_memory_bytes() / 1e9)  # never more than the machine has
+    edge = config.tile_vox or choose_tile(shape, config.overlap_vox, mult, budget_gb, model.config.base_channels)
+    check_memory(window_bytes([_tile_edge(n, edge, mult) for n in shape], model.config.base_channels),
+                 f"labelling in windows of {edge} voxels", "--tile-size")  # fmt: skip
     per_axis = [axis_windows(n, edge, config.overlap_vox, mult) for n in shape]
     tile = [_tile_edge(n, edge, mult) for n in shape]
     labels = np.zeros(shape, np.int8)
