@@ -10,6 +10,8 @@ import typer
 
 from cryomine.cli.app import app
 from cryomine.io.atomic import check_writable
+from cryomine.io.copick_project import open_project, read_project_picks, write_project_picks  # opening a project imports copick
+from cryomine.io.star import read_particles, write_particles
 
 copick_app = typer.Typer(help="Picks in and out of a copick project (needs the optional 'copick' package).", no_args_is_help=True)
 app.add_typer(copick_app, name="copick")
@@ -17,13 +19,6 @@ app.add_typer(copick_app, name="copick")
 CONFIG_HELP = "copick project config (JSON; e.g. a local filesystem project)."
 RUN_HELP = "Run (tomogram) of the project."
 VOXEL_HELP = "Voxel size (Å) of the STAR's voxel coordinates (a voxel spacing of the project)."
-
-
-def _project(config: Path):
-    """The opened project (a one-line error when the optional ``copick`` package is missing)."""
-    from cryomine.io.copick_project import open_project
-
-    return open_project(config)
 
 
 @copick_app.command("export")
@@ -36,10 +31,8 @@ def export_cmd(
     session: str = typer.Option("0", "--session", help="copick session id of the written picks (user id: cryomine)."),
 ) -> None:
     """Write STAR picks (positions, orientations, scores, classes) into a copick project run."""
-    from cryomine.io.copick_project import write_project_picks
-    from cryomine.io.star import read_particles
 
-    root = _project(config)
+    root = open_project(config)
     counts = write_project_picks(root, run, read_particles(picks), voxel_size, object_name, session_id=session)
     typer.echo(f"wrote {sum(counts.values())} picks into run {run} ({', '.join(f'{k} {v}' for k, v in counts.items())}; "
                f"user cryomine, session {session})")  # fmt: skip
@@ -56,10 +49,8 @@ def import_cmd(
     session: str | None = typer.Option(None, "--session", help="Only picks of this copick session id."),
 ) -> None:
     """Read a run's copick picks into a RELION STAR (class = object, score, orientation)."""
-    from cryomine.io.copick_project import read_project_picks
-    from cryomine.io.star import write_particles
 
     check_writable(out)  # before any work
-    table = read_project_picks(_project(config), run, voxel_size, object_name, user, session)
+    table = read_project_picks(open_project(config), run, voxel_size, object_name, user, session)
     write_particles(out, table, pixel_size_a=voxel_size)
     typer.echo(f"wrote {out}: {len(table.particles)} picks of run {run}")

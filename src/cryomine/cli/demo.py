@@ -21,7 +21,6 @@ Each step is a cryomine command, run in-process exactly as a user would run it.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -34,8 +33,7 @@ from cryomine import __version__
 from cryomine.cli.app import app, run_cli
 from cryomine.errors import InputError, check_int
 from cryomine.io import read_particles, write_mrc, write_particles
-from cryomine.io.atomic import atomic_output, check_writable_folder
-from cryomine.pick.evaluate import evaluate_pick_files
+from cryomine.io.atomic import check_writable_folder, write_json
 from cryomine.structures import list_structures, load_structure
 from cryomine.viz import save_slice_montage
 
@@ -86,11 +84,6 @@ def _run(args: list[str]) -> None:
         raise InputError(f"demo step failed (exit {code}): cryomine {' '.join(args)}")
 
 
-def _write_json(path: Path, data: object) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-
-
 def _structures_step(out: Path, ids: list[str], voxel_size_a: float) -> None:
     known = {info.id: info for info in list_structures()}
     volumes = {}
@@ -137,16 +130,17 @@ def run_demo(out: Path, config: DemoConfig, force: bool = False) -> dict[str, ob
     t0 = time.perf_counter()
     trained = load_run(config.model).config["dataset"]["class_names"]  # the model's classes, in its order; checked first
     out = prepare_output_dir(Path(out), force)
-    _write_json(out / "config.json", {"cryomine_version": __version__, **asdict(config)})
+    write_json(out / "config.json", {"cryomine_version": __version__, **asdict(config)}, default=float)
     known, vs, s = list(config.known), f"{config.voxel_size_a:g}", str(config.seed)
     _structures_step(out, [*known, config.unseen], config.voxel_size_a)
     # 2. labelled subtomograms of known complexes: evaluate and predict with the pretrained model
     _run(["simulate", "subtomograms", str(out / "subtomograms.h5"), "--structures", ",".join(trained), "--per-class",
           str(config.per_class), "--snr", f"{config.snr:g}", "--voxel-size", vs, "--seed", s])  # fmt: skip
     from cryomine.evaluate.evaluate import evaluate_run
+    from cryomine.pick.evaluate import evaluate_pick_files  # cryomine.pick pulls in the picker: loaded when the demo runs
 
     evaluation = evaluate_run(config.model, out / "subtomograms.h5", split="all")
-    _write_json(out / "evaluation.json", evaluation)
+    write_json(out / "evaluation.json", evaluation, default=float)
     _run(["predict", config.model, str(out / "subtomograms.h5"), "--out", str(out / "predict")])
     # 3-4. tomogram with an unseen complex; DoG picking scored against the truth
     shape = ",".join(map(str, config.tomogram_shape_zyx))
@@ -158,14 +152,14 @@ def run_demo(out: Path, config: DemoConfig, force: bool = False) -> dict[str, ob
           "--top-n", str(int(config.tomogram_particles * 1.2)), "--out", str(out / "picks.star")])  # fmt: skip
     _run(["pick", str(out / "tomogram.mrc"), "--method", "learned", "--model", config.picker, "--out", str(out / "picks_learned.star")])
     learned_eval = evaluate_pick_files(out / "picks_learned.star", out / "tomogram.star")
-    _write_json(out / "learned_picks_evaluation.json", learned_eval)
+    write_json(out / "learned_picks_evaluation.json", learned_eval, default=float)
     # 5. extract (labelled with the matched truth, for scoring), classify/segment/recover
     _label_picks(out / "picks.star", out / "tomogram.star", out / "picks_labelled.star", config.voxel_size_a)
     _run(["extract", str(out / "tomogram.mrc"), str(out / "picks_labelled.star"), "--size", "40", "--out", str(out / "picks.h5")])
     _run(["predict", config.model, str(out / "picks.h5"), "--out", str(out / "predict_picks")])
     picks_eval = evaluate_pick_files(out / "picks.star", out / "tomogram.star",
                                      predictions=out / "predict_picks" / "predictions.star")  # fmt: skip
-    _write_json(out / "picks_evaluation.json", picks_eval)
+    write_json(out / "picks_evaluation.json", picks_eval, default=float)
     # 6. discovery of the unseen complex among the picks
     _run(["discover", config.model, str(out / "picks.h5"), "--k", str(len(known) + 2), "--out", str(out / "discover"), "--seed", s])
     # 7. average the most frequent predicted class
@@ -186,10 +180,10 @@ def run_demo(out: Path, config: DemoConfig, force: bool = False) -> dict[str, ob
             "learned picking class F1": (learned_eval.get("localisation_and_class") or {}).get("f1"),
         },
     }
-    _write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary, default=float)
     _run(["report", str(out)])
     summary["outputs"] = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    _write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary, default=float)
     return summary
 
 

@@ -27,7 +27,6 @@ Files in ``out_dir`` (each written atomically):
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -48,7 +47,7 @@ from cryomine.discover.features import check_run_fits, extract_outputs
 from cryomine.discover.plots import plot_tsne, save_cluster_montage
 from cryomine.errors import InputError
 from cryomine.evaluate.fsc import write_fsc_csv
-from cryomine.io.atomic import atomic_output
+from cryomine.io.atomic import atomic_output, write_json
 from cryomine.io.mrc import write_mrc
 from cryomine.io.star import make_particles, write_particles
 from cryomine.io.subtomo_h5 import DatasetHeader, read_header, read_rows
@@ -124,11 +123,6 @@ def _remove_stale_cluster_files(out: Path) -> None:
             path.unlink()
 
 
-def _write_json(path: Path, data: Any) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-
-
 def discover(
     run: str | os.PathLike[str],
     dataset: str | os.PathLike[str],
@@ -157,7 +151,7 @@ def discover(
               list(cl.held_out), title=f"{loaded.run_dir.name}: DSM-Net features of {dataset.name} ({len(idx)} shown), k = {cl.k}")
     _write_assignments(out, cl, loaded, dataset, header)
     summary = _summary(loaded, dataset, cfg, cl)
-    _write_json(out / "summary.json", summary)
+    write_json(out / "summary.json", summary)
     return DiscoverResult(out, cl.k, int(cl.rows.size), summary)
 
 

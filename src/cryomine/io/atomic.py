@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cryomine.errors import InputError
@@ -82,3 +83,12 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_json(path: str | os.PathLike[str], data: object, default: Callable[[object], object] | None = None) -> Path:
+    """Write ``data`` as indented JSON ending in a newline, atomically (:func:`atomic_output`); ``default`` as in
+    :func:`json.dumps` (e.g. ``float`` for numpy scalars). Returns the path."""
+    final = Path(path)
+    with atomic_output(final) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=default) + "\n")
+    return final

@@ -28,12 +28,13 @@ from tqdm.auto import tqdm
 
 from cryomine import __version__
 from cryomine.errors import InputError
-from cryomine.io.atomic import atomic_output
+from cryomine.io.atomic import write_json
 from cryomine.project.config import BatchOptions, ProjectConfig
 from cryomine.project.finish import WriteBack, finish_project
-from cryomine.project.pipeline import SUMMARY, is_finished, model_box, run_tomogram
+from cryomine.project.pipeline import SUMMARY, is_finished, run_tomogram
 from cryomine.project.sources import ProjectTomogram, project_kind, read_project
 from cryomine.resources import check_memory
+from cryomine.train.run import load_run
 
 __all__ = ["ProjectResult", "run_project", "tomogram_folder"]
 
@@ -59,11 +60,6 @@ class ProjectResult:
 def tomogram_folder(out: Path, name: str) -> Path:
     """The output folder of tomogram ``name`` in the project run ``out``."""
     return Path(out) / "tomograms" / name
-
-
-def _write_json(path: Path, data: object) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _check_resume(out: Path, config: ProjectConfig, source: Path) -> None:
@@ -148,11 +144,12 @@ def run_project(source: str | os.PathLike[str], out: str | os.PathLike[str], con
     source, out = Path(source).resolve(), Path(out)  # absolute: the outputs name the tomograms from anywhere
     kind = project_kind(source)
     tomos = read_project(source, tomo_type=config.tomo_type, voxel_size_a=config.voxel_size_a, pattern=pattern, only=only)
-    model_box(config.model)  # the model is readable before any tomogram starts
+    load_run(config.model)  # the model (config and weights) is readable before any tomogram starts
     _check_resume(out, config, source)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / PROJECT_FILE, {"cryomine_version": __version__, "source": str(source.resolve()), "kind": kind,
-                                     "config": config.to_dict(), "tomograms": [t.to_dict() for t in tomos]})  # fmt: skip
+    record = {"cryomine_version": __version__, "source": str(source), "kind": kind, "config": config.to_dict(),
+              "tomograms": [t.to_dict() for t in tomos]}
+    write_json(out / PROJECT_FILE, record, default=str)
     result = ProjectResult(out)
     todo = []
     for tomo in tomos:
@@ -174,7 +171,7 @@ def run_project(source: str | os.PathLike[str], out: str | os.PathLike[str], con
                 bar.write(f"error: tomogram {name}: {outcome['error']}")
             bar.update(1)
     finished = [t for t in tomos if t.name in result.summaries]
-    _write_json(out / SUMMARY, _project_summary(tomos, result))
+    write_json(out / SUMMARY, _project_summary(tomos, result), default=str)
     if finished:
         result.notes.extend(finish_project(out, finished, write_back))
     return result

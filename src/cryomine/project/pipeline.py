@@ -21,7 +21,6 @@ CTF) resolved once from its metadata and the project's flags.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections import Counter
@@ -38,10 +37,11 @@ from cryomine.discover import DiscoverConfig, discover
 from cryomine.errors import InputError
 from cryomine.evaluate.predict import predict
 from cryomine.geometry.boxes import paste_mask
-from cryomine.io.atomic import atomic_output
+from cryomine.io.atomic import write_json
 from cryomine.io.mrc import read_mrc, write_mrc
 from cryomine.io.star import coordinates_xyz_voxels, read_particles, write_particles
 from cryomine.io.volume import open_volume
+from cryomine.models import ModelConfig
 from cryomine.pick.atlas import make_atlas
 from cryomine.pick.config import DogConfig, LearnedPickConfig
 from cryomine.pick.dog import pick_dog_file
@@ -50,7 +50,7 @@ from cryomine.pick.learned import pick_learned_file
 from cryomine.project.config import ProjectConfig
 from cryomine.project.sources import ProjectTomogram
 from cryomine.structures import bundled_radius_a
-from cryomine.train.run import load_run
+from cryomine.train.run import read_run_config, resolve_run
 
 __all__ = ["SUMMARY", "clear_unfinished", "is_finished", "model_box", "run_tomogram"]
 
@@ -72,11 +72,11 @@ def clear_unfinished(folder: Path) -> bool:
     return False
 
 
-def model_box(model: str) -> tuple[int, float | None, list[str]]:
-    """The DSM-Net run's input edge (voxels), training voxel size (Å) and class names (refuses an unreadable run)."""
-    run = load_run(model)
-    dataset = run.config.get("dataset", {})
-    return int(dataset.get("size", run.model_config.input_zyx[0])), dataset.get("voxel_size_a"), list(run.class_names)
+def model_box(model: str) -> tuple[int, list[str]]:
+    """The DSM-Net run's input edge (voxels) and class names, from its config (the weights are loaded by the steps)."""
+    config = read_run_config(resolve_run(model))
+    size = config.get("dataset", {}).get("size")
+    return int(size if size is not None else ModelConfig.from_dict(config["model"]).input_zyx[0]), list(config["classes"]["class_names"])
 
 
 def _dog_radius_a(config: ProjectConfig, class_names: list[str]) -> float:
@@ -223,7 +223,7 @@ def run_tomogram(tomo: ProjectTomogram, out: str | Path, config: ProjectConfig, 
     if threads is not None:
         torch.set_num_threads(int(threads))
     lap = _Laps()
-    model_edge, _, class_names = model_box(config.model)
+    model_edge, class_names = model_box(config.model)
     box = config.box_vox or model_edge
     acq = tomogram_acquisition(tomo.path, config.acquisition_flags(), tomo.files, tomo_name=tomo.name)
     voxel_size_a, dark = float(acq.voxel_size_a), acq.polarity == "dark"
@@ -236,6 +236,5 @@ def run_tomogram(tomo: ProjectTomogram, out: str | Path, config: ProjectConfig, 
              else {"class_counts": {}, "atlas_classes": [], "discover": None, "averages": {}})  # fmt: skip
     summary = {"tomogram": tomo.to_dict(), "shape_zyx": shape_zyx, "voxel_size_a": voxel_size_a, "acquisition": acq.to_dict(),
                "picks": n_picks, **parts, "seconds": lap.seconds}  # fmt: skip
-    with atomic_output(out / SUMMARY) as tmp:  # last: marks the tomogram finished
-        tmp.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    write_json(out / SUMMARY, summary, default=float)  # last: marks the tomogram finished
     return summary

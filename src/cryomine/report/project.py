@@ -22,6 +22,7 @@ from cryomine.io.volume import open_volume
 from cryomine.report.figures import montage_png, tomogram_picks_figure
 from cryomine.report.html import Section, figure_data_uri, image, not_available, page, paragraph, png_data_uri, png_file_data_uri, table
 from cryomine.report.inputs import read_table
+from cryomine.report.sections import ENCLOSED_FRACTION, cluster_isosurfaces
 from cryomine.report.tomogram_section import read_points
 from cryomine.structures import bundled_radius_a
 from cryomine.viz import fsc_figure, isosurface_figure
@@ -30,8 +31,6 @@ __all__ = ["PROJECT_REPORT", "build_project_report"]
 
 PROJECT_REPORT = "report.html"
 MAX_CLASS_COLUMNS = 8
-DEFAULT_ENCLOSED = 0.1
-MAX_CLUSTER_MAPS = 12
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -60,7 +59,7 @@ def _counts_section(summary: dict[str, Any]) -> str:
 def _enclosed(name: str, box: int, voxel_size_a: float) -> float:
     radius = bundled_radius_a(name)
     if radius is None:
-        return DEFAULT_ENCLOSED
+        return ENCLOSED_FRACTION
     return float(np.clip(4.0 / 3.0 * np.pi * (radius / voxel_size_a) ** 3 / box**3, 0.01, 0.5))
 
 
@@ -81,16 +80,12 @@ def _tomogram_part(folder: Path, summary: dict[str, Any]) -> str:
                               (folder / "discover" / "tsne.png", "t-SNE", "Discovery: t-SNE of DSM-Net features, coloured by cluster.")):
         if png.is_file():
             parts.append(image(png_file_data_uri(png), alt, caption))
-    means = sorted((folder / "discover").glob("cluster_*.mrc"), key=lambda p: int(p.stem.split("_")[1]) if p.stem.split("_")[1].isdigit() else 0)
-    if means:
-        maps = {p.stem.replace("_", " "): read_mrc(p).data for p in means[:MAX_CLUSTER_MAPS]}
-        parts.append(image(figure_data_uri(isosurface_figure(maps, DEFAULT_ENCLOSED), dpi=70), "cluster mean isosurfaces",
-                           f"Discovery: each cluster's mean density, isosurface enclosing {DEFAULT_ENCLOSED:.0%} of its box."))
+    parts.append(cluster_isosurfaces(folder / "discover"))
     return "".join(parts)
 
 
 def _averages_section(out: Path, summary: dict[str, Any]) -> str:
-    maps, enclosed, curves, rows, slices = {}, {}, {}, [], {}
+    maps, enclosed, curves, rows = {}, {}, {}, []
     for name, entry in summary["tomograms"].items():
         for cls, avg in (entry.get("averages") or {}).items():
             folder = out / "tomograms" / name / avg["folder"]
@@ -98,7 +93,7 @@ def _averages_section(out: Path, summary: dict[str, Any]) -> str:
                 continue
             vol = read_mrc(folder / "average.mrc")
             label = f"{name} {cls}"
-            maps[label], slices[label] = vol.data, vol.data
+            maps[label] = vol.data
             enclosed[label] = _enclosed(cls, vol.data.shape[0], vol.voxel_size_a)
             if (folder / "fsc.csv").is_file():
                 df = read_table(folder / "fsc.csv", ("frequency_a_inv", "fsc"))
@@ -109,7 +104,7 @@ def _averages_section(out: Path, summary: dict[str, Any]) -> str:
     parts = [table(["tomogram", "class", "particles", "FSC 0.143 (Å)", "FSC 0.5 (Å)"], rows, caption="Gold-standard half-map resolution"),
              image(figure_data_uri(isosurface_figure(maps, enclosed, title="Isosurfaces"), dpi=80), "isosurfaces",
                    "Each average at the level enclosing its class's bundled structure volume (else 10% of the box)."),
-             image(png_data_uri(montage_png(slices)), "average slices", "Central slices (xy, xz, yz).")]  # fmt: skip
+             image(png_data_uri(montage_png(maps)), "average slices", "Central slices (xy, xz, yz).")]  # fmt: skip
     if curves:
         parts.append(image(figure_data_uri(fsc_figure(curves, "FSC between half maps"), dpi=80), "FSC", "FSC between half maps."))
     return "".join(parts)

@@ -251,6 +251,22 @@ def _fsc_text(entry: Mapping | None) -> tuple[object, object]:
     return entry.get("resolution_fsc05_a"), entry.get("resolution_fsc0143_a")
 
 
+def _natural(path: Path) -> list[object]:
+    """Sort key: ``cluster_2`` before ``cluster_10``."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def cluster_isosurfaces(ddir: Path) -> str:
+    """The isosurfaces of a discovery folder's cluster means (``cluster_<c>.mrc``, at most :data:`MAX_CLUSTER_IMAGES`),
+    or "" when it has none."""
+    means = sorted(ddir.glob("cluster_*.mrc"), key=_natural)[:MAX_CLUSTER_IMAGES]
+    if not means:
+        return ""
+    maps = {p.stem.replace("_", " "): read_mrc(p).data for p in means}
+    return image(figure_data_uri(isosurface_figure(maps, ENCLOSED_FRACTION), dpi=70), "cluster mean isosurfaces",
+                 f"Isosurface of each cluster's mean density at the level enclosing {ENCLOSED_FRACTION:.0%} of its box.")
+
+
 def discovery_section(ctx: Context) -> str:
     """t-SNE of the features (held-out classes highlighted), clustering scores, held-out classes, cluster maps."""
     ddir, summ = ctx.inputs.discover_dir, ctx.inputs.discover_summary
@@ -293,12 +309,8 @@ def discovery_section(ctx: Context) -> str:
         parts.append(table(["cluster", "size", "majority class", "fraction", "FSC 0.5 (Å)", "FSC 0.143 (Å)"],
                            [[c.get("cluster"), c.get("size"), c.get("majority_class"), c.get("majority_fraction"),
                              *_fsc_text(c.get("fsc"))] for c in clusters], caption="DSM-Net clusters"))
-    means = sorted(ddir.glob("cluster_*.mrc"), key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
-    if means:
-        maps = {p.stem.replace("_", " "): read_mrc(p).data for p in means[:MAX_CLUSTER_IMAGES]}
-        parts.append(image(figure_data_uri(isosurface_figure(maps, ENCLOSED_FRACTION), dpi=70), "cluster mean isosurfaces",
-                           f"Isosurface of each cluster's mean density at the level enclosing {ENCLOSED_FRACTION:.0%} of its box."))
-    pngs = sorted(ddir.glob("cluster_*.png"), key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
+    parts.append(cluster_isosurfaces(ddir))
+    pngs = sorted(ddir.glob("cluster_*.png"), key=_natural)
     for p in pngs[:MAX_CLUSTER_IMAGES]:
         parts.append(image(png_file_data_uri(p), p.stem.replace("_", " "), f"{p.stem}: mean density (and truth of its majority class)"))
     if len(pngs) > MAX_CLUSTER_IMAGES:

@@ -34,7 +34,7 @@ from torch import nn
 from cryomine.data.tomo_tiles import TileSampler, expected_voxels, open_training_tomogram
 from cryomine.devices import resolve_device
 from cryomine.errors import InputError, check_int
-from cryomine.io.atomic import atomic_output
+from cryomine.io.atomic import atomic_output, write_json
 from cryomine.models.picker import PickerConfig, PickerUNet
 from cryomine.train.batchnorm import recalibrate_on_batches
 from cryomine.train.loop import load_checkpoint, load_model_state, save_checkpoint
@@ -120,11 +120,6 @@ def _validate(model: nn.Module, val: tuple[np.ndarray, np.ndarray], n_labels: in
     return {"val_miou": float(np.nanmean(iou[1:])), **{f"val_iou_{c}": float(iou[c]) for c in range(n_labels)}}
 
 
-def _write_json(path: Path, data: Any) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2))
-
-
 def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -146,7 +141,7 @@ def _start_run(run: Path, record: dict[str, Any], resume: bool) -> None:
     elif run.exists() and any(run.iterdir()):
         raise InputError("run folder is not empty: give another --out, or --resume", run)
     run.mkdir(parents=True, exist_ok=True)
-    _write_json(run / "config.json", record)
+    write_json(run / "config.json", record)
 
 
 def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sampler: TileSampler, weights: torch.Tensor, runtime: Runtime,
@@ -214,7 +209,7 @@ def train_picker(tomograms: list[str | os.PathLike[str]], run_dir: str | os.Path
             print(f"epoch {epoch}/{config.epochs}: loss {row['train_loss']:.4f}, val mIoU {metrics['val_miou']:.3f}"
                   f"{' (best)' if is_best else ''}, {row['time_s']:.0f} s", flush=True)  # fmt: skip
     summary = {"epochs_run": len(rows), "best_val_miou": best, "best_epoch": max(rows, key=lambda r: r["val_miou"])["epoch"] if rows else None}
-    _write_json(run / "summary.json", summary)
+    write_json(run / "summary.json", summary)
     return summary
 
 

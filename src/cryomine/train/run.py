@@ -36,7 +36,7 @@ from cryomine import __version__
 from cryomine.data.loader import ClassMap, SubtomoDataset, open_dataset, stratified_split
 from cryomine.devices import default_device
 from cryomine.errors import InputError
-from cryomine.io.atomic import atomic_output
+from cryomine.io.atomic import atomic_output, write_json
 from cryomine.io.subtomo_h5 import DatasetHeader, read_rows
 from cryomine.models import ModelConfig, build_model, check_model_memory, keep_freed_memory
 from cryomine.train.config import LEGACY_DEFAULTS, TrainConfig, bf16_training_safe, resolve_bf16
@@ -175,11 +175,6 @@ def _make_split(path: Path, class_map: ClassMap, train: TrainConfig) -> dict[str
         if not out[k]:
             raise InputError(f"dataset is too small: the {k} split is empty (need about 10 subtomograms per class)", path)
     return out
-
-
-def _write_json(path: Path, data: Any) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _model_config(model: str | ModelConfig | None, options: Mapping[str, Any], class_map: ClassMap, size: int) -> ModelConfig:
@@ -343,9 +338,9 @@ def train_run(
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        _write_json(run_dir / SPLIT_FILE, {"seed": train_cfg.seed, "fractions": list(train_cfg.split_fractions),
+        write_json(run_dir / SPLIT_FILE, {"seed": train_cfg.seed, "fractions": list(train_cfg.split_fractions),
                                            "excluded_classes": list(class_map.excluded), **split})
-    _write_json(run_dir / CONFIG_FILE, config)
+    write_json(run_dir / CONFIG_FILE, config)
     rows = _metrics_rows(run_dir, start_epoch)
     meta = {"model_config": model_cfg.to_dict(), "class_names": class_map.names}
 

@@ -74,10 +74,14 @@ def _tomogram_layers(folder: Path, colours: dict[str, tuple], visible: bool) -> 
     name, vs = summary["tomogram"]["name"], float(summary["voxel_size_a"])
     scale = (vs, vs, vs)
     path = summary["tomogram"]["path"]
-    with open_volume(path, vs) as mapped:  # contrast from the central slice; only the visible tomogram is read now
-        lo, hi = (float(v) for v in np.percentile(np.asarray(mapped.data[mapped.data.shape[0] // 2]), [1, 99]))
-        shape = tuple(int(n) for n in mapped.data.shape)
-    volume = read_volume(path, vs).data if visible else _lazy(lambda: read_volume(path, vs).data, shape, np.float32)
+    if visible:  # read now, once
+        volume = read_volume(path, vs).data
+        shape, central = volume.shape, volume[volume.shape[0] // 2]
+    else:  # only its header and central slice now (an MRC is memory-mapped); read when first shown
+        with open_volume(path, vs) as mapped:
+            shape, central = tuple(int(n) for n in mapped.data.shape), np.array(mapped.data[mapped.data.shape[0] // 2])
+        volume = _lazy(lambda: read_volume(path, vs).data, shape, np.float32)
+    lo, hi = (float(v) for v in np.percentile(central, [1, 99]))  # contrast from the central slice
     layers: list[LayerData] = [(volume, {"name": name, "scale": scale, "colormap": "gray", "contrast_limits": (lo, hi if hi > lo else lo + 1),
                                          "visible": visible, "metadata": {"cryomine": summary}}, "image")]  # fmt: skip
     atlas = summary.get("atlas_classes", [])

@@ -20,6 +20,7 @@ from cryomine.errors import InputError
 __all__ = ["enclosing_level", "isosurface_figure", "isosurface_view"]
 
 _LIGHT = np.array([0.45, 0.45, 0.77])  # (u, v, towards the viewer), normalised below
+SMOOTH_VOX = 1.0  # Gaussian sigma (voxels) applied before rendering: voxel steps would stripe the shading
 VIEWS = (("along z (top)", 0), ("along y (side)", 1), ("along x (side)", 2))
 
 
@@ -30,7 +31,7 @@ def enclosing_level(volume: np.ndarray, enclosed_fraction: float) -> float:
     return float(np.quantile(np.asarray(volume, np.float64), 1.0 - enclosed_fraction))
 
 
-def isosurface_view(volume: np.ndarray, level: float, axis: int = 0, smooth_vox: float = 1.0) -> np.ndarray:
+def isosurface_view(volume: np.ndarray, level: float, axis: int = 0, smooth_vox: float = SMOOTH_VOX) -> np.ndarray:
     """``(a, b)`` shading in [0, 1] of the surface ``volume == level`` seen along ``axis`` of a ``(d, h, w)`` volume
     (the remaining two axes in their order; NaN where the ray meets no surface). ``smooth_vox``: the volume is
     Gaussian-smoothed by this sigma first (voxel steps would stripe the shading; 0 = none)."""
@@ -66,10 +67,11 @@ def isosurface_figure(maps: Mapping[str, np.ndarray], enclosed: Mapping[str, flo
     axes = np.asarray(fig.subplots(len(maps), len(views), squeeze=False))
     for row, (name, vol) in enumerate(maps.items()):
         fraction = float(enclosed[name] if isinstance(enclosed, Mapping) else enclosed)
-        level = enclosing_level(gaussian_filter(np.asarray(vol, np.float64), 1.0, mode="nearest"), fraction)
+        smoothed = gaussian_filter(np.asarray(vol, np.float64), SMOOTH_VOX, mode="nearest")  # once, for the level and every view
+        level = enclosing_level(smoothed, fraction)
         for col, (label, axis) in enumerate(views):
             ax = axes[row, col]
-            ax.imshow(isosurface_view(vol, level, axis), cmap="bone", vmin=0.0, vmax=1.0, origin="lower", interpolation="bilinear")
+            ax.imshow(isosurface_view(smoothed, level, axis, smooth_vox=0), cmap="bone", vmin=0.0, vmax=1.0, origin="lower", interpolation="bilinear")
             ax.set_facecolor("black")
             ax.set_xticks([])
             ax.set_yticks([])
