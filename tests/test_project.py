@@ -146,6 +146,8 @@ def test_copick_project_write_back(project, tmp_path):
     out = tmp_path / "out"
     assert main(["run", str(tmp_path / "copick.json"), "--out", str(out), "--workers", "0", "-q", "--top-n", "14",
                  "--average-min-particles", "4", "--average-iterations", "1", "--copick-object", "4v7r=ribosome"]) == 0  # fmt: skip
+    summary = json.loads((tomogram_folder(out, "TS_01") / "summary.json").read_text())
+    assert any("tilt range" in w for w in summary["warnings"]), summary["warnings"]  # a copick tomogram has no tilt metadata
     predicted = read_particles(tomogram_folder(out, "TS_01") / "particles.star")  # classes and refined poses
     frame = predicted.particles
     assert frame["cmAveraged"].sum() >= 4  # the averaged class's picks carry the orientations the averaging found

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,9 +167,11 @@ def run_project(source: str | os.PathLike[str], out: str | os.PathLike[str], con
             if "summary" in outcome:
                 result.done.append(name)
                 result.summaries[name] = outcome["summary"]
+                for note in outcome["summary"].get("warnings", []):  # assumed metadata etc.: said here, by the client
+                    bar.write(f"warning: tomogram {name}: {note}", file=sys.stderr)
             else:
                 result.failed[name] = outcome["error"]
-                bar.write(f"error: tomogram {name}: {outcome['error']}")
+                bar.write(f"error: tomogram {name}: {outcome['error']}", file=sys.stderr)
             bar.update(1)
     finished = [t for t in tomos if t.name in result.summaries]
     write_json(out / SUMMARY, _project_summary(tomos, result), default=str)
@@ -188,6 +191,6 @@ def _project_summary(tomos: list[ProjectTomogram], result: ProjectResult) -> dic
         for cls, n in s["class_counts"].items():
             totals[cls] = totals.get(cls, 0) + int(n)
         per_tomogram[tomo.name] = {"picks": s["picks"], "class_counts": s["class_counts"], "averages": s["averages"],
-                                   "seconds": round(sum(s["seconds"].values()), 1)}  # fmt: skip
+                                   "warnings": s.get("warnings", []), "seconds": round(sum(s["seconds"].values()), 1)}  # fmt: skip
     return {"cryomine_version": __version__, "tomograms": per_tomogram, "class_totals": dict(sorted(totals.items())),
             "finished": len(result.summaries), "failed": sorted(result.failed)}  # fmt: skip

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +35,7 @@ import torch
 from cryomine.acquisition import tomogram_acquisition
 from cryomine.average import build_average_config, load_particles, result_summary, run_average, write_results
 from cryomine.discover import DiscoverConfig, discover
-from cryomine.errors import InputError
+from cryomine.errors import CryomineWarning, InputError
 from cryomine.evaluate.predict import predict
 from cryomine.geometry.boxes import paste_mask
 from cryomine.io.atomic import write_json
@@ -214,7 +215,9 @@ def run_tomogram(tomo: ProjectTomogram, out: str | Path, config: ProjectConfig, 
     """Run the pipeline on ``tomo`` into the folder ``out`` (module docstring); returns its summary.
 
     ``threads``: torch threads for this tomogram (None: as they are). A folder holding a finished run is refused;
-    an unfinished one is cleared first.
+    an unfinished one is cleared first. What the steps warn about (an assumed tilt range or microscope, a voxel size
+    the header and the metadata disagree on: :class:`~cryomine.errors.CryomineWarning`) is kept, once each, in the
+    summary's ``warnings`` instead of being printed by whichever process ran the tomogram.
     """
     out = Path(out)
     if is_finished(out):
@@ -222,6 +225,21 @@ def run_tomogram(tomo: ProjectTomogram, out: str | Path, config: ProjectConfig, 
     clear_unfinished(out)
     if threads is not None:
         torch.set_num_threads(int(threads))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CryomineWarning)
+        summary = _run_steps(tomo, out, config)
+    notes = []
+    for w in caught:
+        if issubclass(w.category, CryomineWarning):
+            notes.append(" ".join(str(w.message).split()))
+        else:  # other libraries' warnings are shown as they would have been
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    summary["warnings"] = list(dict.fromkeys(notes))
+    write_json(out / SUMMARY, summary, default=float)  # last: marks the tomogram finished
+    return summary
+
+
+def _run_steps(tomo: ProjectTomogram, out: Path, config: ProjectConfig) -> dict[str, Any]:
     lap = _Laps()
     model_edge, class_names = model_box(config.model)
     box = config.box_vox or model_edge
@@ -234,7 +252,5 @@ def run_tomogram(tomo: ProjectTomogram, out: str | Path, config: ProjectConfig, 
     lap("pick")
     parts = (_after_picking(tomo, out, config, box, shape_zyx, voxel_size_a, n_picks, len(class_names), lap) if n_picks
              else {"class_counts": {}, "atlas_classes": [], "discover": None, "averages": {}})  # fmt: skip
-    summary = {"tomogram": tomo.to_dict(), "shape_zyx": shape_zyx, "voxel_size_a": voxel_size_a, "acquisition": acq.to_dict(),
-               "picks": n_picks, **parts, "seconds": lap.seconds}  # fmt: skip
-    write_json(out / SUMMARY, summary, default=float)  # last: marks the tomogram finished
-    return summary
+    return {"tomogram": tomo.to_dict(), "shape_zyx": shape_zyx, "voxel_size_a": voxel_size_a, "acquisition": acq.to_dict(),
+            "picks": n_picks, **parts, "seconds": lap.seconds}  # fmt: skip
