@@ -225,3 +225,33 @@ def test_a_run_killed_in_its_first_epoch_starts_again(blob_dataset: Path, tmp_pa
         train_run(blob_dataset, tmp_path / "run", resume=True)
     res = train_run(blob_dataset, tmp_path / "run", model="dsmnet", model_options=TINY, train={"max_epochs": 1, "batch_size": 8})
     assert res.epochs == 1 and (tmp_path / "run" / "last.pt").exists()
+
+
+def test_init_from_starts_from_the_runs_weights_and_keeps_its_split(blob_dataset: Path, tmp_path: Path) -> None:
+    model = ModelConfig("cls", n_classes=3, input_size=16, batch_norm=False, **TINY)
+    first = train_run(blob_dataset, tmp_path / "first", model=model, train={"max_epochs": 2, "batch_size": 16, "seed": 1})
+    start = load_checkpoint(first.run_dir / "best.pt")["model_state"]
+    # lr 0: the fine-tuned run's weights are exactly the ones it started from
+    tuned = train_run(blob_dataset, tmp_path / "tuned", model=model,
+                      train={"lr": 0.0, "max_epochs": 1, "batch_size": 16, "seed": 5, "init_from": str(first.run_dir)})
+    assert _states_equal(load_checkpoint(tuned.run_dir / "last.pt")["model_state"], start)
+    fresh = train_run(blob_dataset, tmp_path / "fresh", model=model, train={"lr": 0.0, "max_epochs": 1, "batch_size": 16, "seed": 5})
+    assert not _states_equal(load_checkpoint(fresh.run_dir / "last.pt")["model_state"], start)
+    # same dataset: the first run's split, not seed 5's, so its test boxes stay unseen
+    split = lambda r: {k: json.loads((r / "split.json").read_text())[k] for k in ("train", "val", "test")}  # noqa: E731
+    assert split(tuned.run_dir) == split(first.run_dir) != split(fresh.run_dir)
+    cfg = json.loads((tuned.run_dir / "config.json").read_text())
+    assert cfg["init_from"]["run"] == str(first.run_dir) and cfg["init_from"]["split_kept"] and cfg["init_from"]["epoch"] >= 1
+    assert cfg["train"]["init_from"] == str(first.run_dir)
+    resumed = train_run(blob_dataset, tmp_path / "tuned", train={"max_epochs": 2}, resume=True)
+    assert resumed.epochs == 2
+    assert json.loads((tuned.run_dir / "config.json").read_text())["init_from"] == cfg["init_from"]
+    with pytest.raises(InputError, match="--init-from: .* another model"):
+        train_run(blob_dataset, tmp_path / "wide", model=model.replace(base_channels=8),
+                  train={"max_epochs": 1, "init_from": str(first.run_dir)})
+    with pytest.raises(InputError, match="--init-from: .* trained on 3 classes"):
+        train_run(blob_dataset, tmp_path / "fewer", model="cls", model_options=TINY,
+                  train={"max_epochs": 1, "exclude_classes": ["rod"], "init_from": str(first.run_dir)})
+    with pytest.raises(InputError, match="not found"):
+        train_run(blob_dataset, tmp_path / "none", model=model, train={"max_epochs": 1, "init_from": str(tmp_path / "nope")})
+    assert not (tmp_path / "wide").exists() and not (tmp_path / "none").exists()

@@ -74,6 +74,7 @@ def train_cmd(
     num_threads: int | None = typer.Option(None, "--num-threads", help="torch CPU threads (default: torch's choice)."),
     base_channels: int | None = typer.Option(None, "--base-channels", help="Model width: channels of the first stage (default 32)."),
     fc_units: int | None = typer.Option(None, "--fc-units", help="Width of the hidden fully connected layer (default 1024)."),
+    init_from: str | None = typer.Option(None, "--init-from", help="Start from the best.pt weights of this run folder or pretrained:NAME (fine-tuning; same model and classes; on the same dataset its split is kept)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
 ) -> None:
     """Train a network on DATASET; writes the run folder --out (resumable with --resume)."""
@@ -83,7 +84,7 @@ def train_cmd(
         "max_epochs": epochs, "batch_size": batch_size, "patience": patience, "lr": lr, "seed": seed,
         "max_train": max_train, "bf16": bf16, "num_threads": num_threads, "optimizer": optimizer,
         "weight_decay": weight_decay, "lr_schedule": lr_schedule, "warmup_epochs": warmup_epochs,
-        "label_smoothing": label_smoothing, "cache_limit_gb": cache_limit_gb,
+        "label_smoothing": label_smoothing, "cache_limit_gb": cache_limit_gb, "init_from": init_from,
     }.items() if v is not None})
     aug: dict[str, Any] = dict(train.get("augment") or {})
     if augment is not None:

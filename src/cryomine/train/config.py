@@ -63,7 +63,8 @@ MAX_EPOCHS = 100_000
 
 #: TrainConfig fields and the ``cryomine train`` options that set them (errors name the option a user typed)
 OPTIONS = {"max_epochs": "--epochs", "batch_size": "--batch-size", "patience": "--patience", "seed": "--seed",
-           "weight_decay": "--weight-decay", "label_smoothing": "--label-smoothing", "warmup_epochs": "--warmup-epochs"}
+           "weight_decay": "--weight-decay", "label_smoothing": "--label-smoothing", "warmup_epochs": "--warmup-epochs",
+           "init_from": "--init-from"}
 
 
 def _option(field: str) -> str:
@@ -104,6 +105,9 @@ class TrainConfig:
         cache_limit_gb: datasets whose needed rows fit in this many GB are kept in memory.
         precise_bn_batches: before each validation, re-estimate batch-norm statistics over this many training
             batches with the current weights (:mod:`cryomine.train.batchnorm`); 0 turns it off.
+        init_from: start from the ``best.pt`` weights of this run (a folder or ``pretrained:NAME``) instead of
+            random weights: fine-tuning. Its model and classes must be the dataset's; when it was trained on the
+            same dataset, its split is kept (its test boxes stay unseen). ``None``: random initial weights.
     """
 
     w_cls: float = 1.0
@@ -130,6 +134,7 @@ class TrainConfig:
     num_threads: int | None = None
     cache_limit_gb: float = 4.0
     precise_bn_batches: int = 8
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         for key in ("w_cls", "w_seg", "w_rec"):
@@ -168,6 +173,8 @@ class TrainConfig:
             check_thread_count(self.num_threads, "--num-threads")
         if not _is_num(self.cache_limit_gb) or self.cache_limit_gb < 0:
             raise InputError(f"--cache-limit-gb: must be a number >= 0, got {self.cache_limit_gb!r}")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
+            raise InputError(f"--init-from: must be a run folder or pretrained:NAME, got {self.init_from!r}")
 
     def _check_recipe(self) -> None:
         if self.optimizer not in OPTIMIZERS:

@@ -151,6 +151,34 @@ def load_run(spec: str | os.PathLike[str], checkpoint: str = BEST_FILE, device: 
     return LoadedRun(run_dir, cfg, model_cfg, list(cfg["classes"]["class_names"]), model)
 
 
+def initial_weights(spec: str, dataset: Path, header: DatasetHeader, class_map: ClassMap, model_cfg: ModelConfig) -> dict[str, Any]:
+    """The ``best.pt`` weights of the run ``spec`` (``--init-from``) for a new run of ``model_cfg`` on ``dataset``.
+
+    Returns ``{"run", "checkpoint", "epoch", "sha1", "split_kept", "state"}`` and, when ``spec`` was trained on
+    the same dataset (equal fingerprints), ``"split"``: its split, so that its validation and test boxes stay
+    out of training. InputError (naming ``--init-from``) if its model or classes are not this run's."""
+    source = resolve_run(spec)
+    cfg = read_run_config(source)
+    names = list(cfg["classes"]["class_names"])
+    if names != list(class_map.names):
+        raise InputError(f"--init-from: {spec} was trained on {len(names)} classes ({', '.join(names[:4])}, ...), "
+                         f"this run has {class_map.n_classes} ({', '.join(class_map.names[:4])}, ...)")
+    theirs = ModelConfig.from_dict(cfg["model"])
+    if theirs != model_cfg:
+        a, b = theirs.to_dict(), model_cfg.to_dict()
+        diff = ", ".join(f"{k}: {a.get(k)} vs {v}" for k, v in b.items() if a.get(k) != v)
+        raise InputError(f"--init-from: {spec} is another model ({diff}); give the same --model and widths")
+    ckpt = load_checkpoint(source / BEST_FILE)
+    out = {"run": str(spec), "checkpoint": BEST_FILE, "epoch": int(ckpt.get("epoch", 0)),
+           "sha1": hashlib.sha1((source / BEST_FILE).read_bytes()).hexdigest(), "state": ckpt["model_state"]}
+    same = {k: v for k, v in cfg["dataset"].items() if k != "path"} == {
+        k: v for k, v in dataset_fingerprint(dataset, header).items() if k != "path"}
+    if same:
+        out["split"] = read_split(source)
+    out["split_kept"] = same
+    return out
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """Outcome of :func:`train_run`."""
@@ -286,13 +314,15 @@ def train_run(
                 raise InputError("resume: the run was started with another model configuration; use a new --out")
         class_map = ClassMap(tuple(stored["classes"]["dataset_class_names"]), tuple(stored["classes"]["excluded"]))
         split = read_split(run_dir)
+        init = stored.get("init_from")
     else:
         if has_run and not unstarted:  # a run that never finished an epoch holds nothing to keep: it starts again
             raise InputError("run folder already holds a run; use --resume to continue it or another --out", run_dir)
         train_cfg = _resolve_train(None, train)
         class_map = ClassMap.build(header.class_names, train_cfg.exclude_classes)
         model_cfg = _model_config(model, options, class_map, header.size)
-        split = _make_split(dataset, class_map, train_cfg)
+        init = initial_weights(train_cfg.init_from, dataset, header, class_map, model_cfg) if train_cfg.init_from else None
+        split = init.pop("split") if init and "split" in init else _make_split(dataset, class_map, train_cfg)
     heads = model_heads(model_cfg)
     weights = train_cfg.weights_for(heads)
     check_model_memory(model_cfg, training=True)  # before the folder is made or the weights allocated
@@ -318,6 +348,8 @@ def train_run(
     optimizer = build_optimizer(net, train_cfg)
     stop = StopState()
     start_epoch = 0
+    if init and not resume:
+        load_model_state(net, init.pop("state"), init["run"])
     if resume:
         ckpt = load_checkpoint(run_dir / LAST_FILE)
         load_model_state(net, ckpt["model_state"], run_dir / LAST_FILE)
@@ -332,7 +364,7 @@ def train_run(
         "format": RUN_FORMAT, "format_version": 1, "cryomine_version": __version__,
         "model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
         "dataset": dataset_fingerprint(dataset, header), "classes": class_map.to_dict(),
-        "split": {k: len(split[k]) for k in ("train", "val", "test", "excluded")},
+        "split": {k: len(split[k]) for k in ("train", "val", "test", "excluded")}, "init_from": init,
         "runtime": {"device": str(device), "bf16": runtime.bf16, "channels_last": runtime.channels_last,
                     "num_threads": torch.get_num_threads()},
     }
