@@ -29,7 +29,7 @@ from cryomine.io.subtomo_h5 import read_header
 from cryomine.train.batchnorm import recalibrate_batchnorm
 from cryomine.train.export import export_pretrained
 from cryomine.train.loop import load_checkpoint, save_checkpoint
-from cryomine.train.run import load_run, read_split
+from cryomine.train.run import load_run, read_split, resolve_run
 from cryomine.train.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +63,11 @@ def main() -> None:
     with open(args.run / "metrics.csv") as f:
         history = list(csv.DictReader(f))
     header = read_header(args.dataset)
+    run_config = json.loads((args.run / "config.json").read_text())
+    init = run_config.get("init_from")
+    if init:  # fine-tuned: keep how the starting weights were trained (their own training.json, where shipped)
+        start = resolve_run(init["run"]) / "training.json"
+        init = {**init, "its_training": json.loads(start.read_text()).get("training") if start.is_file() else None}
     record = {
         "model": "DSM-Net (cls+seg+rec), 22 classes, 40^3 at 10 A",
         "data": {"command": args.data_command, "n": header.n_written, "seed": header.config.get("seed"),
@@ -70,7 +75,7 @@ def main() -> None:
                  "dataset_cryomine_version": header.cryomine_version},
         "split": {k: len(v) for k, v in split.items() if isinstance(v, list)},
         "training": {"command": args.train_command, "epochs_run": len(history),
-                     "train_config": json.loads((args.run / "config.json").read_text())["train"],
+                     "train_config": run_config["train"], "init_from": init,
                      "chosen_checkpoint": chosen, "chosen_epoch": candidates[chosen][1],
                      "precise_bn": "batch-norm statistics re-estimated over 20 training batches (1280 subtomograms)",
                      "val_accuracy_after_precise_bn": {k: v[0] for k, v in candidates.items()},

@@ -177,6 +177,10 @@ def test_bad_input(trained_run: Path, blob_dataset: Path, blob_dataset_factory: 
     _bad(["train", ds, "--model", "seg", "--loss-weights", "1:0:1", "--out", str(tmp_path / "w")], capsys, "heads (seg) are zero")
     _bad(["train", ds, "--out", run], capsys, "already holds a run")
     _bad(["train", ds, "--out", str(tmp_path / "none"), "--resume"], capsys, "nothing to resume")
+    _bad(["train", ds, "--out", str(tmp_path / "i"), "--init-from", str(tmp_path / "missing")], capsys,
+         "--init-from: ")
+    _bad(["train", ds, "--out", str(tmp_path / "i"), "--init-from", "pretrained:dsmnet-a"], capsys,
+         "--init-from: pretrained:dsmnet-a was trained on 22 classes")
     _bad(["evaluate", "pretrained:nope", ds], capsys, "unknown pretrained model 'nope'")
     _bad(["evaluate", str(tmp_path / "missing"), ds], capsys, "run folder not found")
     _bad(["evaluate", run, ds, "--split", "dev"], capsys, "split")
@@ -195,7 +199,7 @@ def test_bad_input(trained_run: Path, blob_dataset: Path, blob_dataset_factory: 
     (broken / "best.pt").unlink()
     _bad(["predict", str(broken), ds, "--out", str(tmp_path / "p")], capsys, "checkpoint not found")
     # no stray output folders from refused commands
-    assert not any((tmp_path / d).exists() for d in ("m", "w", "x", "p", "e"))
+    assert not any((tmp_path / d).exists() for d in ("m", "w", "x", "p", "e", "i"))
 
 
 def test_recipe_and_augmentation_options_reach_the_run_config(blob_dataset: Path, blob_dataset_factory: Callable[..., Path],

@@ -252,6 +252,6 @@ def test_init_from_starts_from_the_runs_weights_and_keeps_its_split(blob_dataset
     with pytest.raises(InputError, match="--init-from: .* trained on 3 classes"):
         train_run(blob_dataset, tmp_path / "fewer", model="cls", model_options=TINY,
                   train={"max_epochs": 1, "exclude_classes": ["rod"], "init_from": str(first.run_dir)})
-    with pytest.raises(InputError, match="not found"):
+    with pytest.raises(InputError, match="--init-from: .*run folder not found"):
         train_run(blob_dataset, tmp_path / "none", model=model, train={"max_epochs": 1, "init_from": str(tmp_path / "nope")})
     assert not (tmp_path / "wide").exists() and not (tmp_path / "none").exists()

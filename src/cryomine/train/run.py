@@ -157,8 +157,11 @@ def initial_weights(spec: str, dataset: Path, header: DatasetHeader, class_map: 
     Returns ``{"run", "checkpoint", "epoch", "sha1", "split_kept", "state"}`` and, when ``spec`` was trained on
     the same dataset (equal fingerprints), ``"split"``: its split, so that its validation and test boxes stay
     out of training. InputError (naming ``--init-from``) if its model or classes are not this run's."""
-    source = resolve_run(spec)
-    cfg = read_run_config(source)
+    try:
+        source = resolve_run(spec)
+        cfg = read_run_config(source)
+    except InputError as exc:
+        raise InputError(f"--init-from: {exc}") from None
     names = list(cfg["classes"]["class_names"])
     if names != list(class_map.names):
         raise InputError(f"--init-from: {spec} was trained on {len(names)} classes ({', '.join(names[:4])}, ...), "
