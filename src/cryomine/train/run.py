@@ -91,6 +91,11 @@ def dataset_fingerprint(path: str | os.PathLike[str], header: DatasetHeader) -> 
             "n_written": header.n_written, "class_names": list(header.class_names), "config_sha1": digest}
 
 
+def same_dataset(fingerprint: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    """Whether two :func:`dataset_fingerprint` results describe the same content (wherever the files lie)."""
+    return {k: v for k, v in fingerprint.items() if k != "path"} == {k: v for k, v in stored.items() if k != "path"}
+
+
 def read_run_config(run_dir: Path) -> dict[str, Any]:
     """Read and sanity-check ``config.json`` of a run folder."""
     p = run_dir / CONFIG_FILE
@@ -174,8 +179,7 @@ def initial_weights(spec: str, dataset: Path, header: DatasetHeader, class_map: 
     ckpt = load_checkpoint(source / BEST_FILE)
     out = {"run": str(spec), "checkpoint": BEST_FILE, "epoch": int(ckpt.get("epoch", 0)),
            "sha1": hashlib.sha1((source / BEST_FILE).read_bytes()).hexdigest(), "state": ckpt["model_state"]}
-    same = {k: v for k, v in cfg["dataset"].items() if k != "path"} == {
-        k: v for k, v in dataset_fingerprint(dataset, header).items() if k != "path"}
+    same = same_dataset(dataset_fingerprint(dataset, header), cfg["dataset"])
     if same:
         out["split"] = read_split(source)
     out["split_kept"] = same
@@ -305,8 +309,7 @@ def train_run(
         if not has_run or not (run_dir / LAST_FILE).exists():
             raise InputError("nothing to resume: no config.json / last.pt in the run folder", run_dir)
         stored = read_run_config(run_dir)
-        fp = dataset_fingerprint(dataset, header)
-        if {k: v for k, v in fp.items() if k != "path"} != {k: v for k, v in stored["dataset"].items() if k != "path"}:
+        if not same_dataset(dataset_fingerprint(dataset, header), stored["dataset"]):
             raise InputError("dataset differs from the one this run was started on", dataset)
         train_cfg = _resolve_train(stored["train"], train)
         model_cfg = ModelConfig.from_dict(stored["model"])
