@@ -255,3 +255,25 @@ def test_init_from_starts_from_the_runs_weights_and_keeps_its_split(blob_dataset
     with pytest.raises(InputError, match="--init-from: .*run folder not found"):
         train_run(blob_dataset, tmp_path / "none", model=model, train={"max_epochs": 1, "init_from": str(tmp_path / "nope")})
     assert not (tmp_path / "wide").exists() and not (tmp_path / "none").exists()
+
+
+def test_init_from_on_the_same_dataset_trains_on_every_row_not_held_out(blob_dataset: Path, tmp_path: Path) -> None:
+    """A kept split keeps the starting run's val / test rows; training takes every other row (the starting run's
+    --max-train does not carry over) and this run's --max-train cuts that, seeded."""
+    model = ModelConfig("cls", n_classes=3, input_size=16, batch_norm=False, **TINY)
+    first = train_run(blob_dataset, tmp_path / "first", model=model,
+                      train={"max_epochs": 1, "batch_size": 16, "seed": 1, "max_train": 6})
+    theirs = json.loads((first.run_dir / "split.json").read_text())
+    assert len(theirs["train"]) == 6
+    held = set(theirs["val"]) | set(theirs["test"])
+    rows = lambda d: json.loads((tmp_path / d / "split.json").read_text())  # noqa: E731
+    train_run(blob_dataset, tmp_path / "all", model=model, train={"lr": 0.0, "max_epochs": 1, "batch_size": 16,
+                                                                  "seed": 3, "init_from": str(first.run_dir)})
+    assert sorted(rows("all")["train"]) == sorted(set(range(24)) - held)
+    assert {k: rows("all")[k] for k in ("val", "test", "seed", "fractions")} == {
+        k: theirs[k] for k in ("val", "test", "seed", "fractions")}
+    train_run(blob_dataset, tmp_path / "cut", model=model, train={"lr": 0.0, "max_epochs": 1, "batch_size": 16,
+                                                                  "seed": 3, "max_train": 4, "init_from": str(first.run_dir)})
+    cut = rows("cut")
+    assert len(cut["train"]) == 4 and set(cut["train"]) <= set(rows("all")["train"]) and cut["val"] == theirs["val"]
+    assert json.loads((tmp_path / "cut" / "config.json").read_text())["split"]["train"] == 4

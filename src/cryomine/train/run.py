@@ -197,19 +197,34 @@ class TrainResult:
     best_val_loss: float
 
 
+def _cap_train(split: dict[str, Any], train: TrainConfig) -> dict[str, Any]:
+    """``split`` with its ``train`` rows cut to ``train.max_train`` (a subset seeded by ``train.seed``)."""
+    if train.max_train is None or len(split["train"]) <= train.max_train:
+        return split
+    keep = np.random.default_rng([train.seed, 1]).permutation(len(split["train"]))[: train.max_train]
+    return {**split, "train": sorted(int(split["train"][i]) for i in keep)}
+
+
 def _make_split(path: Path, class_map: ClassMap, train: TrainConfig) -> dict[str, list[int]]:
     class_id = read_rows(path, ("class_id",))["class_id"]
     split = stratified_split(class_id, train.split_fractions, train.seed)
     new_ids = class_map.remap(class_id)
-    out = {k: [int(i) for i in v if new_ids[i] >= 0] for k, v in split.items()}
-    if train.max_train is not None and len(out["train"]) > train.max_train:
-        keep = np.random.default_rng([train.seed, 1]).permutation(len(out["train"]))[: train.max_train]
-        out["train"] = sorted(out["train"][i] for i in keep)
+    out = _cap_train({k: [int(i) for i in v if new_ids[i] >= 0] for k, v in split.items()}, train)
     out["excluded"] = [int(i) for i in np.flatnonzero((new_ids < 0) & (class_id >= 0))]
     for k in ("train", "val"):
         if not out[k]:
             raise InputError(f"dataset is too small: the {k} split is empty (need about 10 subtomograms per class)", path)
     return out
+
+
+def _kept_split(theirs: Mapping[str, Any], path: Path, class_map: ClassMap, train: TrainConfig) -> dict[str, Any]:
+    """The split of a run fine-tuned on ``--init-from``'s own dataset: its val, test and excluded rows (and the seed
+    and fractions they came from) unchanged, so its held-out boxes stay unseen; training gets every other labelled
+    row (not only the rows ``theirs`` trained on, which ``max_train`` may have cut), cut to this ``max_train``."""
+    held = {int(i) for k in ("val", "test", "excluded") for i in theirs[k]}
+    labelled = np.flatnonzero(class_map.remap(read_rows(path, ("class_id",))["class_id"]) >= 0)
+    out = {**theirs, "train": [int(i) for i in labelled if int(i) not in held]}
+    return _cap_train(out, train)
 
 
 def _model_config(model: str | ModelConfig | None, options: Mapping[str, Any], class_map: ClassMap, size: int) -> ModelConfig:
@@ -328,7 +343,9 @@ def train_run(
         class_map = ClassMap.build(header.class_names, train_cfg.exclude_classes)
         model_cfg = _model_config(model, options, class_map, header.size)
         init = initial_weights(train_cfg.init_from, dataset, header, class_map, model_cfg) if train_cfg.init_from else None
-        split = init.pop("split") if init and "split" in init else _make_split(dataset, class_map, train_cfg)
+        split = (_kept_split(init.pop("split"), dataset, class_map, train_cfg) if init and "split" in init
+                 else {"seed": train_cfg.seed, "fractions": list(train_cfg.split_fractions),
+                       **_make_split(dataset, class_map, train_cfg)})
     heads = model_heads(model_cfg)
     weights = train_cfg.weights_for(heads)
     check_model_memory(model_cfg, training=True)  # before the folder is made or the weights allocated
@@ -376,8 +393,7 @@ def train_run(
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        write_json(run_dir / SPLIT_FILE, {"seed": train_cfg.seed, "fractions": list(train_cfg.split_fractions),
-                                           "excluded_classes": list(class_map.excluded), **split})
+        write_json(run_dir / SPLIT_FILE, {**split, "excluded_classes": list(class_map.excluded)})
     write_json(run_dir / CONFIG_FILE, config)
     rows = _metrics_rows(run_dir, start_epoch)
     meta = {"model_config": model_cfg.to_dict(), "class_names": class_map.names}
