@@ -30,7 +30,7 @@ process, so any unit-norm combination of them is one more draw with the same sta
 File attributes: ``format`` (``"cryomine-subtomograms"``), ``format_version``, ``cryomine_version``,
 ``class_names`` (JSON list), ``voxel_size_a``, ``size``, ``n_planned``, ``n_written`` (rows ``[0, n_written)``
 are complete), ``has_ground_truth`` and ``config`` (the resolved generating config, JSON). Rows are written in
-index order and ``n_written`` is advanced (and the file flushed) only after a whole batch is on disk, so an
+index order and ``n_written`` is advanced (and flushed) only after a whole batch has been flushed to the file, so an
 interrupted writer loses at most the batch in flight and ``resume`` continues from ``n_written``.
 """
 
@@ -148,6 +148,9 @@ def write_rows(path: str | os.PathLike[str], start: int, rows: Mapping[str, np.n
             if arr.shape[0] != b:
                 raise ValueError("all fields of a batch need the same number of rows")
             f[name][start : start + b] = arr
+        # rows first, the count after: one flush for both let a killed writer leave a count whose last rows'
+        # chunks never reached the file (a resumed dataset with a row of zeros)
+        f.flush()
         f.attrs["n_written"] = start + (b or 0)
         f.flush()
         return int(f.attrs["n_written"])
