@@ -9,7 +9,10 @@ already there; the training continues its run folder with ``--resume`` when one 
 Usage::
 
     .venv/bin/python scripts/make_picker.py --out runs/picker [--tomograms 8] [--shape 128,256,256]
-        [--particles 600] [--epochs 40] [--steps-per-epoch 100] [--threads 2] [--simulate-only]
+        [--particles 600] [--epochs 40] [--steps-per-epoch 100] [--threads 2] [--lr 2e-3] [--init-from RUN]
+        [--simulate-only]
+
+``--init-from pretrained:picker`` fine-tunes the shipped picker (new tomograms via another ``--seed0``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--steps-per-epoch", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=PickerTrainConfig.lr)
+    parser.add_argument("--init-from", default=None, help="Picker run folder or pretrained:NAME to start from.")
     parser.add_argument("--simulate-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -52,7 +57,7 @@ def main() -> None:
     if args.simulate_only:
         return
     run = args.out / "run"
-    config = PickerTrainConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch)
+    config = PickerTrainConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, lr=args.lr, init_from=args.init_from)
     print(json.dumps(train_picker(paths, run, config, resume=(run / "last.pt").is_file())), flush=True)
 
 

@@ -79,6 +79,29 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tomograms, tmp_path, 
     assert json.loads((tmp_path / "run" / "config.json").read_text())["picker"]["base_channels"] == 4
 
 
+def test_init_from_starts_from_the_given_pickers_weights_and_refuses_another_shape(tomograms, tmp_path):
+    small = dict(steps_per_epoch=2, batch=2, tile_vox=16, val_tiles=2, base_channels=4, depth=2, device="cpu", bf16=False)
+    train_picker(tomograms, tmp_path / "a", PickerTrainConfig(epochs=2, **small), progress=False)
+    start = torch.load(tmp_path / "a" / "best.pt", weights_only=True)["model"]
+    # a learning rate of 1e-12 leaves the weights where they started: from run a's best, not from a seeded random init
+    tiny = PickerTrainConfig(epochs=1, lr=1e-12, **small)
+    train_picker(tomograms, tmp_path / "b", tiny, progress=False)
+    fine = PickerTrainConfig(epochs=1, lr=1e-12, init_from=str(tmp_path / "a"), **small)
+    train_picker(tomograms, tmp_path / "c", fine, progress=False)
+    scratch = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    tuned = torch.load(tmp_path / "c" / "last.pt", weights_only=True)["model"]
+    convs = [k for k in start if k.endswith("weight") and start[k].ndim == 5]
+    assert convs and all(torch.allclose(tuned[k], start[k], atol=1e-6) for k in convs)
+    assert not any(torch.allclose(scratch[k], start[k], atol=1e-3) for k in convs)
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["train"]["init_from"] == str(tmp_path / "a")
+    with pytest.raises(InputError, match="base channels"):
+        train_picker(tomograms, tmp_path / "d", PickerTrainConfig(epochs=1, init_from=str(tmp_path / "a"), **{**small, "base_channels": 8}),
+                     progress=False)  # fmt: skip
+    assert not (tmp_path / "d").exists()  # refused before the run folder was made
+    with pytest.raises(InputError, match="--init-from"):
+        PickerTrainConfig(init_from="")
+
+
 def test_train_picker_and_pick_learned_from_the_command_line(tomograms, tmp_path, capsys):
     from cryomine.cli import main
     from cryomine.io.star import read_particles

@@ -51,7 +51,8 @@ class PickerTrainConfig:
     """How the picker is trained: ``epochs`` of ``steps_per_epoch`` steps of ``batch`` tiles of ``tile_vox``³;
     ``lr`` (AdamW, ``weight_decay``) after ``warmup_epochs``, cosine to ``lr / 20``; ``val_tiles`` fixed
     validation tiles; ``base_channels`` / ``depth`` of the network; ``seed``; ``device`` (auto, cpu, cuda);
-    ``bf16`` autocast."""
+    ``bf16`` autocast; ``init_from``: a picker run folder or ``pretrained:NAME`` whose ``best.pt`` weights a new
+    run starts from (same labels and network shape) instead of random ones."""
 
     epochs: int = 40
     steps_per_epoch: int = 100
@@ -66,6 +67,7 @@ class PickerTrainConfig:
     seed: int = 0
     device: str = "auto"
     bf16: bool = True
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         for name, high in (("epochs", 100_000), ("steps_per_epoch", 1_000_000), ("batch", 256), ("tile_vox", 256),
@@ -79,6 +81,8 @@ class PickerTrainConfig:
             raise InputError(f"must be an integer in [0, epochs], got {self.warmup_epochs!r}", "--warmup-epochs")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InputError(f"must be an integer >= 0, got {self.seed!r}", "--seed")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
+            raise InputError(f"must be a picker run folder or pretrained:NAME, got {self.init_from!r}", "--init-from")
 
     def lr_at(self, step: int) -> float:
         warm = self.warmup_epochs * self.steps_per_epoch
@@ -144,6 +148,17 @@ def _start_run(run: Path, record: dict[str, Any], resume: bool) -> None:
     write_json(run / "config.json", record)
 
 
+def _initial_weights(net_cfg: PickerConfig, init_from: str) -> dict[str, torch.Tensor]:
+    """The ``best.pt`` weights of the picker run ``init_from`` (InputError when its labels or network shape differ
+    from this run's)."""
+    start = load_picker(init_from)
+    if start.config != net_cfg:
+        raise InputError(f"the starting picker has labels {start.config.class_names}, {start.config.base_channels} base channels, "
+                         f"depth {start.config.depth}; this run needs {net_cfg.class_names}, {net_cfg.base_channels}, "
+                         f"{net_cfg.depth}", "--init-from")  # fmt: skip
+    return start.model.state_dict()
+
+
 def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sampler: TileSampler, weights: torch.Tensor, runtime: Runtime,
                  config: PickerTrainConfig, epoch: int) -> list[float]:  # fmt: skip
     """One epoch of seeded batches (module docstring); the loss of every step."""
@@ -174,13 +189,16 @@ def train_picker(tomograms: list[str | os.PathLike[str]], run_dir: str | os.Path
     val_sampler = TileSampler(held_out, config.tile_vox)
     net_cfg = PickerConfig(sampler.names[1:], config.base_channels, config.depth)
     record = {"train": asdict(config), "picker": net_cfg.to_dict(), "tomograms": [str(Path(t).resolve()) for t in tomograms]}
-    _start_run(run, record, resume)
+    initial = _initial_weights(net_cfg, config.init_from) if config.init_from is not None and not resume else None
+    _start_run(run, record, resume)  # after every check: a refused run leaves no folder behind
     device = resolve_device(config.device)
     runtime = Runtime(device, config.bf16, device.type == "cpu")
     torch.manual_seed(config.seed)
     model = runtime.prepare(PickerUNet(net_cfg))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start, rows, best = 1, [], -1.0
+    if initial is not None:  # a resumed run already holds its (fine-tuned) weights
+        model.load_state_dict(initial)
     if resume:
         state = load_checkpoint(run / LAST)
         load_model_state(model, state["model"], run / LAST)
