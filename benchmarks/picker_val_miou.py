@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
 import cryomine.train.picker as tp
@@ -27,7 +26,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = tp.PickerTrainConfig()
     tomo = open_training_tomogram(args.tomogram, seed=cfg.seed)
-    val = TileSampler([tomo], cfg.tile_vox).batch(cfg.val_tiles, np.random.default_rng([cfg.seed, 0x7A1]))
+    val = tp.validation_tiles(TileSampler([tomo], cfg.tile_vox), cfg)
     picker = tp.load_picker(args.model)
     runtime = Runtime(torch.device("cpu"), True, True)
     model = runtime.prepare(picker.model).eval()

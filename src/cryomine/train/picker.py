@@ -41,7 +41,7 @@ from cryomine.train.loop import load_checkpoint, load_model_state, save_checkpoi
 from cryomine.train.run import resolve_run
 from cryomine.train.runtime import Runtime
 
-__all__ = ["PickerTrainConfig", "train_picker", "load_picker"]
+__all__ = ["PickerTrainConfig", "train_picker", "load_picker", "validation_tiles"]
 
 BEST, LAST = "best.pt", "last.pt"
 
@@ -108,6 +108,12 @@ def _recalibrate(model: nn.Module, sampler: TileSampler, runtime: Runtime, confi
 def _to(x: torch.Tensor, runtime: Runtime) -> torch.Tensor:
     x = x.to(runtime.device)
     return x.contiguous(memory_format=torch.channels_last_3d) if runtime.channels_last else x
+
+
+def validation_tiles(sampler: TileSampler, config: PickerTrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """A run's fixed validation tiles: ``config.val_tiles`` seeded tiles (``(n, 1, t, t, t)`` images, ``(n, t, t, t)``
+    labels) of ``sampler``, the held-out tomogram; the same for every epoch and for any later scoring."""
+    return sampler.batch(config.val_tiles, np.random.default_rng([config.seed, 0x7A1]))
 
 
 def _validate(model: nn.Module, val: tuple[np.ndarray, np.ndarray], n_labels: int, runtime: Runtime) -> dict[str, float]:
@@ -206,7 +212,7 @@ def train_picker(tomograms: list[str | os.PathLike[str]], run_dir: str | os.Path
         start, rows, best = int(state["epoch"]) + 1, list(state["rows"]), float(state["best"])
     weights = _class_weights(sampler).to(device)
     expected = expected_voxels(opened)
-    val = val_sampler.batch(config.val_tiles, np.random.default_rng([config.seed, 0x7A1]))
+    val = validation_tiles(val_sampler, config)
     for epoch in range(start, config.epochs + 1):
         t0 = time.perf_counter()
         losses = _train_epoch(model, opt, sampler, weights, runtime, config, epoch)
