@@ -1,9 +1,9 @@
-"""Make the shipped ``pretrained:dsmnet-a`` model from a training run (maintainer script).
+"""Make a shipped DSM-Net model (``pretrained:dsmnet-a``, ``pretrained:dsmnet-b``) from a training run (maintainer script).
 
 1. Load the run's ``best.pt`` and ``last.pt``; re-estimate their batch-norm statistics over 20 training batches
    (precise BN, :mod:`cryomine.train.batchnorm`); keep the one with the higher validation accuracy.
 2. Evaluate it on the run's test split (never used for any choice).
-3. Export to ``src/cryomine/pretrained/dsmnet-a/`` with ``training.json`` (data, seed, epochs, hardware, metrics).
+3. Export to ``src/cryomine/pretrained/NAME/`` with ``training.json`` (data, seed, epochs, hardware, metrics).
 
 Usage: ``.venv/bin/python scripts/make_pretrained.py RUN DATASET [--name dsmnet-a] [--note TEXT]
 [--data-command CMD] [--train-command CMD] [--hardware-note TEXT]``
@@ -83,7 +83,7 @@ def main() -> None:
         "hardware": {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
                      "torch": torch.__version__, "python": sys.version.split()[0],
                      "note": args.hardware_note},
-        "test_metrics": {k: test[k] for k in ("object_accuracy", "pixel_accuracy", "miou", "n") if k in test},
+        "test_metrics": {k: test[k] for k in ("object_accuracy", "pixel_accuracy", "miou", "n_subtomograms") if k in test},
         "cryomine_version": __version__,
         "note": args.note,
     }

@@ -181,7 +181,7 @@ def test_bad_input(trained_run: Path, blob_dataset: Path, blob_dataset_factory: 
          "--init-from: ")
     _bad(["train", ds, "--out", str(tmp_path / "i"), "--init-from", "pretrained:dsmnet-a"], capsys,
          "--init-from: pretrained:dsmnet-a was trained on 22 classes")
-    _bad(["evaluate", "pretrained:nope", ds], capsys, "unknown pretrained model 'nope'")
+    _bad(["evaluate", "pretrained:nope", ds], capsys, "unknown pretrained model 'nope' (shipped: dsmnet-a")
     _bad(["evaluate", str(tmp_path / "missing"), ds], capsys, "run folder not found")
     _bad(["evaluate", run, ds, "--split", "dev"], capsys, "split")
     _bad(["evaluate", run, str(ds4), "--split", "all"], capsys, "class count mismatch")

@@ -4,7 +4,15 @@ folders (:func:`train_run`, :func:`load_run`, :func:`resolve_run`; see :mod:`cry
 from cryomine.devices import default_device
 from cryomine.train.config import TrainConfig, parse_loss_weights, resolve_bf16
 from cryomine.train.loop import load_checkpoint, save_checkpoint
-from cryomine.train.run import LoadedRun, TrainResult, check_dataset_compatible, load_run, resolve_run, train_run
+from cryomine.train.run import (
+    LoadedRun,
+    TrainResult,
+    check_dataset_compatible,
+    load_run,
+    resolve_run,
+    shipped_pretrained,
+    train_run,
+)
 
 __all__ = [
     "LoadedRun",
@@ -18,5 +26,6 @@ __all__ = [
     "resolve_bf16",
     "resolve_run",
     "save_checkpoint",
+    "shipped_pretrained",
     "train_run",
 ]

@@ -63,6 +63,15 @@ METRIC_COLUMNS = ("epoch", "train_loss", "train_loss_cls", "train_loss_seg", "tr
 PRETRAINED_PREFIX = "pretrained:"
 
 
+def shipped_pretrained() -> list[str]:
+    """Names ``NAME`` of the models shipped in ``cryomine/pretrained/NAME/`` (usable as ``pretrained:NAME``), sorted."""
+    try:
+        root = resources.files("cryomine") / "pretrained"
+        return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).is_file())
+    except (ModuleNotFoundError, OSError):
+        return []
+
+
 def resolve_run(spec: str | os.PathLike[str]) -> Path:
     """A run folder from a path or ``pretrained:NAME`` (shipped in ``cryomine/pretrained/NAME/``)."""
     text = str(spec)
@@ -74,7 +83,8 @@ def resolve_run(spec: str | os.PathLike[str]) -> Path:
         except (ModuleNotFoundError, OSError):
             found = False
         if not found:
-            raise InputError(f"unknown pretrained model {name!r} (none shipped under cryomine/pretrained)")
+            shipped = ", ".join(shipped_pretrained()) or "none"
+            raise InputError(f"unknown pretrained model {name!r} (shipped: {shipped})")
         return Path(str(folder))
     p = Path(spec)
     if not p.is_dir():
