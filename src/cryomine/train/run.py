@@ -77,15 +77,10 @@ def resolve_run(spec: str | os.PathLike[str]) -> Path:
     text = str(spec)
     if text.startswith(PRETRAINED_PREFIX):
         name = text[len(PRETRAINED_PREFIX):].strip()
-        try:
-            folder = resources.files("cryomine") / "pretrained" / name
-            found = bool(name) and "/" not in name and folder.is_dir() and (folder / CONFIG_FILE).is_file()
-        except (ModuleNotFoundError, OSError):
-            found = False
-        if not found:
-            shipped = ", ".join(shipped_pretrained()) or "none"
-            raise InputError(f"unknown pretrained model {name!r} (shipped: {shipped})")
-        return Path(str(folder))
+        shipped = shipped_pretrained()
+        if name not in shipped:
+            raise InputError(f"unknown pretrained model {name!r} (shipped: {', '.join(shipped) or 'none'})")
+        return Path(str(resources.files("cryomine") / "pretrained" / name))
     p = Path(spec)
     if not p.is_dir():
         raise InputError("run folder not found" if not p.exists() else "not a run folder", p)
