@@ -13,9 +13,9 @@ particle is a class the model knows; the box size must be the model's input size
 Usage::
 
     .venv/bin/python benchmarks/bench_pick_classify.py --run pretrained:dsmnet-a \\
-        [--shape 100,256,256] [--particles 150] [--snr 0.06] [--size 40] [--out /tmp/cryomine-bench/e2e]
+        [--shape 100,256,256] [--particles 150] [--snr 0.06] [--size 40] [--out /tmp/cryomine-bench/e2e] [--results NAME]
 
-Results: ``benchmarks/results/pick_classify.json``.
+Results: ``benchmarks/results/pick_classify.json`` (or ``NAME.json``).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=40, help="box edge: the model's input size")
     parser.add_argument("--radius", type=float, default=None, help="DoG particle radius (Å)")
+    parser.add_argument("--results", default="pick_classify", help="results file name under benchmarks/results/")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -86,7 +87,7 @@ def main() -> None:
         }
         for name, e in report["per_class"].items()
     }  # fmt: skip
-    save("pick_classify", {
+    save(args.results, {
         "machine": machine(),
         "setup": {"run": args.run, "shape_zyx": args.shape, "particles": args.particles, "classes": structures, "snr": args.snr,
                   "seed": args.seed, "dog_radius_a": radius, "box": args.size, "hit": "within 0.5 x radius"},
