@@ -24,6 +24,7 @@ import torch
 
 from cryomine import __version__
 from cryomine.data.loader import SubtomoDataset
+from cryomine.devices import resolve_bf16
 from cryomine.evaluate.evaluate import evaluate_run
 from cryomine.io.subtomo_h5 import read_header
 from cryomine.train.batchnorm import recalibrate_batchnorm
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--hardware-note", default="the 2 cores were shared with other jobs during training")
     args = parser.parse_args()
     split = read_split(args.run)
-    runtime = Runtime(torch.device("cpu"), bf16=True, channels_last=True)
+    runtime = Runtime(torch.device("cpu"), bf16=resolve_bf16(None, torch.device("cpu")), channels_last=True)
     candidates = {}
     for ckpt in ("best.pt", "last.pt"):
         loaded = load_run(args.run, checkpoint=ckpt, device=torch.device("cpu"))

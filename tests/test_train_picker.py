@@ -134,3 +134,44 @@ def test_the_shipped_picker_loads_with_its_training_voxel_size_and_labels():
     assert shipped.voxel_size_a == 10.0
     assert shipped.config.class_names == (*DSMNET_CLASSES, MEMBRANE_LABEL)
     assert set(shipped.expected_voxels) >= set(DSMNET_CLASSES)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_automatic_precision_is_bf16_only_where_the_cpu_has_it(tomograms, tmp_path, monkeypatch, native):
+    """Emulated bf16 (a CPU without AVX512-BF16/AMX) made picker training many times slower than float32: the
+    picker's training and tiled labelling take bf16 from the one hardware check unless told otherwise."""
+    import cryomine.devices as devices
+    import cryomine.pick.learned as pl
+    from cryomine.models.picker import PickerConfig, PickerUNet
+    from cryomine.pick.config import LearnedPickConfig
+
+    monkeypatch.setattr(devices, "_NATIVE_BF16", native)
+    seen: list[bool] = []
+
+    def runtime_spy(device, bf16, channels_last):
+        seen.append(bf16)
+        raise _Stop
+
+    monkeypatch.setattr(tp, "Runtime", runtime_spy)
+    small = dict(epochs=1, steps_per_epoch=1, batch=1, tile_vox=32, val_tiles=1, base_channels=4, depth=2, device="cpu")
+    for i, requested in enumerate((None, False, True)):
+        with pytest.raises(_Stop):
+            train_picker(tomograms, tmp_path / f"run{i}", PickerTrainConfig(bf16=requested, **small), progress=False)
+    real_infer = pl.infer
+
+    def infer_spy(model, x, *, bf16, channels_last):
+        seen.append(bf16)
+        return real_infer(model, x, bf16=False, channels_last=channels_last)
+
+    monkeypatch.setattr(pl, "infer", infer_spy)
+    assert seen == [native, False, True]  # training: automatic, then the explicit choices obeyed
+    net = PickerUNet(PickerConfig(("a", "b"), base_channels=4, depth=2))
+    volume = np.random.default_rng(0).normal(size=(12, 20, 16)).astype(np.float32)
+    for requested, expected in ((None, native), (False, False), (True, True)):
+        seen.clear()
+        pl.label_tomogram(volume, net, LearnedPickConfig(tile_vox=16, overlap_vox=2, device="cpu", bf16=requested))
+        assert len(seen) > 1 and set(seen) == {expected}  # every tile's forward pass

@@ -125,6 +125,7 @@ def train_picker_cmd(
     depth: int | None = typer.Option(None, "--depth", help=f"Down-sampling levels (default {_P.depth})."),
     seed: int | None = typer.Option(None, "--seed", help=f"Seed (default {_P.seed})."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    bf16: bool | None = typer.Option(None, "--bf16/--no-bf16", help="bfloat16 autocast (default: on where the CPU/GPU has native bf16)."),
     init_from: str | None = typer.Option(None, "--init-from", help="Start from the best weights of this picker run folder or "
                                          "pretrained:NAME (e.g. pretrained:picker; same labels and network shape)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch (same tomograms and settings)."),
@@ -132,7 +133,8 @@ def train_picker_cmd(
     """Train the learned picker (a 3-D U-Net labelling every voxel with a class) on simulated tomograms."""
     check_writable_folder(out)  # before any work
     given = {k: v for k, v in dict(epochs=epochs, steps_per_epoch=steps_per_epoch, batch=batch_size, tile_vox=tile_vox, lr=lr,
-                                   base_channels=base_channels, depth=depth, seed=seed, device=device, init_from=init_from).items() if v is not None}  # fmt: skip
+                                   base_channels=base_channels, depth=depth, seed=seed, device=device, bf16=bf16,
+                                   init_from=init_from).items() if v is not None}  # fmt: skip
     summary = train_picker(tomograms, out, PickerTrainConfig(**given), resume=resume)
     typer.echo(f"trained the picker for {summary['epochs_run']} epochs (best validation mIoU {summary['best_val_miou']:.3f}, "
                f"epoch {summary['best_epoch']}): {out}")  # fmt: skip

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryomine.data.loader import SubtomoDataset
+from cryomine.devices import resolve_bf16
 from cryomine.errors import InputError
 from cryomine.io.subtomo_h5 import read_header
 from cryomine.models import infer
-from cryomine.train.config import resolve_bf16
 from cryomine.train.run import LoadedRun
 
 

@@ -15,11 +15,10 @@ import numpy as np
 import torch
 
 from cryomine.data.loader import ClassMap, SubtomoDataset, open_dataset
-from cryomine.devices import default_device
+from cryomine.devices import default_device, resolve_bf16
 from cryomine.errors import InputError
 from cryomine.io.subtomo_h5 import read_rows
 from cryomine.models import infer
-from cryomine.train.config import resolve_bf16
 from cryomine.train.metrics import (
     accuracy_from_confusion,
     confusion_matrix,

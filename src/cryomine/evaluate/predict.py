@@ -41,7 +41,7 @@ import torch
 
 from cryomine.data.info import dataset_positions
 from cryomine.data.normalise import normalise
-from cryomine.devices import default_device
+from cryomine.devices import default_device, resolve_bf16
 from cryomine.errors import InputError
 from cryomine.io.atomic import atomic_output
 from cryomine.io.mrc import write_mrc
@@ -49,7 +49,6 @@ from cryomine.io.star import make_particles, write_particles
 from cryomine.io.subtomo_h5 import read_header, read_rows
 from cryomine.io.volume import read_volume
 from cryomine.models import infer
-from cryomine.train.config import resolve_bf16
 from cryomine.train.run import load_run
 
 MRC_SUFFIXES = (".mrc", ".map", ".em")

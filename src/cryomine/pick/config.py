@@ -258,7 +258,8 @@ class LearnedPickConfig:
       into that many particles (k-means on its voxels).
     - ``min_size_vox``: the smallest region kept when a class's expected volume is unknown.
     - ``batch``: tiles per forward pass. ``device``: ``auto``, ``cpu`` or ``cuda``. ``invert``: negate the
-      tomogram first (protein dark). ``bf16``: bfloat16 autocast on CPU (where it is supported).
+      tomogram first (protein dark). ``bf16``: bfloat16 autocast (``None``: automatic,
+      on only where the CPU/GPU has native bf16, :func:`cryomine.devices.resolve_bf16`).
     """
 
     tile_vox: int | None = None
@@ -270,7 +271,7 @@ class LearnedPickConfig:
     batch: int = 1
     device: str = "auto"
     invert: bool = False
-    bf16: bool = True
+    bf16: bool | None = None
 
     def __post_init__(self) -> None:
         if self.tile_vox is not None:
@@ -291,7 +292,8 @@ class LearnedPickConfig:
         if self.device not in DEVICE_CHOICES:
             raise InputError(f"must be auto, cpu or cuda, got {self.device!r}", "--device")
         _flag(self.invert, "--invert")
-        _flag(self.bf16, "--bf16")
+        if self.bf16 is not None:
+            _flag(self.bf16, "--bf16")
 
 
 @dataclass(frozen=True)

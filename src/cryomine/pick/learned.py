@@ -32,7 +32,7 @@ from sklearn.cluster import KMeans
 from tqdm import tqdm
 
 from cryomine import __version__
-from cryomine.devices import resolve_device
+from cryomine.devices import resolve_bf16, resolve_device
 from cryomine.errors import InputError
 from cryomine.geometry.validate import volume_stats
 from cryomine.io.atomic import atomic_output, check_writable
@@ -81,7 +81,8 @@ def axis_windows(n: int, tile: int, overlap: int, multiple: int) -> list[tuple[i
 
 #: Peak memory of a window's forward pass per window voxel and per base channel (bytes): measured 7.8 GB peak RSS
 #: (about 0.9 GB of it the process, the tomogram and the outputs) labelling 200 x 512 x 512 in 200 x 288 x 288 windows
-#: with the shipped picker (16 base channels, 23 classes, bf16 on CPU), 2026-12-02.
+#: with the shipped picker (16 base channels, 23 classes, bf16 on CPU), 2026-12-02; in float32 (an AVX2 CPU without
+#: native bf16) one 200 x 288 x 288 window peaked at 7.5 GB, 2026-12-03: the same bound holds for both.
 BYTES_PER_VOXEL_CHANNEL = 26.0
 
 
@@ -134,6 +135,7 @@ def label_tomogram(volume: np.ndarray, model: PickerUNet, config: LearnedPickCon
     labels = np.zeros(shape, np.int8)
     prob = np.zeros(shape, np.float32)
     model = model.to(device).eval()
+    bf16 = resolve_bf16(config.bf16, device)
     jobs = [(a, b, c) for a in per_axis[0] for b in per_axis[1] for c in per_axis[2]]
     with tqdm(total=len(jobs), desc="labelling", unit="tile", disable=not progress) as bar:
         for k in range(0, len(jobs), config.batch):
@@ -143,7 +145,7 @@ def label_tomogram(volume: np.ndarray, model: PickerUNet, config: LearnedPickCon
                 src = tuple(slice(s, min(s + t, n)) for (s, _, _), t, n in zip(win, tile, shape))
                 block = np.asarray(volume[src], np.float32)  # beyond the far faces the window stays 0 (padding)
                 x[j, 0][tuple(slice(0, b) for b in block.shape)] = (block - mean) / std
-            logits = infer(model, torch.from_numpy(x).to(device), bf16=config.bf16, channels_last=device.type == "cpu")
+            logits = infer(model, torch.from_numpy(x).to(device), bf16=bf16, channels_last=device.type == "cpu")
             p = torch.softmax(logits, dim=1)
             best, lab = p.max(dim=1)
             best, lab = best.cpu().numpy(), lab.cpu().numpy().astype(np.int8)

@@ -1,8 +1,8 @@
 """Training DSM-Net and its variants: :class:`TrainConfig`, the loop (:mod:`cryomine.train.loop`) and run
 folders (:func:`train_run`, :func:`load_run`, :func:`resolve_run`; see :mod:`cryomine.train.run`)."""
 
-from cryomine.devices import default_device
-from cryomine.train.config import TrainConfig, parse_loss_weights, resolve_bf16
+from cryomine.devices import default_device, resolve_bf16
+from cryomine.train.config import TrainConfig, parse_loss_weights
 from cryomine.train.loop import load_checkpoint, save_checkpoint
 from cryomine.train.run import (
     LoadedRun,

@@ -20,10 +20,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import torch
 
 from cryomine.data.augment import AugmentConfig
 from cryomine.devices import check_thread_count
@@ -253,50 +250,5 @@ class TrainConfig:
         return cls(**d)
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU has native bfloat16 instructions (AVX512-BF16 or AMX-BF16 flags in ``/proc/cpuinfo``).
-
-    Without them oneDNN has to emulate bf16 (typically slower than float32), so automatic mode keeps float32.
-    """
-    global _NATIVE_BF16
-    if _NATIVE_BF16 is None:
-        try:
-            flags = set(Path("/proc/cpuinfo").read_text(errors="ignore").split())
-        except OSError:
-            flags = set()
-        _NATIVE_BF16 = bool(flags & {"avx512_bf16", "amx_bf16"})
-    return _NATIVE_BF16
-
-
-_NATIVE_BF16: bool | None = None
-
-
-#: On CPU, bf16 training is only automatic for inputs whose every side exceeds this (see :func:`bf16_training_safe`).
-SMALL_INPUT_SIDE = 16
-
-
-def bf16_training_safe(device: torch.device, input_zyx: Sequence[int]) -> bool:
-    """False on CPU for inputs with a side <= 16 voxels.
-
-    With torch 2.13 / oneDNN on an AVX512-BF16 CPU, the weight gradient of a 3x3x3 convolution on a 2x2x2 feature
-    map under bf16 autocast is wrong (relative error ~1, run-to-run different); the networks' deepest 3x3x3
-    convolutions see 2x2x2 maps for 16^3 (and 8^3) inputs. Forward passes are unaffected.
-    """
-    return device.type != "cpu" or min(int(s) for s in input_zyx) > SMALL_INPUT_SIDE
-
-
-def resolve_bf16(requested: bool | None, device: torch.device, input_zyx: Sequence[int] | None = None,
-                 *, training: bool = False) -> bool:
-    """Whether to autocast to bfloat16 on ``device`` given the user's ``requested`` value (``None`` = automatic).
-
-    Automatic: on for CUDA GPUs with bf16 and for CPUs with native bf16 instructions, except for training on CPU
-    with small inputs (:func:`bf16_training_safe`). An explicit ``True``/``False`` is obeyed.
-    """
-    if requested is not None:
-        return bool(requested)
-    supported = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
-    if training and input_zyx is not None and not bf16_training_safe(device, input_zyx):
-        return False
-    return supported
 
 

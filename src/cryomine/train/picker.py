@@ -10,7 +10,7 @@ best validation mean IoU, the network config and each class's expected region si
 Each step draws its batch from ``numpy.random.default_rng([seed, epoch, step])`` (:class:`~cryomine.data.tomo_tiles.TileSampler`):
 a resumed run sees the batches an uninterrupted one would. Loss: voxel cross-entropy weighted by
 ``frequency ** -0.5`` per label (normalised to mean 1), so that small complexes count; AdamW with warm-up and a
-cosine schedule; bf16 autocast on CPU. Before each validation the batch-norm statistics are re-estimated on
+cosine schedule; bf16 autocast where the hardware has it natively. Before each validation the batch-norm statistics are re-estimated on
 seeded training batches (precise BN). Validation: fixed seeded tiles of the last tomogram (held out when there are
 two or more), per-class IoU.
 """
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cryomine.data.tomo_tiles import TileSampler, expected_voxels, open_training_tomogram
-from cryomine.devices import resolve_device
+from cryomine.devices import resolve_bf16, resolve_device
 from cryomine.errors import InputError, check_int
 from cryomine.io.atomic import atomic_output, write_json
 from cryomine.models.picker import PickerConfig, PickerUNet
@@ -51,7 +51,9 @@ class PickerTrainConfig:
     """How the picker is trained: ``epochs`` of ``steps_per_epoch`` steps of ``batch`` tiles of ``tile_vox``³;
     ``lr`` (AdamW, ``weight_decay``) after ``warmup_epochs``, cosine to ``lr / 20``; ``val_tiles`` fixed
     validation tiles; ``base_channels`` / ``depth`` of the network; ``seed``; ``device`` (auto, cpu, cuda);
-    ``bf16`` autocast; ``init_from``: a picker run folder or ``pretrained:NAME`` whose ``best.pt`` weights a new
+    ``bf16`` autocast (``None``: automatic, on only where the CPU/GPU has native bf16,
+    :func:`cryomine.devices.resolve_bf16`; emulated bf16 is many times slower than float32); ``init_from``:
+    a picker run folder or ``pretrained:NAME`` whose ``best.pt`` weights a new
     run starts from (same labels and network shape) instead of random ones."""
 
     epochs: int = 40
@@ -66,7 +68,7 @@ class PickerTrainConfig:
     depth: int = 3
     seed: int = 0
     device: str = "auto"
-    bf16: bool = True
+    bf16: bool | None = None
     init_from: str | None = None
 
     def __post_init__(self) -> None:
@@ -81,6 +83,8 @@ class PickerTrainConfig:
             raise InputError(f"must be an integer in [0, epochs], got {self.warmup_epochs!r}", "--warmup-epochs")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InputError(f"must be an integer >= 0, got {self.seed!r}", "--seed")
+        if self.bf16 is not None and not isinstance(self.bf16, bool):
+            raise InputError(f"must be true, false or automatic, got {self.bf16!r}", "--bf16")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise InputError(f"must be a picker run folder or pretrained:NAME, got {self.init_from!r}", "--init-from")
 
@@ -198,7 +202,7 @@ def train_picker(tomograms: list[str | os.PathLike[str]], run_dir: str | os.Path
     initial = _initial_weights(net_cfg, config.init_from) if config.init_from is not None and not resume else None
     _start_run(run, record, resume)  # after every check: a refused run leaves no folder behind
     device = resolve_device(config.device)
-    runtime = Runtime(device, config.bf16, device.type == "cpu")
+    runtime = Runtime(device, resolve_bf16(config.bf16, device, (config.tile_vox,) * 3, training=True), device.type == "cpu")
     torch.manual_seed(config.seed)
     model = runtime.prepare(PickerUNet(net_cfg))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

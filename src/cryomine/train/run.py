@@ -34,12 +34,12 @@ from torch import nn
 
 from cryomine import __version__
 from cryomine.data.loader import ClassMap, SubtomoDataset, open_dataset, stratified_split
-from cryomine.devices import default_device
+from cryomine.devices import bf16_training_safe, default_device, resolve_bf16
 from cryomine.errors import InputError
 from cryomine.io.atomic import atomic_output, write_json
 from cryomine.io.subtomo_h5 import DatasetHeader, read_rows
 from cryomine.models import ModelConfig, build_model, check_model_memory, keep_freed_memory
-from cryomine.train.config import LEGACY_DEFAULTS, TrainConfig, bf16_training_safe, resolve_bf16
+from cryomine.train.config import LEGACY_DEFAULTS, TrainConfig
 from cryomine.train.loop import (
     StopState,
     build_optimizer,
