@@ -102,7 +102,13 @@ def _class_weights(sampler: TileSampler) -> torch.Tensor:
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
-def _recalibrate(model: nn.Module, sampler: TileSampler, runtime: Runtime, config: PickerTrainConfig, n: int = 4) -> None:
+#: Training batches of precise BN before each validation. With 4, the shipped picker's validation mIoU on a new
+#: tomogram fell from 0.297 (its stored statistics) to 0.285; with 16 it stayed at 0.296 (2026-12-03, seeds 5200-5215).
+PRECISE_BN_BATCHES = 16
+
+
+def _recalibrate(model: nn.Module, sampler: TileSampler, runtime: Runtime, config: PickerTrainConfig,
+                 n: int = PRECISE_BN_BATCHES) -> None:
     """Precise BN over ``n`` seeded training batches (:func:`~cryomine.train.batchnorm.recalibrate_on_batches`)."""
     batches = (_to(torch.from_numpy(sampler.batch(config.batch, np.random.default_rng([config.seed, 0xB4, i]))[0]), runtime)
                for i in range(n))
