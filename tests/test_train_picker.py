@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+import cryomine.devices as devices
+import cryomine.pick.learned as pl
 import cryomine.train.picker as tp
 from cryomine.data.tomo_tiles import TileSampler, expected_voxels, open_training_tomogram
 from cryomine.errors import InputError
+from cryomine.models.picker import PickerConfig, PickerUNet
+from cryomine.pick.config import LearnedPickConfig
 from cryomine.pick.learned import DEFAULT_PICKER
 from cryomine.simulate.config import DSMNET_CLASSES
 from cryomine.simulate.imaging import ImagingConfig
@@ -144,11 +148,6 @@ class _Stop(Exception):
 def test_automatic_precision_is_bf16_only_where_the_cpu_has_it(tomograms, tmp_path, monkeypatch, native):
     """Emulated bf16 (a CPU without AVX512-BF16/AMX) made picker training many times slower than float32: the
     picker's training and tiled labelling take bf16 from the one hardware check unless told otherwise."""
-    import cryomine.devices as devices
-    import cryomine.pick.learned as pl
-    from cryomine.models.picker import PickerConfig, PickerUNet
-    from cryomine.pick.config import LearnedPickConfig
-
     monkeypatch.setattr(devices, "_NATIVE_BF16", native)
     seen: list[bool] = []
 
