@@ -82,8 +82,8 @@ def axis_windows(n: int, tile: int, overlap: int, multiple: int) -> list[tuple[i
 #: Peak memory of a window's forward pass per window voxel and per base channel (bytes): measured 7.8 GB peak RSS
 #: (about 0.9 GB of it the process, the tomogram and the outputs) labelling 200 x 512 x 512 in 200 x 288 x 288 windows
 #: with the shipped picker (16 base channels, 23 classes, bf16 on CPU), 2026-12-02. In float32 (an AVX2 CPU without
-#: native bf16, 2026-12-03) one 200 x 288 x 288 window alone peaked at 7.5 GB, but the whole 200 x 512 x 512 command
-#: (4 windows of 280) peaked at 10.6 GB: in float32 this model under-counts (not yet understood; docs/benchmarks.md).
+#: native bf16, 2026-12-03) the whole 200 x 512 x 512 command (4 windows of 280) peaked at 7.5 GB once the previous
+#: window's logits and softmax were freed before the next forward pass (10.6 GB before).
 BYTES_PER_VOXEL_CHANNEL = 26.0
 
 
@@ -154,6 +154,7 @@ def label_tomogram(volume: np.ndarray, model: PickerUNet, config: LearnedPickCon
                 dst = tuple(slice(lo, hi) for _, lo, hi in win)
                 src = tuple(slice(lo - s, hi - s) for s, lo, hi in win)
                 labels[dst], prob[dst] = lab[j][src], best[j][src]
+            del logits, p, best, lab  # else this window's logits and softmax stay alive through the next forward pass
             bar.update(len(chunk))
     return labels, prob
 
