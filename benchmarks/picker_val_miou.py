@@ -14,8 +14,6 @@ import torch
 
 import cryomine.train.picker as tp
 from cryomine.data.tomo_tiles import TileSampler, open_training_tomogram
-from cryomine.devices import resolve_bf16
-from cryomine.train.runtime import Runtime
 
 
 def main() -> None:
@@ -29,8 +27,7 @@ def main() -> None:
     tomo = open_training_tomogram(args.tomogram, seed=cfg.seed)
     val = tp.validation_tiles(TileSampler([tomo], cfg.tile_vox), cfg)
     picker = tp.load_picker(args.model)
-    cpu = torch.device("cpu")
-    runtime = Runtime(cpu, resolve_bf16(None, cpu), True)  # the precision train_picker validates in on this CPU
+    runtime = tp.picker_runtime(cfg)  # the device and precision train_picker validates in
     model = runtime.prepare(picker.model).eval()
     print(f"{args.model}: validation mIoU {tp._validate(model, val, picker.config.n_labels, runtime)['val_miou']:.4f}")
 

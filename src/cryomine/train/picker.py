@@ -10,8 +10,8 @@ best validation mean IoU, the network config and each class's expected region si
 Each step draws its batch from ``numpy.random.default_rng([seed, epoch, step])`` (:class:`~cryomine.data.tomo_tiles.TileSampler`):
 a resumed run sees the batches an uninterrupted one would. Loss: voxel cross-entropy weighted by
 ``frequency ** -0.5`` per label (normalised to mean 1), so that small complexes count; AdamW with warm-up and a
-cosine schedule; bf16 autocast where the hardware has it natively. Before each validation the batch-norm statistics are re-estimated on
-seeded training batches (precise BN). Validation: fixed seeded tiles of the last tomogram (held out when there are
+cosine schedule; bf16 autocast where the hardware has it natively. Before each validation the batch-norm
+statistics are re-estimated on seeded training batches (precise BN). Validation: fixed seeded tiles of the last tomogram (held out when there are
 two or more), per-class IoU.
 """
 
@@ -41,7 +41,7 @@ from cryomine.train.loop import load_checkpoint, load_model_state, save_checkpoi
 from cryomine.train.run import resolve_run
 from cryomine.train.runtime import Runtime
 
-__all__ = ["PickerTrainConfig", "train_picker", "load_picker", "validation_tiles"]
+__all__ = ["PickerTrainConfig", "train_picker", "load_picker", "validation_tiles", "picker_runtime"]
 
 BEST, LAST = "best.pt", "last.pt"
 
@@ -94,6 +94,13 @@ class PickerTrainConfig:
             return self.lr * (step + 1) / warm
         t = min((step - warm) / max(self.epochs * self.steps_per_epoch - warm, 1), 1.0)
         return self.lr / 20 + (self.lr - self.lr / 20) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def picker_runtime(config: PickerTrainConfig) -> Runtime:
+    """Where and in what precision a picker run trains and validates: ``config.device``, bf16 by
+    :func:`cryomine.devices.resolve_bf16` for its training tiles, channels_last_3d on CPU."""
+    device = resolve_device(config.device)
+    return Runtime(device, resolve_bf16(config.bf16, device, (config.tile_vox,) * 3, training=True), device.type == "cpu")
 
 
 def _class_weights(sampler: TileSampler) -> torch.Tensor:
@@ -207,8 +214,8 @@ def train_picker(tomograms: list[str | os.PathLike[str]], run_dir: str | os.Path
     record = {"train": asdict(config), "picker": net_cfg.to_dict(), "tomograms": [str(Path(t).resolve()) for t in tomograms]}
     initial = _initial_weights(net_cfg, config.init_from) if config.init_from is not None and not resume else None
     _start_run(run, record, resume)  # after every check: a refused run leaves no folder behind
-    device = resolve_device(config.device)
-    runtime = Runtime(device, resolve_bf16(config.bf16, device, (config.tile_vox,) * 3, training=True), device.type == "cpu")
+    runtime = picker_runtime(config)
+    device = runtime.device
     torch.manual_seed(config.seed)
     model = runtime.prepare(PickerUNet(net_cfg))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
