@@ -4,7 +4,9 @@ For each ``--run LABEL=RUN`` (a run folder or ``pretrained:NAME``), evaluates on
 never used in training, the run's classes) at SNR inf, 0.5, 0.1, 0.06, 0.03, 0.01 and, at SNR 0.06, other
 defocus values and narrower / asymmetric tilt ranges (:mod:`cryomine.evaluate.robustness`). Writes
 ``benchmarks/results/dsmnet_robustness.json``, the figure ``docs/dsmnet_snr_curve.png`` and, with
-``--into-run LABEL``, that run's ``robustness.json`` (which the report draws).
+``--into-run LABEL``, that run's ``robustness.json`` (which the report draws). ``--earlier LABEL=RESULTS.json``
+adds a run measured before (its rows from an earlier results file of this benchmark, on the same data: same seed,
+per-class count and conditions, else refused), drawn and recorded as such with that file's date and revision.
 
 Usage: ``.venv/bin/python benchmarks/bench_dsmnet_snr.py --run shipped=pretrained:dsmnet-a
 --run ceiling=runs/noise_free [--per-class 12] [--seed 20261201] [--workdir runs/robustness] [--snr-only]``
@@ -13,13 +15,31 @@ Usage: ``.venv/bin/python benchmarks/bench_dsmnet_snr.py --run shipped=pretraine
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import sys
 from pathlib import Path
 
 from _common import ROOT, machine, save
 from cryomine.evaluate.robustness import DEFAULT_CONDITIONS, SNR_CURVE, measure_robustness, write_robustness
 from cryomine.report.figures import robustness_figure
 from cryomine.train.run import resolve_run
+
+
+def earlier_rows(item: str, per_class: int, seed: int, conditions: list[str]) -> tuple[str, dict]:
+    """``LABEL=RESULTS.json`` -> (legend label, record) of a run measured before on the same data."""
+    label, _, path = item.partition("=")
+    try:
+        old = json.loads(Path(path).read_text())
+        entry = old["runs"][label]
+    except (OSError, ValueError, KeyError) as exc:
+        sys.exit(f"--earlier {item}: cannot read run {label!r} from {path}: {exc}")
+    if (old.get("seed"), old.get("per_class")) != (seed, per_class) or [r["name"] for r in entry["rows"]] != conditions:
+        sys.exit(f"--earlier {item}: measured on other data (seed {old.get('seed')}, {old.get('per_class')} per class)")
+    when = old["machine"]
+    record = {"run": entry["run"], "rows": entry["rows"], "measured_earlier": {
+        "results": path, "date": when["date"], "git_revision": when["git_revision"], "cpu": when["cpu"]}}
+    return f"{label} (measured {when['date'][:10]})", record
 
 
 def main() -> None:
@@ -30,8 +50,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("runs/robustness"))
     parser.add_argument("--snr-only", action="store_true", help="Only the SNR curve, not the other imaging conditions.")
     parser.add_argument("--into-run", default=None, help="LABEL whose run folder gets robustness.json.")
+    parser.add_argument("--earlier", action="append", default=[], help="LABEL=RESULTS.json: a run measured before on the same data (repeatable).")
     args = parser.parse_args()
     conditions = SNR_CURVE if args.snr_only else DEFAULT_CONDITIONS
+    names = [c.name for c in conditions]
+    earlier = [earlier_rows(item, args.per_class, args.seed, names) for item in args.earlier]
     curves, results = {}, {"machine": machine(), "per_class": args.per_class, "seed": args.seed, "runs": {}}
     for item in args.run:
         label, _, run = item.partition("=")
@@ -42,6 +65,9 @@ def main() -> None:
         if label == args.into_run:
             tmp = write_robustness(args.workdir / f"{label}_robustness.json", run, rows)
             shutil.copyfile(tmp, resolve_run(run) / "robustness.json")
+    for legend, record in earlier:
+        curves[legend] = record["rows"]
+        results["runs"][legend.partition(" ")[0]] = record
     save("dsmnet_robustness", results)
     fig = robustness_figure(curves, f"DSM-Net on fresh simulated data (seed {args.seed}, {args.per_class} per class)")
     fig.savefig(ROOT / "docs" / "dsmnet_snr_curve.png", dpi=110)

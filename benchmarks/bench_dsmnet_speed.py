@@ -10,7 +10,7 @@ Measures, for DSM-Net at 40³ with C classes (default 22):
   (bf16 and fp32) extrapolated to an epoch of ``--train-size`` subtomograms.
 
 Usage: ``.venv/bin/python benchmarks/bench_dsmnet_speed.py [--run pretrained:dsmnet-a --dataset dsmnet_a.h5]``
-Results: ``benchmarks/results/dsmnet_speed.json``.
+Results: ``benchmarks/results/dsmnet_speed.json`` (``--name`` for another machine kind).
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--run", default=None)
     parser.add_argument("--dataset", default=None)
     parser.add_argument("--train-size", type=int, default=2564, help="training subtomograms per epoch (dsmnet-a: 80%% of 3205)")
+    parser.add_argument("--name", default="dsmnet_speed", help="results file benchmarks/results/NAME.json (one per machine kind)")
     args = parser.parse_args()
     keep_freed_memory()
     model = build_model(ModelConfig("dsmnet", n_classes=args.classes)).eval()
@@ -114,7 +115,7 @@ def main() -> None:
             results["run_epoch_time_s"] = {"mean": round(float(np.mean(times)), 1), "epochs": len(times)}
         except (OSError, KeyError, ValueError):
             pass
-    save("dsmnet_speed", results)
+    save(args.name, results)
 
 
 if __name__ == "__main__":
