@@ -26,8 +26,8 @@ from cryomine.report.figures import robustness_figure
 from cryomine.train.run import resolve_run
 
 
-def earlier_rows(item: str, per_class: int, seed: int, conditions: list[str]) -> tuple[str, dict]:
-    """``LABEL=RESULTS.json`` -> (legend label, record) of a run measured before on the same data."""
+def earlier_rows(item: str, per_class: int, seed: int, conditions: list[str]) -> tuple[str, str, dict]:
+    """``LABEL=RESULTS.json`` -> (label, legend, record) of a run measured before on the same data."""
     label, _, path = item.partition("=")
     try:
         old = json.loads(Path(path).read_text())
@@ -39,7 +39,7 @@ def earlier_rows(item: str, per_class: int, seed: int, conditions: list[str]) ->
     when = old["machine"]
     record = {"run": entry["run"], "rows": entry["rows"], "measured_earlier": {
         "results": path, "date": when["date"], "git_revision": when["git_revision"], "cpu": when["cpu"]}}
-    return f"{label} (measured {when['date'][:10]})", record
+    return label, f"{label} (measured {when['date'][:10]})", record
 
 
 def main() -> None:
@@ -65,9 +65,9 @@ def main() -> None:
         if label == args.into_run:
             tmp = write_robustness(args.workdir / f"{label}_robustness.json", run, rows)
             shutil.copyfile(tmp, resolve_run(run) / "robustness.json")
-    for legend, record in earlier:
+    for label, legend, record in earlier:
         curves[legend] = record["rows"]
-        results["runs"][legend.partition(" ")[0]] = record
+        results["runs"][label] = record
     save("dsmnet_robustness", results)
     fig = robustness_figure(curves, f"DSM-Net on fresh simulated data (seed {args.seed}, {args.per_class} per class)")
     fig.savefig(ROOT / "docs" / "dsmnet_snr_curve.png", dpi=110)
