@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from _common import ROOT, machine, save
@@ -27,15 +26,18 @@ from cryomine.train.run import resolve_run
 
 
 def earlier_rows(item: str, per_class: int, seed: int, conditions: list[str]) -> tuple[str, str, dict]:
-    """``LABEL=RESULTS.json`` -> (label, legend, record) of a run measured before on the same data."""
+    """``LABEL=RESULTS.json`` -> (label, legend, record) of a run measured before on the same data; ValueError
+    naming the option when the file cannot be read or was measured on other data."""
     label, _, path = item.partition("=")
     try:
         old = json.loads(Path(path).read_text())
         entry = old["runs"][label]
-    except (OSError, ValueError, KeyError) as exc:
-        sys.exit(f"--earlier {item}: cannot read run {label!r} from {path}: {exc}")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--earlier {item}: cannot read {path}: {exc}") from None
+    except (KeyError, TypeError):
+        raise ValueError(f"--earlier {item}: {path} has no run {label!r}") from None
     if (old.get("seed"), old.get("per_class")) != (seed, per_class) or [r["name"] for r in entry["rows"]] != conditions:
-        sys.exit(f"--earlier {item}: measured on other data (seed {old.get('seed')}, {old.get('per_class')} per class)")
+        raise ValueError(f"--earlier {item}: measured on other data (seed {old.get('seed')}, {old.get('per_class')} per class)")
     when = old["machine"]
     record = {"run": entry["run"], "rows": entry["rows"], "measured_earlier": {
         "results": path, "date": when["date"], "git_revision": when["git_revision"], "cpu": when["cpu"]}}
@@ -54,7 +56,10 @@ def main() -> None:
     args = parser.parse_args()
     conditions = SNR_CURVE if args.snr_only else DEFAULT_CONDITIONS
     names = [c.name for c in conditions]
-    earlier = [earlier_rows(item, args.per_class, args.seed, names) for item in args.earlier]
+    try:
+        earlier = [earlier_rows(item, args.per_class, args.seed, names) for item in args.earlier]
+    except ValueError as exc:
+        parser.error(str(exc))
     curves, results = {}, {"machine": machine(), "per_class": args.per_class, "seed": args.seed, "runs": {}}
     for item in args.run:
         label, _, run = item.partition("=")
