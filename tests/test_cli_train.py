@@ -245,3 +245,45 @@ def test_predict_refuses_a_nan_box_in_a_later_batch_before_writing_anything(trai
     capsys.readouterr()
     assert main(["predict", str(trained_run), str(bad), "--out", str(out)]) == 2
     assert "holds 1 NaN" in capsys.readouterr().err and not out.exists()
+
+
+def test_evaluate_on_another_runs_split(trained_run: Path, blob_dataset: Path, blob_dataset_factory: Callable[..., Path],
+                                        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--split-from: one model scored on the held-out rows of another run's dataset, exactly those rows."""
+    other = blob_dataset_factory("blobs_seed5", n_per_class=6, size=16, n_classes=3, seed=5)
+    source = tmp_path / "source"
+    assert main(["train", str(other), "--out", str(source), "--epochs", "1", "--batch-size", "8", "--seed", "4", *TINY]) == 0
+    test_rows = np.sort(json.loads((source / "split.json").read_text())["test"])
+    capsys.readouterr()
+    assert main(["evaluate", str(trained_run), str(other), "--split-from", str(source), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["split_from"] == str(source) and result["n_subtomograms"] == len(test_rows) > 0
+    assert main(["predict", str(trained_run), str(other), "--out", str(tmp_path / "pred")]) == 0
+    want = _scores_from_predictions(tmp_path / "pred", other, test_rows)  # the trained_run's predictions of those rows
+    assert result["confusion_matrix"] == want.pop("confusion_matrix")
+    for key, value in want.items():
+        assert result[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
+    capsys.readouterr()
+    assert main(["evaluate", str(trained_run), str(other), "--split-from", str(source), "--split", "val"]) == 0
+    n_val = len(json.loads((source / "split.json").read_text())["val"])
+    assert f"split val of {source}: {n_val} subtomograms" in capsys.readouterr().out
+    # the run's own split through --split-from is its plain evaluation
+    assert main(["evaluate", str(trained_run), str(blob_dataset), "--split-from", str(trained_run), "--json"]) == 0
+    via = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(trained_run), str(blob_dataset), "--json"]) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert via["confusion_matrix"] == own["confusion_matrix"] and via["miou"] == own["miou"]
+
+    # refusals: a dataset that is not the source run's, split all, a missing run, and rows the model trained on
+    _bad(["evaluate", str(trained_run), str(blob_dataset), "--split-from", str(source)], capsys,
+         "only defined on that run's dataset")
+    _bad(["evaluate", str(trained_run), str(other), "--split-from", str(source), "--split", "all"], capsys,
+         "--split-from: needs --split test, val or train")
+    _bad(["evaluate", str(trained_run), str(other), "--split-from", str(tmp_path / "nope")], capsys,
+         "--split-from: " + str(tmp_path / "nope") + ": run folder not found")
+    leaky = tmp_path / "leaky"
+    shutil.copytree(trained_run, leaky)
+    split = json.loads((trained_run / "split.json").read_text())
+    (leaky / "split.json").write_text(json.dumps({**split, "test": split["train"][:2] + split["test"]}))
+    _bad(["evaluate", str(trained_run), str(blob_dataset), "--split-from", str(leaky)], capsys,
+         f"trained or early-stopped on 2 of the {2 + len(split['test'])} rows")

@@ -29,7 +29,14 @@ from cryomine.train.metrics import (
     recovery_correlation,
     recovery_mse,
 )
-from cryomine.train.run import check_dataset_compatible, dataset_fingerprint, load_run, read_split
+from cryomine.train.run import (
+    check_dataset_compatible,
+    dataset_fingerprint,
+    load_run,
+    read_run_config,
+    read_split,
+    resolve_run,
+)
 
 SPLITS = ("test", "val", "train", "all")
 
@@ -38,22 +45,51 @@ def _clean(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+def _fingerprint_matches(dataset: os.PathLike[str], stored: dict) -> bool:
+    header_fp = dataset_fingerprint(dataset, open_dataset(dataset))
+    return all(header_fp[k] == stored.get(k) for k in ("n_written", "config_sha1", "class_names", "size"))
+
+
 def evaluation_rows(run_config: dict, run_dir: os.PathLike[str], dataset: os.PathLike[str], split: str,
-                    class_map: ClassMap) -> np.ndarray:
-    """Dataset rows to evaluate: a subset of the run's ``split.json`` (same dataset only) or all known rows."""
+                    class_map: ClassMap, split_from: str | os.PathLike[str] | None = None) -> np.ndarray:
+    """Dataset rows to evaluate: all known rows, or a subset of a ``split.json`` on the dataset it was made for.
+
+    The split is the evaluated run's own, or that of the run ``split_from`` (a folder or ``pretrained:NAME``):
+    to compare models on one held-out set. InputError if the dataset is not that run's, or if the evaluated
+    run trained or selected its weights on any of the rows (its own train/val rows of the same dataset).
+    """
     if split not in SPLITS:
         raise InputError(f"split: must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split_from is not None and split == "all":
+        raise InputError("--split-from: needs --split test, val or train (all rows need no split)")
     class_id = read_rows(dataset, ("class_id",))["class_id"]
     keep = class_map.remap(class_id) >= 0
     if split == "all":
-        rows = np.flatnonzero(keep)
-    else:
-        header_fp = dataset_fingerprint(dataset, open_dataset(dataset))
-        stored = run_config["dataset"]
-        if any(header_fp[k] != stored.get(k) for k in ("n_written", "config_sha1", "class_names", "size")):
-            raise InputError(f"split {split!r} is only defined on the run's own dataset; use --split all", dataset)
+        return _nonempty(np.flatnonzero(keep), split, dataset)
+    if split_from is None:
+        if not _fingerprint_matches(dataset, run_config["dataset"]):
+            raise InputError(f"split {split!r} is only defined on the run's own dataset; use --split all "
+                             "(or --split-from RUN for the split of the run that made this dataset's split)", dataset)
         rows = np.asarray(read_split(Path(run_dir))[split], dtype=np.int64)
-        rows = rows[keep[rows]] if rows.size else rows
+    else:
+        try:
+            source = resolve_run(split_from)
+            source_config = read_run_config(source)
+            if not _fingerprint_matches(dataset, source_config["dataset"]):
+                raise InputError(f"split {split!r} of {split_from} is only defined on that run's dataset", dataset)
+            rows = np.asarray(read_split(source)[split], dtype=np.int64)
+        except InputError as exc:
+            raise InputError(f"--split-from: {exc}") from None
+        if _fingerprint_matches(dataset, run_config["dataset"]):
+            own = read_split(Path(run_dir))
+            seen = np.intersect1d(rows, np.asarray(own["train"] + own["val"], dtype=np.int64))
+            if seen.size:
+                raise InputError(f"--split-from: the evaluated run trained or early-stopped on {seen.size} of the "
+                                 f"{rows.size} rows of {split_from}'s {split!r} split of this dataset", dataset)
+    return _nonempty(rows[keep[rows]] if rows.size else rows, split, dataset)
+
+
+def _nonempty(rows: np.ndarray, split: str, dataset: os.PathLike[str]) -> np.ndarray:
     if rows.size == 0:
         raise InputError(f"nothing to evaluate: split {split!r} has no subtomograms of the run's classes", dataset)
     return rows
@@ -61,11 +97,15 @@ def evaluation_rows(run_config: dict, run_dir: os.PathLike[str], dataset: os.Pat
 
 def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | os.PathLike[str], split: str = "test",
                  *, batch_size: int = 64, device: torch.device | None = None,
-                 checkpoint: str = "best.pt") -> dict[str, Any]:
+                 checkpoint: str = "best.pt", split_from: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Metrics of the run's ``checkpoint`` weights (default the best) on ``split`` (``test``, ``val``, ``train`` or ``all``) of ``dataset``.
 
+    ``split`` is the run's own split of its dataset, or with ``split_from`` that of another run (folder or
+    ``pretrained:NAME``) on the dataset that run was trained on (:func:`evaluation_rows`).
+
     Returns a JSON-able dict: ``run``, ``dataset``, ``split``, ``model``, ``n_subtomograms``, ``class_names``,
-    ``object_accuracy``, ``per_class_accuracy`` (name -> accuracy), ``class_support`` (name -> count),
+    ``split_from`` (``None`` or the run whose split was used), ``object_accuracy``, ``per_class_accuracy``
+    (name -> accuracy), ``class_support`` (name -> count),
     ``confusion_matrix`` (rows = true, columns = predicted), ``pixel_accuracy``, ``iou_background``,
     ``iou_target``, ``miou``, ``recovery_mse``, ``recovery_correlation`` (means over subtomograms; normalised
     densities). Fields for heads the model lacks are ``None`` (so are undefined values, e.g. a class without
@@ -77,7 +117,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | os.PathLike[str
     check_dataset_compatible(run.config, header, dataset)
     cm_info = run.config["classes"]
     class_map = ClassMap(tuple(cm_info["dataset_class_names"]), tuple(cm_info["excluded"]))
-    rows = evaluation_rows(run.config, run.run_dir, dataset, split, class_map)
+    rows = evaluation_rows(run.config, run.run_dir, dataset, split, class_map, split_from)
     mc = run.model_config
     data = SubtomoDataset(dataset, rows, class_map, with_mask=mc.has_seg, with_density=mc.has_rec)
     bf16 = resolve_bf16(run.config["train"].get("bf16"), device)
@@ -102,7 +142,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | os.PathLike[str
 
     names = class_map.names
     result: dict[str, Any] = {
-        "run": str(run.run_dir), "dataset": str(dataset), "split": split, "model": mc.name,
+        "run": str(run.run_dir), "dataset": str(dataset), "split": split,
+        "split_from": None if split_from is None else str(split_from), "model": mc.name,
         "n_subtomograms": int(len(rows)), "class_names": names,
         "object_accuracy": None, "per_class_accuracy": None, "class_support": None, "confusion_matrix": None,
         "pixel_accuracy": None, "iou_background": None, "iou_target": None, "miou": None,
@@ -131,7 +172,8 @@ def format_report(result: dict[str, Any]) -> str:
     def num(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
-    lines = [f"run {result['run']} ({result['model']}) on {result['dataset']}, split {result['split']}: "
+    of = f" of {result['split_from']}" if result.get("split_from") else ""
+    lines = [f"run {result['run']} ({result['model']}) on {result['dataset']}, split {result['split']}{of}: "
              f"{result['n_subtomograms']} subtomograms",
              f"object accuracy:   {num(result['object_accuracy'])}",
              f"pixel accuracy:    {num(result['pixel_accuracy'])}",
