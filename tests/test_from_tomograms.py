@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from cryomine.errors import InputError
 from cryomine.io.subtomo_h5 import read_header, read_rows
 from cryomine.simulate import subtomograms as sim
 from cryomine.simulate.config import PRESETS, build_dataset_config
@@ -57,3 +58,19 @@ def test_paper_preset_and_number_density():
     assert PRESETS["dsmnet-a-tomo"]["from_tomograms"] and cfg.n_total == 3205
     assert cfg.from_tomograms.particles / np.prod(cfg.from_tomograms.shape_zyx) == pytest.approx(PAPER_NUMBER_DENSITY)
     assert "from_tomograms" not in build_dataset_config("dsmnet-a").to_dict()  # old datasets' configs unchanged
+
+
+def test_too_few_particles_packed_is_refused_and_leaves_no_file(tmp_path):
+    """A tomogram too small for the boxes asked of it: one InputError naming the options, no dataset left."""
+    def config(shape_zyx, particles):
+        return build_dataset_config(structures=["1bxn", "4v4r"], total=particles, size=24, seed=3, snr=0.5, from_tomograms=True,
+                                    tomogram_shape=shape_zyx, tomogram_particles=particles)  # fmt: skip
+
+    # more molecule volume than tomogram: refused before packing, naming the options of this command
+    with pytest.raises(InputError, match=r"^--tomogram-particles/--tomogram-shape: 40 particles fill .* the tomogram holds 73728$"):
+        sim.simulate_subtomograms(tmp_path / "t.h5", config((32, 48, 48), 40), progress=False)
+    assert list(tmp_path.iterdir()) == []
+    # room in volume, not in practice: the packer places fewer than asked
+    with pytest.raises(InputError, match=r"tomogram 0 holds only \d+ particles, 30 boxes needed: lower --tomogram-particles"):
+        sim.simulate_subtomograms(tmp_path / "t.h5", config((40, 96, 96), 30), progress=False)
+    assert list(tmp_path.iterdir()) == []

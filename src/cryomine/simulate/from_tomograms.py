@@ -71,7 +71,10 @@ def tomogram_rows(config, templates: list[Template], tomogram: int, first: int, 
     tcfg = TomogramConfig(shape_zyx=ft.shape_zyx, particles=ft.particles, structures=config.structures,
                           voxel_size_a=config.voxel_size_a, seed=int(np.random.default_rng([config.seed, 6, tomogram]).integers(2**31)),
                           margin=size // 2, mask_threshold=config.mask_threshold, imaging=config.imaging)  # fmt: skip
-    density, placed = pack_tomogram(tcfg, progress=False)
+    try:
+        density, placed = pack_tomogram(tcfg, progress=False)
+    except InputError as exc:  # the tomogram packer names its own options; here they are --tomogram-*
+        raise InputError(str(exc).removeprefix("--particles: "), "--tomogram-particles/--tomogram-shape") from None
     if len(placed.class_ids) < count:
         raise InputError(f"tomogram {tomogram} holds only {len(placed.class_ids)} particles, {count} boxes needed: "
                          "lower --tomogram-particles or enlarge --tomogram-shape", "--from-tomograms")  # fmt: skip

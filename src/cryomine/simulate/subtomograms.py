@@ -143,6 +143,7 @@ def simulate_subtomograms(
         if json.loads(json.dumps(header.config)) != json.loads(json.dumps(config_dict, sort_keys=True)):
             raise InputError("dataset was made with other parameters; cannot resume (use --force to replace it)", out)
         start = header.n_written
+        created = False
     else:
         tmp = out.with_name(f".{out.name}.creating")
         create_dataset(
@@ -151,12 +152,20 @@ def simulate_subtomograms(
             with_coords=config.from_tomograms is not None,
         )  # fmt: skip
         tmp.replace(out)
-        start = 0
+        start, created = 0, True
     n = config.n_total
     if start >= n:
         return out
     if config.from_tomograms is not None:
-        _write_from_tomograms(out, config, templates, start, progress, device)
+        try:
+            _write_from_tomograms(out, config, templates, start, progress, device)
+        except InputError:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CryomineWarning)
+                nothing_written = read_header(out).n_written == 0
+            if created and nothing_written:
+                out.unlink()  # refused at the first tomogram (too few particles packed): leave nothing behind
+            raise
         return out
     cubes = sum(float(t.density.shape[0]) ** 3 for t in templates)
     check_memory(10.0 * config.crowding.bank_size * cubes, f"the neighbour bank ({len(templates)} classes x "
