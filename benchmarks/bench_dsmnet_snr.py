@@ -2,11 +2,12 @@
 
 For each ``--run LABEL=RUN`` (a run folder or ``pretrained:NAME``), evaluates on freshly simulated data (a seed
 never used in training, the run's classes) at SNR inf, 0.5, 0.1, 0.06, 0.03, 0.01 and, at SNR 0.06, other
-defocus values and narrower / asymmetric tilt ranges (:mod:`cryomine.evaluate.robustness`). Writes
+defocus values, narrower / asymmetric tilt ranges and other crowding (:mod:`cryomine.evaluate.robustness`). Writes
 ``benchmarks/results/dsmnet_robustness.json``, the figure ``docs/dsmnet_snr_curve.png`` and, with
 ``--into-run LABEL``, that run's ``robustness.json`` (which the report draws). ``--earlier LABEL=RESULTS.json``
-adds a run measured before (its rows from an earlier results file of this benchmark, on the same data: same seed,
-per-class count and conditions, else refused), drawn and recorded as such with that file's date and revision.
+adds a run measured before (its rows from an earlier results file of this benchmark, on the same data: same seed
+and per-class count, conditions among today's, else refused; conditions added since have no row for it), drawn and
+recorded as such with that file's date and revision.
 
 Usage: ``.venv/bin/python benchmarks/bench_dsmnet_snr.py --run shipped=pretrained:dsmnet-a
 --run ceiling=runs/noise_free [--per-class 12] [--seed 20261201] [--workdir runs/robustness] [--snr-only]``
@@ -36,7 +37,7 @@ def earlier_rows(item: str, per_class: int, seed: int, conditions: list[str]) ->
         raise ValueError(f"--earlier {item}: cannot read {path}: {exc}") from None
     except (KeyError, TypeError):
         raise ValueError(f"--earlier {item}: {path} has no run {label!r}") from None
-    if (old.get("seed"), old.get("per_class")) != (seed, per_class) or [r["name"] for r in entry["rows"]] != conditions:
+    if (old.get("seed"), old.get("per_class")) != (seed, per_class) or not {r["name"] for r in entry["rows"]} <= set(conditions):
         raise ValueError(f"--earlier {item}: measured on other data (seed {old.get('seed')}, {old.get('per_class')} per class)")
     when = old["machine"]
     record = {"run": entry["run"], "rows": entry["rows"], "measured_earlier": {

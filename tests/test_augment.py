@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
+from cryomine.cli import main
 from cryomine.data import ClassMap, SubtomoDataset
 from cryomine.data.augment import AugmentConfig, NoisePool, add_calibrated_noise, augment_boxes
 from cryomine.errors import InputError
@@ -217,3 +218,30 @@ def test_imaging_variation_per_batch_is_recorded_and_drives_the_flips(tmp_path: 
         assert len(flips) == (8 if lo == -hi else 4)
     with pytest.raises(InputError, match="vary-tilt"):
         build_dataset_config(vary_tilt_min=(-50.0, 50.0), vary_tilt_max=(40.0, 60.0))
+
+
+def test_crowding_varies_per_box_and_old_configs_are_unchanged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = build_dataset_config(structures=("1bxn", "3cf3"), per_class=6, size=24, snr=0.5, seed=5, batch_size=4,
+                               vary_crowding=(0.0, 0.35))
+    assert cfg.variation.active and not cfg.variation.varies_imaging
+    assert type(cfg).from_dict(cfg.to_dict()) == cfg
+    drawn = np.array([cfg.variation.crowding_of(cfg.crowding, cfg.seed, i).volume_fraction for i in range(12)])
+    assert drawn.min() >= 0.0 and drawn.max() <= 0.35 and np.ptp(drawn) > 0.15
+    path = simulate_subtomograms(tmp_path / "c.h5", cfg, progress=False)
+    r = read_rows(path, ("volume_fraction", "neighbour_classes", "tilt_range_deg"))
+    assert np.corrcoef(drawn, r["volume_fraction"])[0, 1] > 0.9  # each box packed to its own drawn crowding
+    n_neighbours = (r["neighbour_classes"] >= 0).sum(axis=1)
+    assert n_neighbours[np.argmin(drawn)] < n_neighbours[np.argmax(drawn)]
+    assert np.all(r["tilt_range_deg"] == [-60, 60])  # the imaging does not vary
+    # without --vary-crowding a varied dataset's config is the one stored before the option existed
+    old = build_dataset_config(vary_defocus=(3.0, 7.0)).to_dict()["variation"]
+    assert set(old) == {"defocus_um", "tilt_min_deg", "tilt_max_deg"}
+    with pytest.raises(InputError, match="--vary-crowding"):
+        build_dataset_config(vary_crowding=(0.1, 0.7))
+    with pytest.raises(InputError, match="give one of --crowding"):
+        build_dataset_config(crowding=0.1, vary_crowding=(0.0, 0.3))
+    with pytest.raises(InputError, match="--from-tomograms boxes take their crowding"):
+        build_dataset_config("dsmnet-a-tomo", vary_crowding=(0.0, 0.3))
+    assert main(["simulate", "subtomograms", str(tmp_path / "x.h5"), "--vary-crowding", "0.3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--vary-crowding" in err and not (tmp_path / "x.h5").exists()

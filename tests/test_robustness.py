@@ -33,12 +33,14 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_rows_match_evaluate_and_the_data_has_the_condition(tiny_run: Path, tmp_path: Path) -> None:
-    conds = (Condition("clean", math.inf), Condition("lamella", 0.2, defocus_um=3.0, tilt_min_deg=-54, tilt_max_deg=42))
+    conds = (Condition("clean", math.inf), Condition("lamella", 0.2, defocus_um=3.0, tilt_min_deg=-54, tilt_max_deg=42),
+             Condition("isolated", 0.2, crowding=0.0))
     rows = measure_robustness(tiny_run, tmp_path / "w", conditions=conds, per_class=3, seed=99)
-    assert [r["kind"] for r in rows] == ["snr", "imaging"] and rows[0]["snr"] == "inf"
+    assert [r["kind"] for r in rows] == ["snr", "imaging", "imaging"] and rows[0]["snr"] == "inf"
+    assert rows[2]["crowding"] == 0.0 and rows[0]["crowding"] is None
     files = sorted((tmp_path / "w").glob("*.h5"))
-    assert len(files) == 2
-    for row, path in zip(rows, [f for c in ("clean", "lamella") for f in files if f.name.startswith(c)]):
+    assert len(files) == 3
+    for row, path in zip(rows, [f for c in ("clean", "lamella", "isolated") for f in files if f.name.startswith(c)]):
         direct = evaluate_run(tiny_run, path, split="all")
         assert row["object_accuracy"] == direct["object_accuracy"] and row["miou"] == direct["miou"] and row["n"] == 6
     lam = [f for f in files if f.name.startswith("lamella")][0]
@@ -46,6 +48,10 @@ def test_rows_match_evaluate_and_the_data_has_the_condition(tiny_run: Path, tmp_
     assert header.config["seed"] == 99 and header.config["imaging"]["tilt"]["max_deg"] == 42
     snr = read_rows(lam, ("snr_measured",))["snr_measured"]
     np.testing.assert_allclose(snr, 0.2, rtol=1e-4)
+    isolated = [f for f in files if f.name.startswith("isolated")][0]
+    assert read_header(isolated).config["crowding"]["volume_fraction"] == 0.0
+    assert (read_rows(isolated, ("neighbour_classes",))["neighbour_classes"] == -1).all()  # the target alone
+    assert (read_rows(lam, ("neighbour_classes",))["neighbour_classes"] >= 0).any()  # default crowding: neighbours
     stamp = {f: f.stat().st_mtime_ns for f in files}
     again = measure_robustness(tiny_run, tmp_path / "w", conditions=conds, per_class=3, seed=99)
     assert again == rows and stamp == {f: f.stat().st_mtime_ns for f in files}  # reused, not re-simulated

@@ -53,6 +53,7 @@ def subtomograms_cmd(
     vary_defocus: str | None = typer.Option(None, "--vary-defocus", help="LOW,HIGH: draw each batch's defocus (µm) uniformly in this range."),
     vary_tilt_min: str | None = typer.Option(None, "--vary-tilt-min", help="LOW,HIGH: draw each batch's lowest tilt (degrees) in this range."),
     vary_tilt_max: str | None = typer.Option(None, "--vary-tilt-max", help="LOW,HIGH: draw each batch's highest tilt (degrees) in this range."),
+    vary_crowding: str | None = typer.Option(None, "--vary-crowding", help="LOW,HIGH: draw each box's crowding (volume fraction, 0 = the target alone) uniformly in this range; instead of --crowding."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run (same parameters)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing dataset."),
     device: str = typer.Option("auto", "--device", help=f"Where the tilt series are imaged: {DEVICE_HELP}"),
@@ -69,7 +70,7 @@ def subtomograms_cmd(
         defocus_um=defocus, voltage_kv=voltage, crowding=crowding, method=method, batch_size=batch_size, snr_definition=snr_definition,
         from_tomograms=from_tomograms, tomogram_shape=_shape(tomogram_shape, "--tomogram-shape") if tomogram_shape is not None else None, tomogram_particles=tomogram_particles,
         vary_defocus=parse_range(vary_defocus, "--vary-defocus"), vary_tilt_min=parse_range(vary_tilt_min, "--vary-tilt-min"),
-        vary_tilt_max=parse_range(vary_tilt_max, "--vary-tilt-max"),
+        vary_tilt_max=parse_range(vary_tilt_max, "--vary-tilt-max"), vary_crowding=parse_range(vary_crowding, "--vary-crowding"),
     )  # fmt: skip
     path = simulate_subtomograms(out, config, resume=resume, force=force, device=device)
     typer.echo(f"wrote {path}: {config.n_total} subtomograms of {config.size}³ voxels, {len(config.structures)} classes")

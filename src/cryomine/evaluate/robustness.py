@@ -3,9 +3,9 @@
 :func:`measure_robustness` simulates, for each :class:`Condition` (an SNR, and optionally another defocus or
 tilt range), a dataset of the run's classes with a given seed (use one never used in training), evaluates the
 run on all of it and returns one row per condition. The default conditions are the SNR curve of issue 12
-(noise-free, 0.5, 0.1, 0.06, 0.03, 0.01) and, at SNR 0.06, other defocus values and narrower / asymmetric tilt
-ranges. Results are written as ``robustness.json`` (what the report draws; see
-:func:`cryomine.report.figures.robustness_figure`).
+(noise-free, 0.5, 0.1, 0.06, 0.03, 0.01) and, at SNR 0.06, other defocus values, narrower / asymmetric tilt
+ranges and other crowding (isolated molecules to boxes more crowded than the simulator's default 0.2). Results
+are written as ``robustness.json`` (what the report draws; see :func:`cryomine.report.figures.robustness_figure`).
 
 The datasets are kept in ``workdir`` and reused when they exist with the same parameters, so an interrupted
 measurement resumes. (This module sits above :mod:`cryomine.train`; it is not re-exported by
@@ -34,19 +34,22 @@ ROBUSTNESS_FILE = "robustness.json"
 
 @dataclass(frozen=True)
 class Condition:
-    """One imaging condition to test: ``snr`` (``inf`` = noise-free) and optional defocus (µm) / tilt range
-    (degrees) replacing the simulator's defaults (5 µm, -60..+60)."""
+    """One condition to test: ``snr`` (``inf`` = noise-free) and optional defocus (µm), tilt range (degrees) and
+    crowding (volume fraction of the box covered by molecules) replacing the simulator's defaults (5 µm,
+    -60..+60, 0.2)."""
 
     name: str
     snr: float
     defocus_um: float | None = None
     tilt_min_deg: float | None = None
     tilt_max_deg: float | None = None
+    crowding: float | None = None
 
     @property
     def kind(self) -> str:
-        """``"snr"`` for the SNR curve (default optics), ``"imaging"`` for other optics / tilts."""
-        return "snr" if (self.defocus_um, self.tilt_min_deg, self.tilt_max_deg) == (None, None, None) else "imaging"
+        """``"snr"`` for the SNR curve (default optics and crowding), ``"imaging"`` for other optics, tilts or crowding."""
+        default = (self.defocus_um, self.tilt_min_deg, self.tilt_max_deg, self.crowding) == (None, None, None, None)
+        return "snr" if default else "imaging"
 
 
 SNR_CURVE = tuple(Condition(f"SNR {s:g}", s) for s in (math.inf, 0.5, 0.1, 0.06, 0.03, 0.01))
@@ -57,7 +60,8 @@ IMAGING_CONDITIONS = (
     Condition("tilt -60..+42", 0.06, tilt_min_deg=-60.0, tilt_max_deg=42.0),
     Condition("tilt -54..+48", 0.06, tilt_min_deg=-54.0, tilt_max_deg=48.0),
 )
-DEFAULT_CONDITIONS = SNR_CURVE + IMAGING_CONDITIONS
+CROWDING_CONDITIONS = tuple(Condition(f"crowding {v:g}", 0.06, crowding=v) for v in (0.0, 0.05, 0.1, 0.35))
+DEFAULT_CONDITIONS = SNR_CURVE + IMAGING_CONDITIONS + CROWDING_CONDITIONS
 
 
 def _dataset(run_config: dict[str, Any], cond: Condition, per_class: int, seed: int, workdir: Path) -> Path:
@@ -65,7 +69,7 @@ def _dataset(run_config: dict[str, Any], cond: Condition, per_class: int, seed: 
     size = int(run_config["dataset"]["size"])
     config = build_dataset_config(structures=tuple(names), per_class=per_class, size=size, seed=seed, snr=cond.snr,
                                   voxel_size_a=float(run_config["dataset"]["voxel_size_a"]), defocus_um=cond.defocus_um,
-                                  tilt_min=cond.tilt_min_deg, tilt_max=cond.tilt_max_deg)
+                                  tilt_min=cond.tilt_min_deg, tilt_max=cond.tilt_max_deg, crowding=cond.crowding)
     safe = "".join(c if c.isalnum() or c in "-." else "_" for c in cond.name)
     path = workdir / f"{safe}_seed{seed}_n{per_class}.h5"
     simulate_subtomograms(path, config, resume=path.exists(), progress=False)

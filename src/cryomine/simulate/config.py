@@ -44,7 +44,8 @@ class SubtomogramDatasetConfig:
     ``size``: box edge (voxels), ``voxel_size_a`` in Å. ``method``: ``"wbp"`` (projection, CTF, noise,
     weighted back-projection) or ``"fourier"`` (the fast Fourier-space approximation). ``batch_size``:
     subtomograms imaged together (part of the config because the noise stream is drawn per batch).
-    ``variation``: imaging parameters drawn per batch (:class:`ImagingVariation`; nothing varies by default).
+    ``variation``: imaging parameters drawn per batch and crowding per box (:class:`ImagingVariation`; nothing
+    varies by default).
     ``snr_definition``: ``"box"`` (cryomine's: ``imaging.snr`` is the SNR measured in the final box) or ``"aitom"``
     (the Xu lab's: ``imaging.snr`` sets the noise AITom's convolution recipe adds, :mod:`cryomine.simulate.aitom`;
     the boxes are imaged by that recipe, not by a tilt series, and ``method`` is then not used).
@@ -66,6 +67,8 @@ class SubtomogramDatasetConfig:
     from_tomograms: FromTomogramsConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.from_tomograms is not None and self.variation.crowding is not None:
+            raise InputError("--from-tomograms boxes take their crowding from the tomogram's packing", "--vary-crowding")
         if self.from_tomograms is not None and self.snr_definition != "box":
             raise InputError("--from-tomograms images whole tomograms: only --snr-definition box applies", "--snr-definition")
         if len(self.structures) < 1:
@@ -172,14 +175,14 @@ _FLAT = {
 }
 
 # flat override name -> ImagingVariation field
-_VARY = {"vary_defocus": "defocus_um", "vary_tilt_min": "tilt_min_deg", "vary_tilt_max": "tilt_max_deg"}
+_VARY = {"vary_defocus": "defocus_um", "vary_tilt_min": "tilt_min_deg", "vary_tilt_max": "tilt_max_deg", "vary_crowding": "crowding"}
 
 
 def build_dataset_config(preset: str | None = None, **overrides: Any) -> SubtomogramDatasetConfig:
     """Resolve a config: dataclass defaults < ``preset`` < explicit ``overrides`` (``None`` = not given).
 
     Overrides use the flat names of the CLI (``snr``, ``tilt_min``, ``defocus_um``, ``crowding``, ``per_class``,
-    ``total``, ``vary_defocus`` / ``vary_tilt_min`` / ``vary_tilt_max`` as ``(low, high)``, ...).
+    ``total``, ``vary_defocus`` / ``vary_tilt_min`` / ``vary_tilt_max`` / ``vary_crowding`` as ``(low, high)``, ...).
     Giving ``per_class`` clears a preset's ``total`` and vice versa.
     """
     values: dict[str, Any] = {}
@@ -193,6 +196,8 @@ def build_dataset_config(preset: str | None = None, **overrides: Any) -> Subtomo
     if "total" in given:
         values["per_class"] = None
     values.update(given)
+    if "vary_crowding" in given and "crowding" in given:
+        raise InputError("give one of --crowding (one volume fraction) and --vary-crowding (a range)", "--vary-crowding")
     variation = ImagingVariation(**{name: values.pop(key) for key, name in _VARY.items() if key in values})
     tomo_shape, tomo_particles = values.pop("tomogram_shape", None), values.pop("tomogram_particles", None)
     if values.pop("from_tomograms", False) or tomo_shape is not None or tomo_particles is not None:

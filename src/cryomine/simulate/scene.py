@@ -29,6 +29,7 @@ from cryomine.geometry.rotate_torch import rotate_volumes
 from cryomine.simulate.packing import flat_bank, pack_candidates
 from cryomine.simulate.templates import Template
 
+MAX_VOLUME_FRACTION = 0.6  # crowding is refused from here on (packing stalls long before)
 _CANDIDATES = 128  # candidates drawn at a time (the stream, not the result, depends on it)
 
 
@@ -43,8 +44,8 @@ class CrowdingConfig:
     bank_size: int = 24
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.volume_fraction < 0.6:
-            raise InputError(f"crowding (volume fraction) must be in [0, 0.6), got {self.volume_fraction:g}", "--crowding")
+        if not 0.0 <= self.volume_fraction < MAX_VOLUME_FRACTION:
+            raise InputError(f"crowding (volume fraction) must be in [0, {MAX_VOLUME_FRACTION:g}), got {self.volume_fraction:g}", "--crowding")
         if self.max_shift_vox < 0:
             raise InputError(f"max shift must be >= 0 voxels, got {self.max_shift_vox:g}", "--max-shift")
         if self.pad < 0 or self.max_attempts < 0 or self.bank_size < 1:

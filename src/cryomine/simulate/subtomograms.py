@@ -58,15 +58,17 @@ def _crop(arr: np.ndarray, pad: int, size: int) -> np.ndarray:
 def batch_imaging(config: SubtomogramDatasetConfig, start: int) -> ImagingConfig:
     """The imaging config of the batch starting at row ``start``: the dataset's, or drawn from its variation
     with ``default_rng([seed, 3, start])``."""
-    if not config.variation.active:
+    if not config.variation.varies_imaging:
         return config.imaging
     return config.variation.draw(config.imaging, np.random.default_rng([config.seed, 3, start]))
 
 
 def pack_batch(config: SubtomogramDatasetConfig, templates: list[Template], bank: NeighbourBank, start: int,
                stop: int) -> list[Scene]:
-    """The packed scenes of subtomograms ``[start, stop)`` (scene ``i`` from ``default_rng([seed, 2, i])``)."""
-    return [pack_scene(templates[config.class_of(i)], bank, templates, config.size, config.crowding,
+    """The packed scenes of subtomograms ``[start, stop)`` (scene ``i`` from ``default_rng([seed, 2, i])``, its
+    crowding from the dataset's variation when that varies it)."""
+    return [pack_scene(templates[config.class_of(i)], bank, templates, config.size,
+                       config.variation.crowding_of(config.crowding, config.seed, i),
                        np.random.default_rng([config.seed, 2, i])) for i in range(start, stop)]  # fmt: skip
 
 
