@@ -4,7 +4,7 @@ For each ``--run LABEL=RUN`` (a run folder or ``pretrained:NAME``), evaluates on
 never used in training, the run's classes) at SNR inf, 0.5, 0.1, 0.06, 0.03, 0.01 and, at SNR 0.06, other
 defocus values, narrower / asymmetric tilt ranges and other crowding (:mod:`cryomine.evaluate.robustness`). Writes
 ``benchmarks/results/dsmnet_robustness.json``, the figure ``docs/dsmnet_snr_curve.png`` and, with
-``--into-run LABEL``, that run's ``robustness.json`` (which the report draws). ``--earlier LABEL=RESULTS.json``
+``--into-run LABEL`` (repeatable), that run's ``robustness.json`` (which the report draws). ``--earlier LABEL=RESULTS.json``
 adds a run measured before (its rows from an earlier results file of this benchmark, on the same data: same seed
 and per-class count, conditions among today's, else refused; conditions added since have no row for it), drawn and
 recorded as such with that file's date and revision.
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20261201)
     parser.add_argument("--workdir", type=Path, default=Path("runs/robustness"))
     parser.add_argument("--snr-only", action="store_true", help="Only the SNR curve, not the other imaging conditions.")
-    parser.add_argument("--into-run", default=None, help="LABEL whose run folder gets robustness.json.")
+    parser.add_argument("--into-run", action="append", default=[], help="LABEL whose run folder gets robustness.json (repeatable).")
     parser.add_argument("--earlier", action="append", default=[], help="LABEL=RESULTS.json: a run measured before on the same data (repeatable).")
     args = parser.parse_args()
     conditions = SNR_CURVE if args.snr_only else DEFAULT_CONDITIONS
@@ -68,7 +68,7 @@ def main() -> None:
                                   log=lambda line, label=label: print(f"{label}: {line}", flush=True))
         curves[label] = rows
         results["runs"][label] = {"run": run, "rows": rows}
-        if label == args.into_run:
+        if label in args.into_run:
             tmp = write_robustness(args.workdir / f"{label}_robustness.json", run, rows)
             shutil.copyfile(tmp, resolve_run(run) / "robustness.json")
     for label, legend, record in earlier:
