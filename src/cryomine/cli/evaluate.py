@@ -17,7 +17,7 @@ from cryomine.io.atomic import check_writable_folder
 def evaluate_cmd(
     run: str = typer.Argument(..., help="Run folder (from 'cryomine train') or pretrained:NAME."),
     dataset: Path = typer.Argument(..., help="Labelled subtomogram dataset (.h5)."),
-    split: str | None = typer.Option(None, "--split", help=f"Rows to evaluate: {'|'.join(SPLITS)} (default test; test/val/train: the run's own dataset only)."),
+    split: str | None = typer.Option(None, "--split", help=f"Rows to evaluate: {'|'.join(SPLITS)} (default test; test/val/train: of the run's own dataset, or of the --split-from run's)."),
     split_from: str | None = typer.Option(None, "--split-from", help="Use this run's split (folder or pretrained:NAME) of its dataset instead of RUN's own: to compare models on one held-out set; refused if RUN trained on any of its rows."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (null for fields the model lacks)."),
 ) -> None:
