@@ -45,8 +45,7 @@ def _clean(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _fingerprint_matches(dataset: os.PathLike[str], stored: dict) -> bool:
-    header_fp = dataset_fingerprint(dataset, open_dataset(dataset))
+def _fingerprint_matches(header_fp: dict, stored: dict) -> bool:
     return all(header_fp[k] == stored.get(k) for k in ("n_written", "config_sha1", "class_names", "size"))
 
 
@@ -66,8 +65,9 @@ def evaluation_rows(run_config: dict, run_dir: os.PathLike[str], dataset: os.Pat
     keep = class_map.remap(class_id) >= 0
     if split == "all":
         return _nonempty(np.flatnonzero(keep), split, dataset)
+    header_fp = dataset_fingerprint(dataset, open_dataset(dataset))
     if split_from is None:
-        if not _fingerprint_matches(dataset, run_config["dataset"]):
+        if not _fingerprint_matches(header_fp, run_config["dataset"]):
             raise InputError(f"split {split!r} is only defined on the run's own dataset; use --split all "
                              "(or --split-from RUN for the split of the run that made this dataset's split)", dataset)
         rows = np.asarray(read_split(Path(run_dir))[split], dtype=np.int64)
@@ -75,12 +75,12 @@ def evaluation_rows(run_config: dict, run_dir: os.PathLike[str], dataset: os.Pat
         try:
             source = resolve_run(split_from)
             source_config = read_run_config(source)
-            if not _fingerprint_matches(dataset, source_config["dataset"]):
+            if not _fingerprint_matches(header_fp, source_config["dataset"]):
                 raise InputError(f"split {split!r} of {split_from} is only defined on that run's dataset", dataset)
             rows = np.asarray(read_split(source)[split], dtype=np.int64)
         except InputError as exc:
             raise InputError(f"--split-from: {exc}") from None
-        if _fingerprint_matches(dataset, run_config["dataset"]):
+        if _fingerprint_matches(header_fp, run_config["dataset"]):
             own = read_split(Path(run_dir))
             seen = np.intersect1d(rows, np.asarray(own["train"] + own["val"], dtype=np.int64))
             if seen.size:
