@@ -23,7 +23,7 @@ from pathlib import Path
 from _common import ROOT, machine, save
 from cryomine.evaluate.robustness import DEFAULT_CONDITIONS, SNR_CURVE, measure_robustness, write_robustness
 from cryomine.report.figures import robustness_figure
-from cryomine.train.run import resolve_run
+from cryomine.train.runfolder import resolve_run
 
 
 def earlier_rows(item: str, per_class: int, seed: int, conditions: list[str]) -> tuple[str, str, dict]:

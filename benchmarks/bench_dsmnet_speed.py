@@ -26,7 +26,7 @@ from _common import machine, save
 from cryomine.data.normalise import normalise
 from cryomine.io.subtomo_h5 import read_rows
 from cryomine.models import ModelConfig, benchmark_throughput, build_model, count_forward_flops, infer, keep_freed_memory, prepare_for_inference
-from cryomine.train.run import load_run, read_split
+from cryomine.train.runfolder import load_run, read_split
 
 
 def throughput(n_classes: int, threads: int) -> dict[str, float]:

@@ -30,7 +30,7 @@ from _common import CRYOMINE, machine, save, timed_run
 
 
 def _run_classes(run: str) -> list[str]:
-    from cryomine.train.run import read_run_config, resolve_run
+    from cryomine.train.runfolder import read_run_config, resolve_run
 
     return [str(c) for c in read_run_config(resolve_run(run))["classes"]["class_names"]]
 

@@ -30,7 +30,7 @@ from cryomine.io.subtomo_h5 import read_header
 from cryomine.train.batchnorm import recalibrate_batchnorm
 from cryomine.train.export import export_pretrained
 from cryomine.train.loop import load_checkpoint, save_checkpoint
-from cryomine.train.run import load_run, read_split, resolve_run
+from cryomine.train.runfolder import load_run, read_split, resolve_run
 from cryomine.train.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ from cryomine.errors import InputError
 from cryomine.evaluate.fsc import fsc
 from cryomine.geometry import euler_zyz_to_matrix, place_in_box, random_eulers_zyz, rotate_volume, rotate_volumes, xyz_to_zyx_matrix
 from cryomine.io.subtomo_h5 import create_dataset, read_header, read_rows, write_rows
-from cryomine.train.run import load_run
+from cryomine.train.runfolder import load_run
 
 TINY = ["--base-channels", "4", "--fc-units", "16"]
 

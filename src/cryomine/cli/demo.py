@@ -125,7 +125,7 @@ def _class_subset(predictions_star: Path, out: Path) -> str:
 
 def run_demo(out: Path, config: DemoConfig, force: bool = False) -> dict[str, object]:
     """Run every step into ``out``; returns the summary (also ``summary.json``)."""
-    from cryomine.train.run import load_run  # torch: loaded when the demo runs, not for every command's --help
+    from cryomine.train.runfolder import load_run  # torch: loaded when the demo runs, not for every command's --help
 
     t0 = time.perf_counter()
     trained = load_run(config.model).config["dataset"]["class_names"]  # the model's classes, in its order; checked first

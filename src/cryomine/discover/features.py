@@ -21,7 +21,7 @@ from cryomine.devices import resolve_bf16
 from cryomine.errors import InputError
 from cryomine.io.subtomo_h5 import read_header
 from cryomine.models import infer
-from cryomine.train.run import LoadedRun
+from cryomine.train.runfolder import LoadedRun
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def extract_outputs(
     batch_size: int = 32,
     keep_recovered: bool = True,
 ) -> RowOutputs:
-    """Run the model of ``run`` (see :func:`cryomine.train.run.load_run`) on ``rows`` of ``dataset``.
+    """Run the model of ``run`` (see :func:`cryomine.train.runfolder.load_run`) on ``rows`` of ``dataset``.
 
     ``rows``: ``(n,)`` dataset row numbers (any order; outputs follow it). The model stays on the device it was
     loaded on.

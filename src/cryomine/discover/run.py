@@ -51,7 +51,7 @@ from cryomine.io.atomic import atomic_output, write_json
 from cryomine.io.mrc import write_mrc
 from cryomine.io.star import make_particles, write_particles
 from cryomine.io.subtomo_h5 import DatasetHeader, read_header, read_rows
-from cryomine.train.run import LoadedRun, load_run
+from cryomine.train.runfolder import LoadedRun, load_run
 
 BASELINE_METHOD = ("k-means on the top principal components of standardised spherically averaged power spectra and "
                    "radial density profiles (no labels)")

@@ -1,7 +1,7 @@
 """Evaluation and prediction of trained runs (:func:`evaluate_run`, :func:`predict`), FSC, robustness.
 
 The numpy metrics live in :mod:`cryomine.train.metrics` (training reports them every epoch) and are re-exported
-here; this package sits above :mod:`cryomine.train` and reads run folders through :mod:`cryomine.train.run`.
+here; this package sits above :mod:`cryomine.train` and reads run folders through :mod:`cryomine.train.runfolder`.
 """
 
 from cryomine.evaluate.evaluate import evaluate_run, format_report

@@ -29,7 +29,7 @@ from cryomine.train.metrics import (
     recovery_correlation,
     recovery_mse,
 )
-from cryomine.train.run import (
+from cryomine.train.runfolder import (
     check_dataset_compatible,
     dataset_fingerprint,
     load_run,

@@ -49,7 +49,7 @@ from cryomine.io.star import make_particles, write_particles
 from cryomine.io.subtomo_h5 import read_header, read_rows
 from cryomine.io.volume import read_volume
 from cryomine.models import infer
-from cryomine.train.run import load_run
+from cryomine.train.runfolder import load_run
 
 MRC_SUFFIXES = (".mrc", ".map", ".em")
 VOXEL_TOLERANCE = 0.02

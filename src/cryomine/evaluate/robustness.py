@@ -27,7 +27,7 @@ from cryomine.evaluate.evaluate import evaluate_run
 from cryomine.io.atomic import atomic_output
 from cryomine.simulate.config import build_dataset_config
 from cryomine.simulate.subtomograms import simulate_subtomograms
-from cryomine.train.run import read_run_config, resolve_run
+from cryomine.train.runfolder import read_run_config, resolve_run
 
 ROBUSTNESS_FILE = "robustness.json"
 

@@ -47,7 +47,7 @@ from cryomine.pick.peaks import Picks
 from cryomine.resources import MEMORY_FRACTION, available_memory_bytes, check_memory
 from cryomine.simulate.membranes import MEMBRANE_LABEL
 from cryomine.train.picker import load_picker
-from cryomine.train.run import resolve_run
+from cryomine.train.runfolder import resolve_run
 
 __all__ = ["DEFAULT_PICKER", "axis_windows", "choose_tile", "label_tomogram", "picks_from_labels", "pick_learned_file", "window_bytes"]
 

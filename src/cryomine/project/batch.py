@@ -35,7 +35,7 @@ from cryomine.project.finish import WriteBack, finish_project
 from cryomine.project.pipeline import SUMMARY, is_finished, run_tomogram
 from cryomine.project.sources import ProjectTomogram, project_kind, read_project
 from cryomine.resources import check_memory
-from cryomine.train.run import load_run
+from cryomine.train.runfolder import load_run
 
 __all__ = ["ProjectResult", "run_project", "tomogram_folder"]
 

@@ -51,7 +51,7 @@ from cryomine.pick.learned import pick_learned_file
 from cryomine.project.config import ProjectConfig
 from cryomine.project.sources import ProjectTomogram
 from cryomine.structures import bundled_radius_a
-from cryomine.train.run import read_run_config, resolve_run
+from cryomine.train.runfolder import read_run_config, resolve_run
 
 __all__ = ["SUMMARY", "clear_unfinished", "is_finished", "model_box", "run_tomogram"]
 

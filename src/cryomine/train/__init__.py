@@ -1,17 +1,16 @@
 """Training DSM-Net and its variants: :class:`TrainConfig`, the loop (:mod:`cryomine.train.loop`) and run
-folders (:func:`train_run`, :func:`load_run`, :func:`resolve_run`; see :mod:`cryomine.train.run`)."""
+folders (:func:`train_run`, :func:`load_run`, :func:`resolve_run`; see :mod:`cryomine.train.run` and :mod:`cryomine.train.runfolder`)."""
 
 from cryomine.devices import default_device, resolve_bf16
 from cryomine.train.config import TrainConfig, parse_loss_weights
 from cryomine.train.loop import load_checkpoint, save_checkpoint
-from cryomine.train.run import (
+from cryomine.train.run import TrainResult, train_run
+from cryomine.train.runfolder import (
     LoadedRun,
-    TrainResult,
     check_dataset_compatible,
     load_run,
     resolve_run,
     shipped_pretrained,
-    train_run,
 )
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import Any
 
 from cryomine.io.atomic import atomic_output
 from cryomine.train.loop import load_checkpoint, save_checkpoint
-from cryomine.train.run import BEST_FILE, CONFIG_FILE, SPLIT_FILE, resolve_run
+from cryomine.train.runfolder import BEST_FILE, CONFIG_FILE, SPLIT_FILE, resolve_run
 
 
 def export_pretrained(

@@ -38,7 +38,7 @@ from cryomine.io.atomic import atomic_output, write_json
 from cryomine.models.picker import PickerConfig, PickerUNet
 from cryomine.train.batchnorm import recalibrate_on_batches
 from cryomine.train.loop import load_checkpoint, load_model_state, save_checkpoint
-from cryomine.train.run import resolve_run
+from cryomine.train.runfolder import resolve_run
 from cryomine.train.runtime import Runtime
 
 __all__ = ["PickerTrainConfig", "train_picker", "load_picker", "validation_tiles", "picker_runtime"]

@@ -1,15 +1,4 @@
-"""A training run is a folder; :func:`train_run` creates or resumes one, :func:`load_run` reads it back.
-
-Folder layout:
-
-* ``config.json``: the resolved model config (``model``), train config (``train``), the dataset (absolute path,
-  box size, voxel size, row count, class names, a fingerprint), the class map (excluded classes, new ids and
-  names), split sizes and the runtime (device, bf16, channels_last).
-* ``split.json``: dataset row numbers of ``train`` (after ``max_train``), ``val``, ``test`` and ``excluded`` (rows of
-  excluded classes).
-* ``last.pt``: weights, optimiser state, completed epochs, early-stopping state and RNG states (for ``--resume``).
-* ``best.pt``: the weights of the epoch with the lowest validation loss (what evaluate / predict use).
-* ``metrics.csv``: one row per epoch: train/val loss (total and per head), val accuracy, val mIoU, time, best.
+"""A training run is a folder (layout: :mod:`cryomine.train.runfolder`); :func:`train_run` creates or resumes one.
 
 ``--resume`` continues from ``last.pt`` exactly: the same weights as an uninterrupted run. ``max_epochs``,
 ``patience`` and ``num_threads`` may be changed on resume; any other change is refused. (A new ``max_epochs``
@@ -19,11 +8,9 @@ stretches the rest of the cosine learning-rate schedule to the new end.)
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -52,113 +39,25 @@ from cryomine.train.loop import (
     save_checkpoint,
     seed_everything,
 )
+from cryomine.train.runfolder import (
+    BEST_FILE,
+    CONFIG_FILE,
+    LAST_FILE,
+    METRICS_FILE,
+    RUN_FORMAT,
+    SPLIT_FILE,
+    dataset_fingerprint,
+    read_run_config,
+    read_split,
+    resolve_run,
+    same_dataset,
+)
 from cryomine.train.runtime import Runtime
 
-RUN_FORMAT = "cryomine-run"
-CONFIG_FILE, SPLIT_FILE, BEST_FILE, LAST_FILE, METRICS_FILE = "config.json", "split.json", "best.pt", "last.pt", "metrics.csv"
 DEFAULT_MODEL = "dsmnet"
 RESUMABLE_FIELDS = ("max_epochs", "patience", "num_threads")
 METRIC_COLUMNS = ("epoch", "train_loss", "train_loss_cls", "train_loss_seg", "train_loss_rec", "val_loss", "val_loss_cls",
                   "val_loss_seg", "val_loss_rec", "val_accuracy", "val_miou", "lr", "time_s", "best")
-PRETRAINED_PREFIX = "pretrained:"
-
-
-def shipped_pretrained() -> list[str]:
-    """Names ``NAME`` of the models shipped in ``cryomine/pretrained/NAME/`` (usable as ``pretrained:NAME``), sorted."""
-    try:
-        root = resources.files("cryomine") / "pretrained"
-        return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / CONFIG_FILE).is_file())
-    except (ModuleNotFoundError, OSError):
-        return []
-
-
-def resolve_run(spec: str | os.PathLike[str]) -> Path:
-    """A run folder from a path or ``pretrained:NAME`` (shipped in ``cryomine/pretrained/NAME/``)."""
-    text = str(spec)
-    if text.startswith(PRETRAINED_PREFIX):
-        name = text[len(PRETRAINED_PREFIX):].strip()
-        shipped = shipped_pretrained()
-        if name not in shipped:
-            raise InputError(f"unknown pretrained model {name!r} (shipped: {', '.join(shipped) or 'none'})")
-        return Path(str(resources.files("cryomine") / "pretrained" / name))
-    p = Path(spec)
-    if not p.is_dir():
-        raise InputError("run folder not found" if not p.exists() else "not a run folder", p)
-    if not (p / CONFIG_FILE).is_file():
-        raise InputError(f"not a cryomine run folder (no {CONFIG_FILE})", p)
-    return p
-
-
-def dataset_fingerprint(path: str | os.PathLike[str], header: DatasetHeader) -> dict[str, Any]:
-    """What identifies a dataset file's content for this run (not its location)."""
-    digest = hashlib.sha1(json.dumps(header.config, sort_keys=True).encode()).hexdigest()
-    return {"path": str(Path(path).resolve()), "size": header.size, "voxel_size_a": header.voxel_size_a,
-            "n_written": header.n_written, "class_names": list(header.class_names), "config_sha1": digest}
-
-
-def same_dataset(fingerprint: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
-    """Whether two :func:`dataset_fingerprint` results describe the same content (wherever the files lie)."""
-    return {k: v for k, v in fingerprint.items() if k != "path"} == {k: v for k, v in stored.items() if k != "path"}
-
-
-def read_run_config(run_dir: Path) -> dict[str, Any]:
-    """Read and sanity-check ``config.json`` of a run folder."""
-    p = run_dir / CONFIG_FILE
-    try:
-        cfg = json.loads(p.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"unreadable run config ({' '.join(str(exc).split())[:120]})", p) from None
-    if not isinstance(cfg, dict) or cfg.get("format") != RUN_FORMAT or not {"model", "train", "dataset", "classes"} <= set(cfg):
-        raise InputError("not a cryomine run config", p)
-    return cfg
-
-
-def read_split(run_dir: Path) -> dict[str, Any]:
-    """Read ``split.json`` of a run folder (row lists ``train``, ``val``, ``test``, ``excluded``)."""
-    p = run_dir / SPLIT_FILE
-    try:
-        split = json.loads(p.read_text())
-        if not all(isinstance(split[k], list) for k in ("train", "val", "test", "excluded")):
-            raise ValueError("missing row lists")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"unreadable split file ({' '.join(str(exc).split())[:120]})", p) from None
-    return split
-
-
-def check_dataset_compatible(run_config: Mapping[str, Any], header: DatasetHeader, path: str | os.PathLike[str]) -> None:
-    """InputError unless the dataset's box size and classes are those the run was trained on."""
-    model_cfg = ModelConfig.from_dict(run_config["model"])
-    if model_cfg.input_zyx != (header.size,) * 3:
-        raise InputError(f"box size {header.size} does not match the model's input size "
-                         f"{'x'.join(map(str, model_cfg.input_zyx))}", path)
-    trained = list(run_config["classes"]["dataset_class_names"])
-    if list(header.class_names) != trained:
-        what = "class count mismatch" if len(header.class_names) != len(trained) else "class names differ"
-        raise InputError(f"{what}: dataset has {len(header.class_names)} classes, the run was trained on "
-                         f"{len(trained)} ({', '.join(trained[:6])}{', ...' if len(trained) > 6 else ''})", path)
-
-
-@dataclass(frozen=True)
-class LoadedRun:
-    """A trained run read back: its folder, config.json, model config, class names and the model (eval mode)."""
-
-    run_dir: Path
-    config: dict[str, Any]
-    model_config: ModelConfig
-    class_names: list[str]
-    model: nn.Module
-
-
-def load_run(spec: str | os.PathLike[str], checkpoint: str = BEST_FILE, device: torch.device | None = None) -> LoadedRun:
-    """Resolve ``spec`` (:func:`resolve_run`), rebuild the model and load ``checkpoint`` weights."""
-    run_dir = resolve_run(spec)
-    cfg = read_run_config(run_dir)
-    model_cfg = ModelConfig.from_dict(cfg["model"])
-    ckpt = load_checkpoint(run_dir / checkpoint)
-    model = build_model(model_cfg)
-    load_model_state(model, ckpt["model_state"], run_dir / checkpoint)
-    model.to(device or default_device()).eval()
-    return LoadedRun(run_dir, cfg, model_cfg, list(cfg["classes"]["class_names"]), model)
 
 
 def initial_weights(spec: str, dataset: Path, header: DatasetHeader, class_map: ClassMap, model_cfg: ModelConfig) -> dict[str, Any]:
@@ -299,6 +198,113 @@ def _epoch_line(epoch: int, max_epochs: int, s: Mapping[str, float], is_best: bo
     return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What a run trains: its resolved configs, class map, split and (new runs) ``--init-from`` weights."""
+
+    train: TrainConfig
+    model: ModelConfig
+    class_map: ClassMap
+    split: dict[str, Any]
+    init: dict[str, Any] | None
+
+
+def _plan_resume(run_dir: Path, dataset: Path, header: DatasetHeader, model: str | ModelConfig | None,
+                 options: Mapping[str, Any], train: TrainConfig | Mapping[str, Any] | None) -> _Plan:
+    """The stored plan of the run in ``run_dir``; InputError if there is nothing to resume or anything but
+    :data:`RESUMABLE_FIELDS` would change."""
+    if (run_dir / CONFIG_FILE).exists() and not (run_dir / LAST_FILE).exists() and not (run_dir / BEST_FILE).exists():
+        raise InputError("nothing to resume: the run stopped before finishing its first epoch (no last.pt); "
+                         "start it again without --resume", run_dir)  # fmt: skip
+    if not (run_dir / CONFIG_FILE).exists() or not (run_dir / LAST_FILE).exists():
+        raise InputError("nothing to resume: no config.json / last.pt in the run folder", run_dir)
+    stored = read_run_config(run_dir)
+    if not same_dataset(dataset_fingerprint(dataset, header), stored["dataset"]):
+        raise InputError("dataset differs from the one this run was started on", dataset)
+    model_cfg = ModelConfig.from_dict(stored["model"])
+    if model is not None or options:
+        wanted = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(
+            {**stored["model"], **({"name": model} if model else {}), **options})
+        if wanted != model_cfg:
+            raise InputError("resume: the run was started with another model configuration; use a new --out")
+    class_map = ClassMap(tuple(stored["classes"]["dataset_class_names"]), tuple(stored["classes"]["excluded"]))
+    return _Plan(_resolve_train(stored["train"], train), model_cfg, class_map, read_split(run_dir), stored.get("init_from"))
+
+
+def _plan_new(run_dir: Path, dataset: Path, header: DatasetHeader, model: str | ModelConfig | None,
+              options: Mapping[str, Any], train: TrainConfig | Mapping[str, Any] | None) -> _Plan:
+    """The plan of a new run; InputError if ``run_dir`` already holds one that finished an epoch."""
+    if (run_dir / CONFIG_FILE).exists() and ((run_dir / LAST_FILE).exists() or (run_dir / BEST_FILE).exists()):
+        raise InputError("run folder already holds a run; use --resume to continue it or another --out", run_dir)
+    train_cfg = _resolve_train(None, train)
+    class_map = ClassMap.build(header.class_names, train_cfg.exclude_classes)
+    model_cfg = _model_config(model, options, class_map, header.size)
+    init = initial_weights(train_cfg.init_from, dataset, header, class_map, model_cfg) if train_cfg.init_from else None
+    split = (_kept_split(init.pop("split"), dataset, class_map, train_cfg) if init and "split" in init
+             else {"seed": train_cfg.seed, "fractions": list(train_cfg.split_fractions),
+                   **_make_split(dataset, class_map, train_cfg)})
+    return _Plan(train_cfg, model_cfg, class_map, split, init)
+
+
+def _runtime(plan: _Plan, log: Callable[[str], None]) -> Runtime:
+    """Threads, device and precision for training ``plan`` (a warning line if bf16 may be unsafe here)."""
+    if plan.train.num_threads is not None:
+        torch.set_num_threads(plan.train.num_threads)
+    device = default_device()
+    if device.type == "cpu":
+        keep_freed_memory()  # large activations otherwise page-fault afresh every step (see models.flops)
+    input_zyx = plan.model.input_zyx
+    runtime = Runtime(device, resolve_bf16(plan.train.bf16, device, input_zyx, training=True), plan.train.channels_last)
+    if runtime.bf16 and not bf16_training_safe(device, input_zyx):
+        log(f"warning: bf16 training on CPU with {input_zyx} inputs gives wrong gradients with some "
+            "oneDNN versions; consider --no-bf16")
+    return runtime
+
+
+def _restore(run_dir: Path, net: nn.Module, optimizer: torch.optim.Optimizer, train_cfg: TrainConfig) -> tuple[StopState, int]:
+    """Load ``last.pt`` into ``net`` and ``optimizer`` and restore the RNG states; (early-stopping state, epochs done)."""
+    ckpt = load_checkpoint(run_dir / LAST_FILE)
+    load_model_state(net, ckpt["model_state"], run_dir / LAST_FILE)
+    optimizer.load_state_dict(ckpt["optimizer_state"])
+    for group in optimizer.param_groups:  # betas are the (unchanged) config's; lr is set per step
+        group["betas"] = train_cfg.betas
+    restore_rng(ckpt["rng"])
+    return StopState(float(ckpt["stop"]["best_score"]), int(ckpt["stop"]["best_epoch"])), int(ckpt["epoch"])
+
+
+def _run_config(plan: _Plan, dataset: Path, header: DatasetHeader, runtime: Runtime) -> dict[str, Any]:
+    """The ``config.json`` of a run: everything resolved, to read back or resume it."""
+    return {
+        "format": RUN_FORMAT, "format_version": 1, "cryomine_version": __version__,
+        "model": plan.model.to_dict(), "train": plan.train.to_dict(),
+        "dataset": dataset_fingerprint(dataset, header), "classes": plan.class_map.to_dict(),
+        "split": {k: len(plan.split[k]) for k in ("train", "val", "test", "excluded")}, "init_from": plan.init,
+        "runtime": {"device": str(runtime.device), "bf16": runtime.bf16, "channels_last": runtime.channels_last,
+                    "num_threads": torch.get_num_threads()},
+    }
+
+
+def _epoch_writer(run_dir: Path, plan: _Plan, net: nn.Module, optimizer: torch.optim.Optimizer,
+                  rows: list[dict[str, Any]], log: Callable[[str], None]) -> Callable[..., None]:
+    """The end-of-epoch callback of :func:`fit`: appends to ``metrics.csv``, writes ``best.pt`` / ``last.pt``, logs."""
+    meta = {"model_config": plan.model.to_dict(), "class_names": plan.class_map.names}
+
+    def on_epoch_end(epoch: int, stats: dict[str, float], is_best: bool, st: StopState) -> None:
+        rows.append({"epoch": epoch, **stats, "best": int(is_best)})
+        _write_metrics(run_dir, rows)
+        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+        if is_best:
+            save_checkpoint(run_dir / BEST_FILE, {"kind": "best", "epoch": epoch, "val_loss": stats["val_loss"],
+                                                  "model_state": state, **meta})
+        save_checkpoint(run_dir / LAST_FILE, {"kind": "last", "epoch": epoch, "model_state": state,
+                                              "optimizer_state": optimizer.state_dict(),
+                                              "stop": {"best_score": st.best_score, "best_epoch": st.best_epoch},
+                                              "rng": capture_rng(), **meta})
+        log(_epoch_line(epoch, plan.train.max_epochs, stats, is_best))
+
+    return on_epoch_end
+
+
 def train_run(
     dataset: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -316,110 +322,38 @@ def train_run(
     :class:`ModelConfig`. ``log`` receives one line per epoch.
     """
     log = log or (lambda _line: None)
-    run_dir = Path(out)
-    dataset = Path(dataset)
+    run_dir, dataset = Path(out), Path(dataset)
     header = open_dataset(dataset)
-    options = dict(model_options or {})
-    has_run = (run_dir / CONFIG_FILE).exists()
-    unstarted = has_run and not (run_dir / LAST_FILE).exists() and not (run_dir / BEST_FILE).exists()
+    plan = (_plan_resume if resume else _plan_new)(run_dir, dataset, header, model, dict(model_options or {}), train)
+    heads = model_heads(plan.model)
+    weights = plan.train.weights_for(heads)  # refuses all-zero weights of this model's heads, before any output
+    check_model_memory(plan.model, training=True)  # before the folder is made or the weights allocated
+    runtime = _runtime(plan, log)
+    limit = int(plan.train.cache_limit_gb * 1024**3)
+    data = {part: SubtomoDataset(dataset, plan.split[part], plan.class_map, with_mask="seg" in heads,
+                                 with_density="rec" in heads, cache_limit_bytes=limit,
+                                 augment=plan.train.augment if part == "train" else None)
+            for part in ("train", "val")}
+
+    seed_everything(plan.train.seed)
+    net = runtime.prepare(build_model(plan.model))
+    optimizer = build_optimizer(net, plan.train)
+    stop, start_epoch = StopState(), 0
+    if plan.init and not resume:
+        load_model_state(net, plan.init.pop("state"), plan.init["run"])
     if resume:
-        if unstarted:
-            raise InputError("nothing to resume: the run stopped before finishing its first epoch (no last.pt); "
-                             "start it again without --resume", run_dir)  # fmt: skip
-        if not has_run or not (run_dir / LAST_FILE).exists():
-            raise InputError("nothing to resume: no config.json / last.pt in the run folder", run_dir)
-        stored = read_run_config(run_dir)
-        if not same_dataset(dataset_fingerprint(dataset, header), stored["dataset"]):
-            raise InputError("dataset differs from the one this run was started on", dataset)
-        train_cfg = _resolve_train(stored["train"], train)
-        model_cfg = ModelConfig.from_dict(stored["model"])
-        if model is not None or options:
-            wanted = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(
-                {**stored["model"], **({"name": model} if model else {}), **options})
-            if wanted != model_cfg:
-                raise InputError("resume: the run was started with another model configuration; use a new --out")
-        class_map = ClassMap(tuple(stored["classes"]["dataset_class_names"]), tuple(stored["classes"]["excluded"]))
-        split = read_split(run_dir)
-        init = stored.get("init_from")
-    else:
-        if has_run and not unstarted:  # a run that never finished an epoch holds nothing to keep: it starts again
-            raise InputError("run folder already holds a run; use --resume to continue it or another --out", run_dir)
-        train_cfg = _resolve_train(None, train)
-        class_map = ClassMap.build(header.class_names, train_cfg.exclude_classes)
-        model_cfg = _model_config(model, options, class_map, header.size)
-        init = initial_weights(train_cfg.init_from, dataset, header, class_map, model_cfg) if train_cfg.init_from else None
-        split = (_kept_split(init.pop("split"), dataset, class_map, train_cfg) if init and "split" in init
-                 else {"seed": train_cfg.seed, "fractions": list(train_cfg.split_fractions),
-                       **_make_split(dataset, class_map, train_cfg)})
-    heads = model_heads(model_cfg)
-    weights = train_cfg.weights_for(heads)
-    check_model_memory(model_cfg, training=True)  # before the folder is made or the weights allocated
-
-    if train_cfg.num_threads is not None:
-        torch.set_num_threads(train_cfg.num_threads)
-    device = default_device()
-    if device.type == "cpu":
-        keep_freed_memory()  # large activations otherwise page-fault afresh every step (see models.flops)
-    runtime = Runtime(device, resolve_bf16(train_cfg.bf16, device, model_cfg.input_zyx, training=True),
-                      train_cfg.channels_last)
-    if runtime.bf16 and not bf16_training_safe(device, model_cfg.input_zyx):
-        log(f"warning: bf16 training on CPU with {model_cfg.input_zyx} inputs gives wrong gradients with some "
-            "oneDNN versions; consider --no-bf16")
-    limit = int(train_cfg.cache_limit_gb * 1024**3)
-    train_data = SubtomoDataset(dataset, split["train"], class_map, with_mask="seg" in heads,
-                                with_density="rec" in heads, cache_limit_bytes=limit, augment=train_cfg.augment)
-    val_data = SubtomoDataset(dataset, split["val"], class_map, with_mask="seg" in heads,
-                              with_density="rec" in heads, cache_limit_bytes=limit)
-
-    seed_everything(train_cfg.seed)
-    net = runtime.prepare(build_model(model_cfg))
-    optimizer = build_optimizer(net, train_cfg)
-    stop = StopState()
-    start_epoch = 0
-    if init and not resume:
-        load_model_state(net, init.pop("state"), init["run"])
-    if resume:
-        ckpt = load_checkpoint(run_dir / LAST_FILE)
-        load_model_state(net, ckpt["model_state"], run_dir / LAST_FILE)
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        for group in optimizer.param_groups:  # betas are the (unchanged) config's; lr is set per step
-            group["betas"] = train_cfg.betas
-        stop = StopState(float(ckpt["stop"]["best_score"]), int(ckpt["stop"]["best_epoch"]))
-        start_epoch = int(ckpt["epoch"])
-        restore_rng(ckpt["rng"])
-
-    config = {
-        "format": RUN_FORMAT, "format_version": 1, "cryomine_version": __version__,
-        "model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
-        "dataset": dataset_fingerprint(dataset, header), "classes": class_map.to_dict(),
-        "split": {k: len(split[k]) for k in ("train", "val", "test", "excluded")}, "init_from": init,
-        "runtime": {"device": str(device), "bf16": runtime.bf16, "channels_last": runtime.channels_last,
-                    "num_threads": torch.get_num_threads()},
-    }
+        stop, start_epoch = _restore(run_dir, net, optimizer, plan.train)
+    config = _run_config(plan, dataset, header, runtime)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        write_json(run_dir / SPLIT_FILE, {**split, "excluded_classes": list(class_map.excluded)})
+        write_json(run_dir / SPLIT_FILE, {**plan.split, "excluded_classes": list(plan.class_map.excluded)})
     write_json(run_dir / CONFIG_FILE, config)
     rows = _metrics_rows(run_dir, start_epoch)
-    meta = {"model_config": model_cfg.to_dict(), "class_names": class_map.names}
-
-    def on_epoch_end(epoch: int, stats: dict[str, float], is_best: bool, st: StopState) -> None:
-        rows.append({"epoch": epoch, **stats, "best": int(is_best)})
-        _write_metrics(run_dir, rows)
-        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        if is_best:
-            save_checkpoint(run_dir / BEST_FILE, {"kind": "best", "epoch": epoch, "val_loss": stats["val_loss"],
-                                                  "model_state": state, **meta})
-        save_checkpoint(run_dir / LAST_FILE, {"kind": "last", "epoch": epoch, "model_state": state,
-                                              "optimizer_state": optimizer.state_dict(),
-                                              "stop": {"best_score": st.best_score, "best_epoch": st.best_epoch},
-                                              "rng": capture_rng(), **meta})
-        log(_epoch_line(epoch, train_cfg.max_epochs, stats, is_best))
-
-    stopped = fit(net, optimizer, train_data, val_data, config=train_cfg, start_epoch=start_epoch, heads=heads,
+    stopped = fit(net, optimizer, data["train"], data["val"], config=plan.train, start_epoch=start_epoch, heads=heads,
                   weights=weights, runtime=runtime, stop=stop,
-                  n_classes=model_cfg.n_classes if model_cfg.has_cls else None, on_epoch_end=on_epoch_end)
-    train_data.close()
-    val_data.close()
+                  n_classes=plan.model.n_classes if plan.model.has_cls else None,
+                  on_epoch_end=_epoch_writer(run_dir, plan, net, optimizer, rows, log))
+    for d in data.values():
+        d.close()
     epochs = rows[-1]["epoch"] if rows else start_epoch
     return TrainResult(run_dir, int(epochs), stopped, stop.best_epoch, stop.best_score)
